@@ -1,0 +1,1 @@
+//! Filesystems inside a partition: the FAT boot partition and the ext4 root filesystem.
