@@ -8,3 +8,5 @@
 pub mod cli;
 pub mod disk;
 pub mod fs;
+pub mod inspect;
+pub mod source;

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use piimg::cli::{Cli, Command};
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -18,8 +19,20 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Inspect(_args) => anyhow::bail!("inspect is not implemented yet"),
+        Command::Inspect(args) => inspect(&args),
     }
+}
+
+fn inspect(args: &piimg::cli::InspectArgs) -> anyhow::Result<()> {
+    let report = piimg::inspect::inspect(&args.image)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        piimg::inspect::render_human(&report, &mut out)?;
+    }
+    Ok(())
 }
 
 /// One line: the error and each cause, separated by ": ", skipping causes already in the text.

@@ -1,0 +1,75 @@
+//! The boot partition's kernel command line and kernel choice.
+
+use super::{fs_err, BootInfo, InspectError, PartitionInfo};
+use crate::disk::{self, Layout};
+use crate::fs::fat::BootFs;
+use std::path::Path;
+
+/// Ubuntu 25.10+ boots through `autoboot.txt` with A/B folders; the live one is `current/`.
+const AB_CMDLINE: &str = "current/cmdline.txt";
+
+/// Finds the FAT partition with a `cmdline.txt`. Bases without one (Ubuntu amd64, whose
+/// parameters live in GRUB) give `None`.
+pub fn find(
+    raw: &Path,
+    image: &Path,
+    layout: &Layout,
+    partitions: &[PartitionInfo],
+) -> Result<Option<BootInfo>, InspectError> {
+    for info in partitions.iter().filter(|p| p.filesystem == "vfat") {
+        let Some(part) = layout.partition(info.number) else { continue };
+        let view = disk::open_partition(raw, part, false).map_err(|e| fs_err(image, info.number, e))?;
+        // Inspect never writes; the epoch only matters for writes.
+        let fat = BootFs::open(view, 0).map_err(|e| fs_err(image, info.number, e))?;
+        let cmdline_path = if fat.exists("autoboot.txt") && fat.exists(AB_CMDLINE) {
+            AB_CMDLINE
+        } else if fat.exists("cmdline.txt") {
+            "cmdline.txt"
+        } else {
+            continue;
+        };
+        let cmdline = fat
+            .read_file(cmdline_path)
+            .map_err(|e| fs_err(image, info.number, e))?;
+        let config_dir = cmdline_path.strip_suffix("cmdline.txt").unwrap_or("");
+        let kernel = fat
+            .read_file(&format!("{config_dir}config.txt"))
+            .ok()
+            .and_then(|c| kernel_setting(&String::from_utf8_lossy(&c)));
+        return Ok(Some(BootInfo {
+            partition: info.number,
+            cmdline_path: cmdline_path.to_string(),
+            cmdline: String::from_utf8_lossy(&cmdline).trim().to_string(),
+            kernel,
+        }));
+    }
+    Ok(None)
+}
+
+/// The last `kernel=` line of config.txt outside conditional sections other than `[all]`/`[pi5]`.
+fn kernel_setting(config: &str) -> Option<String> {
+    let mut section = "all".to_string();
+    let mut kernel = None;
+    for line in config.lines().map(str::trim) {
+        if line.starts_with('[') && line.ends_with(']') {
+            section = line[1..line.len() - 1].to_ascii_lowercase();
+        } else if section == "all" || section == "pi5" {
+            if let Some(v) = line.strip_prefix("kernel=") {
+                kernel = Some(v.trim().to_string());
+            }
+        }
+    }
+    kernel
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_setting;
+
+    #[test]
+    fn kernel_from_all_or_pi5_sections_only() {
+        let cfg = "[pi4]\nkernel=kernel7l.img\n[all]\narm_64bit=1\n[pi5]\nkernel=kernel8.img\n";
+        assert_eq!(kernel_setting(cfg).as_deref(), Some("kernel8.img"));
+        assert_eq!(kernel_setting("[pi4]\nkernel=x.img\n"), None);
+    }
+}
