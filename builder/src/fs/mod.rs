@@ -1,1 +1,3 @@
 //! Filesystems inside a partition: the FAT boot partition and the ext4 root filesystem.
+
+pub mod fat;
