@@ -8,4 +8,5 @@
 pub mod cli;
 pub mod disk;
 pub mod fs;
+pub mod output;
 pub mod source;
