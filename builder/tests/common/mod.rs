@@ -1,5 +1,7 @@
-//! Helpers shared by the integration tests: test images with holes, standard tools, extents.
+//! Helpers shared by the integration tests: test images with holes, standard tools, a server.
 #![allow(dead_code, missing_docs)]
+
+pub mod http;
 
 use std::fs::File;
 use std::io::Write;
