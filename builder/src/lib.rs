@@ -9,4 +9,5 @@ pub mod cli;
 pub mod disk;
 pub mod fs;
 pub mod inspect;
+pub mod output;
 pub mod source;

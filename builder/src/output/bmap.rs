@@ -1,0 +1,198 @@
+//! bmaptool's block map (format 2.0) of a sparse image, built from its data extents so holes
+//! are never read. `bmaptool copy` and `piimg flash` write only the mapped blocks and check
+//! each range against its SHA-256.
+
+use super::error::{read_error, OutputError};
+use super::extents::{extents_of, Extent};
+use sha2::{Digest, Sha256};
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// bmaptool's block size; every image we write is 4 KiB aligned.
+pub const BMAP_BLOCK_SIZE: u64 = 4096;
+
+/// A run of mapped blocks, inclusive, with the SHA-256 of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockRange {
+    /// First block.
+    pub first: u64,
+    /// Last block (inclusive).
+    pub last: u64,
+    /// SHA-256 of the bytes of these blocks (the last block cut at the image end).
+    pub sha256: String,
+}
+
+/// The block map of one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bmap {
+    /// Image size in bytes.
+    pub image_size: u64,
+    /// Mapped ranges, in order, not touching each other.
+    pub ranges: Vec<BlockRange>,
+}
+
+impl Bmap {
+    /// Maps the image at `path`: reads only its data extents.
+    pub fn of_image(path: &Path) -> Result<Bmap, OutputError> {
+        let file = File::open(path).map_err(|e| read_error(path, e))?;
+        let size = file.metadata().map_err(|e| read_error(path, e))?.len();
+        let extents = extents_of(&file).map_err(|e| read_error(path, e))?;
+        let ranges = block_ranges(&extents)
+            .into_iter()
+            .map(|(first, last)| {
+                let sha256 = hash_blocks(&file, size, first, last)?;
+                Ok(BlockRange {
+                    first,
+                    last,
+                    sha256,
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| read_error(path, e))?;
+        Ok(Bmap {
+            image_size: size,
+            ranges,
+        })
+    }
+
+    /// Number of blocks of the image (the last may be partial).
+    pub fn blocks_count(&self) -> u64 {
+        self.image_size.div_ceil(BMAP_BLOCK_SIZE)
+    }
+
+    /// Number of mapped blocks.
+    pub fn mapped_blocks(&self) -> u64 {
+        self.ranges.iter().map(|r| r.last - r.first + 1).sum()
+    }
+
+    /// The XML text, with `BmapFileChecksum` computed the way bmaptool checks it: the SHA-256
+    /// of the whole file with that field's value written as 64 ASCII zeros.
+    pub fn to_xml(&self) -> String {
+        let placeholder = "0".repeat(64);
+        let text = self.render(&placeholder);
+        let checksum = hex::encode(Sha256::digest(text.as_bytes()));
+        text.replacen(
+            &format!("<BmapFileChecksum> {placeholder} </BmapFileChecksum>"),
+            &format!("<BmapFileChecksum> {checksum} </BmapFileChecksum>"),
+            1,
+        )
+    }
+
+    fn render(&self, checksum: &str) -> String {
+        let mapped = self.mapped_blocks();
+        let percent = if self.blocks_count() == 0 {
+            0.0
+        } else {
+            mapped as f64 * 100.0 / self.blocks_count() as f64
+        };
+        let mut xml = String::new();
+        xml.push_str("<?xml version=\"1.0\" ?>\n");
+        xml.push_str(
+            "<!-- Block map of a piimg node image: the blocks that hold data. Only these\n",
+        );
+        xml.push_str("     need writing to the target device (bmaptool copy, piimg flash). -->\n");
+        xml.push_str("<bmap version=\"2.0\">\n");
+        let _ = writeln!(
+            xml,
+            "    <!-- Image size in bytes: {} -->",
+            human(self.image_size)
+        );
+        let _ = writeln!(xml, "    <ImageSize> {} </ImageSize>\n", self.image_size);
+        xml.push_str("    <!-- Size of a block in bytes -->\n");
+        let _ = writeln!(xml, "    <BlockSize> {BMAP_BLOCK_SIZE} </BlockSize>\n");
+        xml.push_str("    <!-- Count of blocks in the image file -->\n");
+        let _ = writeln!(
+            xml,
+            "    <BlocksCount> {} </BlocksCount>\n",
+            self.blocks_count()
+        );
+        let _ = writeln!(
+            xml,
+            "    <!-- Count of mapped blocks: {} or {percent:.1}% -->",
+            human(mapped * BMAP_BLOCK_SIZE)
+        );
+        let _ = writeln!(
+            xml,
+            "    <MappedBlocksCount> {mapped} </MappedBlocksCount>\n"
+        );
+        xml.push_str("    <!-- Type of checksum used in this file -->\n");
+        xml.push_str("    <ChecksumType> sha256 </ChecksumType>\n\n");
+        xml.push_str(
+            "    <!-- The checksum of this bmap file. When it is calculated, the value of\n",
+        );
+        xml.push_str("         the checksum has be zero (all ASCII \"0\" symbols).  -->\n");
+        let _ = writeln!(
+            xml,
+            "    <BmapFileChecksum> {checksum} </BmapFileChecksum>\n"
+        );
+        xml.push_str("    <!-- The block map: ranges of mapped blocks with their checksums. -->\n");
+        xml.push_str("    <BlockMap>\n");
+        for r in &self.ranges {
+            if r.first == r.last {
+                let _ = writeln!(
+                    xml,
+                    "        <Range chksum=\"{}\"> {} </Range>",
+                    r.sha256, r.first
+                );
+            } else {
+                let _ = writeln!(
+                    xml,
+                    "        <Range chksum=\"{}\"> {}-{} </Range>",
+                    r.sha256, r.first, r.last
+                );
+            }
+        }
+        xml.push_str("    </BlockMap>\n");
+        xml.push_str("</bmap>\n");
+        xml
+    }
+}
+
+/// Block ranges (inclusive) covering the extents, rounded out to whole blocks and merged
+/// where they touch.
+fn block_ranges(extents: &[Extent]) -> Vec<(u64, u64)> {
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for e in extents.iter().filter(|e| e.len > 0) {
+        let first = e.offset / BMAP_BLOCK_SIZE;
+        let last = (e.end() - 1) / BMAP_BLOCK_SIZE;
+        match ranges.last_mut() {
+            Some(prev) if first <= prev.1 + 1 => prev.1 = prev.1.max(last),
+            _ => ranges.push((first, last)),
+        }
+    }
+    ranges
+}
+
+/// SHA-256 of blocks `first..=last`, the last cut at the end of the image (as bmaptool reads).
+fn hash_blocks(file: &File, size: u64, first: u64, last: u64) -> io::Result<String> {
+    let start = first * BMAP_BLOCK_SIZE;
+    let end = ((last + 1) * BMAP_BLOCK_SIZE).min(size);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = start;
+    while pos < end {
+        let n = ((end - pos) as usize).min(buf.len());
+        file.read_exact_at(&mut buf[..n], pos)?;
+        hasher.update(&buf[..n]);
+        pos += n as u64;
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// bmaptool's human size: "1.5 MiB".
+fn human(size: u64) -> String {
+    if size < 512 {
+        return format!("{size} bytes");
+    }
+    let mut value = size as f64;
+    for unit in ["KiB", "MiB", "GiB", "TiB"] {
+        value /= 1024.0;
+        if value < 1024.0 {
+            return format!("{value:.1} {unit}");
+        }
+    }
+    format!("{value:.1} PiB")
+}

@@ -1,0 +1,230 @@
+//! Writes every output of a build into the out folder all-or-nothing: each file goes to a
+//! temporary name (mode 0600 from creation, since the image holds the join token), is synced,
+//! and only when all are complete are they renamed into place. On any failure every temporary
+//! is removed and no file is left at an output path.
+
+use super::bmap::Bmap;
+use super::compress::{compress_image_to, Format};
+use super::copy::{clone_into, Side};
+use super::error::{read_error, write_error, OutputError};
+use super::extents::extents_of;
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use tempfile::NamedTempFile;
+
+/// What to publish.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishRequest<'a> {
+    /// The folder the outputs go to (must exist).
+    pub out_dir: &'a Path,
+    /// The node name: outputs are `<node>.img[.zst|.xz|.gz]`, `.sha256`, `.bmap`, `.build.json`.
+    pub node: &'a str,
+    /// The finished raw (sparse) image; only read.
+    pub image: &'a Path,
+    /// The image encoding.
+    pub format: Format,
+    /// The build record, written as pretty JSON.
+    pub build_json: &'a serde_json::Value,
+}
+
+/// Where the outputs are, once published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The image file (`<node>.img` or compressed).
+    pub image: PathBuf,
+    /// SHA-256 of the image file as written (of the compressed bytes when compressed).
+    pub image_sha256: String,
+    /// `<image file>.sha256`, in `sha256sum` format.
+    pub checksum: PathBuf,
+    /// `<node>.bmap` of the raw image.
+    pub bmap: PathBuf,
+    /// `<node>.build.json`.
+    pub build_json: PathBuf,
+}
+
+/// Publishes the outputs of one build, all or nothing (see the module docs).
+pub fn publish(req: &PublishRequest<'_>) -> Result<Published, OutputError> {
+    check_name(req.node)?;
+    let dir = req.out_dir;
+    let image_name = format!("{}.{}", req.node, req.format.extension());
+    let finals = Published {
+        image: dir.join(&image_name),
+        image_sha256: String::new(),
+        checksum: dir.join(format!("{image_name}.sha256")),
+        bmap: dir.join(format!("{}.bmap", req.node)),
+        build_json: dir.join(format!("{}.build.json", req.node)),
+    };
+
+    let image_tmp = temp_for(&finals.image)?;
+    let image_sha256 = write_image(req, image_tmp.as_file(), &finals.image)?;
+
+    let checksum_tmp = temp_for(&finals.checksum)?;
+    write_bytes(
+        &checksum_tmp,
+        format!("{image_sha256}  {image_name}\n").as_bytes(),
+        &finals.checksum,
+    )?;
+
+    let bmap_tmp = temp_for(&finals.bmap)?;
+    let bmap = Bmap::of_image(req.image)?;
+    write_bytes(&bmap_tmp, bmap.to_xml().as_bytes(), &finals.bmap)?;
+
+    let json_tmp = temp_for(&finals.build_json)?;
+    let mut json = serde_json::to_vec_pretty(req.build_json)
+        .map_err(|e| write_error(&finals.build_json, io::Error::other(e)))?;
+    json.push(b'\n');
+    write_bytes(&json_tmp, &json, &finals.build_json)?;
+
+    rename_all(vec![
+        (image_tmp, finals.image.clone()),
+        (checksum_tmp, finals.checksum.clone()),
+        (bmap_tmp, finals.bmap.clone()),
+        (json_tmp, finals.build_json.clone()),
+    ])?;
+    sync_dir(dir);
+    tracing::info!(image = %finals.image.display(), sha256 = %image_sha256, "published");
+    Ok(Published {
+        image_sha256,
+        ..finals
+    })
+}
+
+/// A node name must make plain file names in the out folder.
+fn check_name(node: &str) -> Result<(), OutputError> {
+    let ok = !node.is_empty()
+        && !node.starts_with('.')
+        && node
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(OutputError::BadName {
+            name: node.to_string(),
+        })
+    }
+}
+
+/// A temporary file beside `final_path`, mode 0600 from creation (tempfile's default),
+/// removed when dropped unless renamed.
+fn temp_for(final_path: &Path) -> Result<NamedTempFile, OutputError> {
+    let dir = final_path.parent().unwrap_or(Path::new("."));
+    let name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| write_error(final_path, e))
+}
+
+/// Writes the image in its format into `out` and syncs it; returns the SHA-256 of the bytes.
+fn write_image(
+    req: &PublishRequest<'_>,
+    out: &File,
+    final_path: &Path,
+) -> Result<String, OutputError> {
+    if req.format == Format::Raw {
+        let src = File::open(req.image).map_err(|e| read_error(req.image, e))?;
+        clone_into(&src, out).map_err(|e| match e {
+            Side::Read(e) => read_error(req.image, e),
+            Side::Write(e) => write_error(final_path, e),
+        })?;
+        out.sync_all().map_err(|e| write_error(final_path, e))?;
+        return sparse_sha256(&src).map_err(|e| read_error(req.image, e));
+    }
+    let mut writer = HashingWriter {
+        inner: BufWriter::with_capacity(1 << 20, out),
+        hasher: Sha256::new(),
+    };
+    compress_image_to(req.image, req.format, &mut writer, final_path)?;
+    let HashingWriter { inner, hasher } = writer;
+    inner
+        .into_inner()
+        .map_err(|e| write_error(final_path, e.into_error()))?
+        .sync_all()
+        .map_err(|e| write_error(final_path, e))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// SHA-256 of a sparse file, reading only its data extents (holes are hashed as zeros).
+fn sparse_sha256(file: &File) -> io::Result<String> {
+    let size = file.metadata()?.len();
+    let zeros = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; 1 << 20];
+    let mut hasher = Sha256::new();
+    let mut pos = 0u64;
+    let hash_zeros = |hasher: &mut Sha256, mut n: u64| {
+        while n > 0 {
+            let k = n.min(zeros.len() as u64) as usize;
+            hasher.update(&zeros[..k]);
+            n -= k as u64;
+        }
+    };
+    for extent in extents_of(file)? {
+        hash_zeros(&mut hasher, extent.offset - pos);
+        let mut at = extent.offset;
+        while at < extent.end() {
+            let n = ((extent.end() - at) as usize).min(buf.len());
+            file.read_exact_at(&mut buf[..n], at)?;
+            hasher.update(&buf[..n]);
+            at += n as u64;
+        }
+        pos = extent.end();
+    }
+    hash_zeros(&mut hasher, size - pos);
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn write_bytes(temp: &NamedTempFile, bytes: &[u8], final_path: &Path) -> Result<(), OutputError> {
+    let mut file = temp.as_file();
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| write_error(final_path, e))
+}
+
+/// Renames each temporary into place; if one fails, removes the ones already renamed so no
+/// output path is left holding a file of this half-published build.
+fn rename_all(pairs: Vec<(NamedTempFile, PathBuf)>) -> Result<(), OutputError> {
+    let mut done: Vec<PathBuf> = Vec::new();
+    for (temp, path) in pairs {
+        if let Err(e) = temp.persist(&path) {
+            for p in &done {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(write_error(&path, e.error));
+        }
+        done.push(path);
+    }
+    Ok(())
+}
+
+/// Makes the renames durable; best effort, since not every filesystem syncs folders.
+fn sync_dir(dir: &Path) {
+    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::debug!(dir = %dir.display(), error = %e, "folder sync failed");
+    }
+}
+
+/// Passes bytes through while hashing them, so the checksum costs no second read.
+struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}

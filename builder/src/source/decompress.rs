@@ -1,0 +1,240 @@
+//! Turns a base image as downloaded (`.img`, `.img.xz`, `.img.gz`, `.img.zst`) into a raw, sparse
+//! image file. The format is told by magic bytes, never by the name, because downloads are
+//! cached under their digest and lose their names.
+
+use super::sparse_write::{copy_sparse, CopyError};
+use super::SourceError;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// Input buffer for decoders: big enough that syscalls do not dominate.
+const READ_BUFFER: usize = 1 << 20;
+/// Memory the multi-threaded xz decoder may use before it drops to fewer threads; keeps a
+/// build's peak RSS bounded whatever the image size.
+const XZ_MEMLIMIT_THREADING: u64 = 192 << 20;
+
+/// How a file is compressed, as told by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// A raw image (or anything without a known magic).
+    None,
+    /// `.xz` (one or more concatenated streams, possibly multi-block).
+    Xz,
+    /// `.gz` (one or more members).
+    Gzip,
+    /// `.zst` (one or more frames).
+    Zstd,
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::None => "raw",
+            Compression::Xz => ".xz",
+            Compression::Gzip => ".gz",
+            Compression::Zstd => ".zst",
+        })
+    }
+}
+
+const XZ_MAGIC: &[u8] = &[0xFD, b'7', b'z', b'X', b'Z', 0x00];
+const GZIP_MAGIC: &[u8] = &[0x1F, 0x8B];
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xB5, 0x2F, 0xFD];
+
+impl Compression {
+    /// Detects the format from the first bytes of a file.
+    pub fn from_magic(head: &[u8]) -> Compression {
+        if head.starts_with(XZ_MAGIC) {
+            Compression::Xz
+        } else if head.starts_with(GZIP_MAGIC) {
+            Compression::Gzip
+        } else if head.starts_with(ZSTD_MAGIC) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+
+    /// Detects the format of the file at `path` by reading its first bytes.
+    pub fn detect(path: &Path) -> Result<Compression, SourceError> {
+        let mut file = File::open(path).map_err(|source| read_error(path, source))?;
+        let mut head = [0u8; 6];
+        let mut filled = 0;
+        while filled < head.len() {
+            match file.read(&mut head[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(read_error(path, source)),
+            }
+        }
+        Ok(Compression::from_magic(&head[..filled]))
+    }
+}
+
+/// Decompresses `input` (any [`Compression`], raw is copied) into a sparse file at `output`
+/// and returns its size in bytes. Streams with bounded memory; multi-block xz decodes on
+/// several threads. Writes a temporary file beside `output` and renames it only when the
+/// whole stream decoded, so a failure never leaves a file (partial or not) at `output`.
+pub fn decompress_to(input: &Path, output: &Path) -> Result<u64, SourceError> {
+    let format = Compression::detect(input)?;
+    let file = File::open(input).map_err(|source| read_error(input, source))?;
+    let reader = BufReader::with_capacity(READ_BUFFER, file);
+    let mut decoder = decoder_for(format, reader).map_err(|e| decode_error(input, format, e))?;
+
+    let dir = parent_dir(output);
+    let temp = tempfile::Builder::new()
+        .prefix(".piimg-decompress-")
+        .tempfile_in(dir)
+        .map_err(|source| write_error(output, source))?;
+    let size = copy_sparse(&mut decoder, temp.as_file()).map_err(|e| match e {
+        CopyError::Read(err) => decode_error(input, format, err),
+        CopyError::Write(err) => write_error(output, err),
+    })?;
+    temp.as_file()
+        .sync_all()
+        .map_err(|source| write_error(output, source))?;
+    temp.persist(output)
+        .map_err(|e| write_error(output, e.error))?;
+    tracing::debug!(input = %input.display(), output = %output.display(), %format, size, "decompressed");
+    Ok(size)
+}
+
+/// The folder a file lives in, `.` for a bare name.
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// A reader of decompressed bytes for `format`.
+fn decoder_for(format: Compression, reader: BufReader<File>) -> io::Result<Box<dyn Read + Send>> {
+    Ok(match format {
+        Compression::None => Box::new(reader),
+        Compression::Xz => Box::new(XzStreams::new(reader)),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
+    })
+}
+
+/// Decodes every concatenated `.xz` stream, each with liblzma's multi-threaded decoder (which
+/// splits a multi-block stream across threads). liblzma's threaded decoder cannot be told to
+/// continue past the end of a stream, so this starts a new decoder at each stream boundary and
+/// skips the zero padding the format allows between streams.
+struct XzStreams<R: BufRead> {
+    /// The decoder of the current stream; `None` between streams.
+    current: Option<liblzma::bufread::XzDecoder<R>>,
+    /// The input while no stream is open.
+    idle: Option<R>,
+}
+
+impl<R: BufRead> XzStreams<R> {
+    fn new(reader: R) -> Self {
+        XzStreams {
+            current: None,
+            idle: Some(reader),
+        }
+    }
+
+    /// Opens the next stream, or returns `false` at the clean end of the input.
+    fn open_next(&mut self) -> io::Result<bool> {
+        let Some(mut reader) = self.idle.take() else {
+            return Ok(false);
+        };
+        // Stream padding: zero bytes (the format requires a multiple of four).
+        loop {
+            let buf = reader.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(false);
+            }
+            let zeros = buf.iter().take_while(|&&b| b == 0).count();
+            if zeros == 0 {
+                break;
+            }
+            reader.consume(zeros);
+        }
+        if !reader.fill_buf()?.starts_with(&XZ_MAGIC[..1]) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "data after the last xz stream is not an xz stream",
+            ));
+        }
+        let stream = liblzma::stream::MtStreamBuilder::new()
+            .threads(threads())
+            .memlimit_threading(XZ_MEMLIMIT_THREADING)
+            .memlimit_stop(u64::MAX)
+            .decoder()
+            .map_err(io::Error::other)?;
+        self.current = Some(liblzma::bufread::XzDecoder::new_stream(reader, stream));
+        Ok(true)
+    }
+}
+
+impl<R: BufRead> Read for XzStreams<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if let Some(decoder) = self.current.as_mut() {
+                let n = decoder.read(buf)?;
+                if n > 0 {
+                    return Ok(n);
+                }
+                // End of this stream: hand the input back and look for another.
+                if let Some(decoder) = self.current.take() {
+                    self.idle = Some(decoder.into_inner());
+                }
+            }
+            if !self.open_next()? {
+                return Ok(0);
+            }
+        }
+    }
+}
+
+/// Threads for decoders and encoders: every core the process may use.
+pub(crate) fn threads() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+        .unwrap_or(1)
+}
+
+fn decode_error(path: &Path, format: Compression, err: io::Error) -> SourceError {
+    let detail = err.to_string();
+    let truncated = err.kind() == io::ErrorKind::UnexpectedEof
+        || detail.contains("incomplete")
+        || detail.contains("premature")
+        || detail.contains("truncated");
+    let path = path.to_path_buf();
+    if truncated {
+        SourceError::Truncated {
+            path,
+            format,
+            detail,
+        }
+    } else {
+        SourceError::Corrupt {
+            path,
+            format,
+            detail,
+        }
+    }
+}
+
+pub(crate) fn read_error(path: &Path, source: io::Error) -> SourceError {
+    SourceError::Read {
+        path: PathBuf::from(path),
+        source,
+    }
+}
+
+pub(crate) fn write_error(path: &Path, source: io::Error) -> SourceError {
+    SourceError::Write {
+        path: PathBuf::from(path),
+        source,
+    }
+}

@@ -1,0 +1,153 @@
+//! Decompression of base images: every format decodes to the exact raw bytes, sparse, and a
+//! broken input never leaves a file behind.
+
+mod io_support;
+use io_support as common;
+
+use common::{allocated, names, sh, standard_image};
+use piimg::source::{decompress_to, open_image, Compression, SourceError};
+use std::path::Path;
+
+fn roundtrip(dir: &Path, compressed: &Path, expected: &[u8]) {
+    let out = dir.join("out.img");
+    let size = decompress_to(compressed, &out).expect("decompress");
+    assert_eq!(size, expected.len() as u64);
+    let got = std::fs::read(&out).expect("read output");
+    assert!(
+        got == expected,
+        "{} decoded to different bytes",
+        compressed.display()
+    );
+    // ~3 MiB of data in a 24 MiB image: holes must stay holes.
+    assert!(
+        allocated(&out) < 6 << 20,
+        "output not sparse: {} bytes allocated",
+        allocated(&out)
+    );
+    std::fs::remove_file(&out).expect("remove output");
+}
+
+#[test]
+fn every_format_decodes_to_the_raw_image_sparse() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let raw = d.join("base.img");
+    let bytes = standard_image(&raw);
+    let r = raw.display();
+    let p = d.display();
+    sh(&format!("xz -T1 -k -c {r} > {p}/single.xz"));
+    sh(&format!("xz -T2 --block-size=1MiB -c {r} > {p}/blocks.xz"));
+    sh(&format!(
+        "head -c 5000000 {r} | xz -c > {p}/multi.xz && tail -c +5000001 {r} | xz -c >> {p}/multi.xz"
+    ));
+    sh(&format!(
+        "head -c 5000000 {r} | gzip -n -c > {p}/multi.gz && tail -c +5000001 {r} | gzip -n -c >> {p}/multi.gz"
+    ));
+    sh(&format!(
+        "head -c 5000000 {r} | zstd -q -c > {p}/multi.zst && tail -c +5000001 {r} | zstd -q -c >> {p}/multi.zst"
+    ));
+    for (name, format) in [
+        ("single.xz", Compression::Xz),
+        ("blocks.xz", Compression::Xz),
+        ("multi.xz", Compression::Xz),
+        ("multi.gz", Compression::Gzip),
+        ("multi.zst", Compression::Zstd),
+        ("base.img", Compression::None),
+    ] {
+        let path = d.join(name);
+        assert_eq!(
+            Compression::detect(&path).expect("detect"),
+            format,
+            "{name}"
+        );
+        roundtrip(d, &path, &bytes);
+    }
+}
+
+#[test]
+fn format_is_told_by_magic_not_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let raw = d.join("base.img");
+    let bytes = standard_image(&raw);
+    sh(&format!(
+        "zstd -q -c {} > {}/looks-raw.img",
+        raw.display(),
+        d.display()
+    ));
+    roundtrip(d, &d.join("looks-raw.img"), &bytes);
+}
+
+#[test]
+fn truncated_or_corrupt_input_is_an_error_and_leaves_no_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let raw = d.join("base.img");
+    standard_image(&raw);
+    let r = raw.display();
+    let p = d.display();
+    sh(&format!(
+        "xz -c {r} > {p}/a.xz && gzip -n -c {r} > {p}/a.gz && zstd -q -c {r} > {p}/a.zst"
+    ));
+    let out_dir = d.join("out");
+    std::fs::create_dir(&out_dir).expect("mkdir");
+    for (name, label) in [("a.xz", ".xz"), ("a.gz", ".gz"), ("a.zst", ".zst")] {
+        let full = std::fs::read(d.join(name)).expect("read");
+        // Cut in the middle.
+        let cut = d.join(format!("cut-{name}"));
+        common::write(&cut, &full[..full.len() / 2]);
+        let err = decompress_to(&cut, &out_dir.join("x.img")).expect_err("truncated must fail");
+        let msg = err.to_string();
+        assert!(
+            matches!(err, SourceError::Truncated { .. }),
+            "{name}: want Truncated, got {msg}"
+        );
+        assert!(msg.contains(&format!("truncated {label} stream")), "{msg}");
+        assert!(msg.contains(&cut.display().to_string()), "{msg}");
+        // Damage bytes in the middle.
+        let mut bad = full.clone();
+        let mid = bad.len() / 2;
+        for b in &mut bad[mid..mid + 64] {
+            *b ^= 0x5A;
+        }
+        let corrupt = d.join(format!("bad-{name}"));
+        common::write(&corrupt, &bad);
+        let err = decompress_to(&corrupt, &out_dir.join("x.img")).expect_err("corrupt must fail");
+        assert!(
+            matches!(
+                err,
+                SourceError::Corrupt { .. } | SourceError::Truncated { .. }
+            ),
+            "{name}: {err}"
+        );
+        assert!(err.to_string().contains(&corrupt.display().to_string()));
+        assert!(
+            names(&out_dir).is_empty(),
+            "left behind: {:?}",
+            names(&out_dir)
+        );
+    }
+}
+
+#[test]
+fn open_image_uses_raw_as_is_and_decompresses_to_a_temp_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let raw = d.join("base.img");
+    let bytes = standard_image(&raw);
+    let image = open_image(&raw).expect("open raw");
+    assert_eq!(image.path(), raw);
+    assert_eq!(image.compression(), Compression::None);
+
+    sh(&format!(
+        "xz -c {} > {}/base.img.xz",
+        raw.display(),
+        d.display()
+    ));
+    let image = open_image(&d.join("base.img.xz")).expect("open xz");
+    assert_eq!(image.compression(), Compression::Xz);
+    let temp = image.path().to_path_buf();
+    assert!(std::fs::read(&temp).expect("read temp") == bytes);
+    drop(image);
+    assert!(!temp.exists(), "temp image not removed on drop");
+}
