@@ -1,2 +1,26 @@
 //! Helpers shared by the end-to-end tests: look-alike base images (built by `scripts/` and
 //! cached), the real checkers, and the piimg binaries under test.
+//!
+//! Everything here is test code: helpers panic with the failing tool's full output instead of
+//! returning errors, so a failed assertion explains itself.
+
+mod bins;
+mod checks;
+mod cmd;
+mod digest;
+mod fixture;
+mod fsread;
+mod partitions;
+
+pub use bins::piimg_bin;
+pub use checks::{check_all, check_ext4, check_fat, check_table, probe, FsKind};
+pub use digest::sha256_file;
+pub use fixture::{
+    build_fixture_to, copy_fixture, fixture, fixture_dir, mkfixture_script, workspace_root, Kind,
+    FIXTURE_EPOCH,
+};
+pub use fsread::{
+    debugfs_cat, debugfs_inode, debugfs_ls, debugfs_stat, mtype, offset_spec, InodeInfo,
+    EXT4_INDEX_FL,
+};
+pub use partitions::{partitions, table, PartInfo, TableInfo};
