@@ -1,1 +1,2 @@
 //! Filesystems inside a partition: the FAT boot partition and the ext4 root filesystem.
+pub mod ext4;
