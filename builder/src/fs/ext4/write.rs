@@ -1,0 +1,327 @@
+//! Edits: create or replace files and symlinks, make directories, unlink, chmod, chown.
+//!
+//! Each edit follows what mkfs.ext4 -d (misc/create_inode.c) does, so the result is what
+//! e2fsck expects: allocate the inode, link it (expanding the directory when full; libext2fs
+//! 1.47 keeps htree indexes), count it in the bitmaps, write it with extents, then the data.
+//! The parent directory's mtime/ctime are set to the edit's time, as the kernel would.
+
+use super::path::FsPath;
+use super::sys::{Errcode, Inode};
+use super::{ffi, kind_of_mode, sys, Access, Ext4, Ext4Error, FileKind, Meta, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use std::ffi::CString;
+use std::io::{ErrorKind, Read};
+
+/// Bytes read from the caller and written per libext2fs call.
+const WRITE_CHUNK: usize = 4 << 20;
+
+fn c_name(name: &str) -> CString {
+    // Names come from FsPath, which rejects NUL bytes.
+    CString::new(name).unwrap_or_default()
+}
+
+fn is_no_space(code: Errcode) -> bool {
+    [ffi::EXT2_ET_BLOCK_ALLOC_FAIL, ffi::EXT2_ET_INODE_ALLOC_FAIL]
+        .iter()
+        .any(|&c| c as Errcode == code)
+        || code == 28 // ENOSPC
+}
+
+/// Reads until `buf` is full or the reader ends; returns how much was read.
+fn fill(data: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match data.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+impl Ext4 {
+    /// Creates `path` (or replaces a file or symlink there: longer or shorter) with the bytes
+    /// of `data`, streamed in 4 MiB chunks, owned and stamped as `meta` says. The parent
+    /// directory must exist. A full filesystem gives `NoSpace` and leaves no partial file.
+    pub fn write_file(&mut self, path: &str, data: &mut dyn Read, meta: &Meta) -> Result<(), Ext4Error> {
+        let path = self.parse(path)?;
+        let (parent, name) = self.prepare_edit(&path, meta)?;
+        self.remove_existing_non_dir(&path, parent, &name)?;
+        let ino = self.create_inode(&path, parent, &name, S_IFREG | (meta.mode & 0o7777), meta)?;
+        match self.copy_in(ino, data) {
+            Ok(()) => {}
+            Err(CopyError::Lib(code)) if is_no_space(code) => {
+                let written_and_rest = self.drain_count(data);
+                self.remove_entry(&path, parent, &name, ino)?;
+                return Err(Ext4Error::NoSpace {
+                    image: self.image.clone(),
+                    path: path.to_string(),
+                    needed: written_and_rest.div_ceil(self.block_size) * self.block_size,
+                    free: self.free_bytes(),
+                });
+            }
+            Err(CopyError::Lib(code)) => return Err(self.lib_err("writing", &path, code)),
+            Err(CopyError::Io(source)) => {
+                let _ = self.remove_entry(&path, parent, &name, ino);
+                return Err(Ext4Error::Io { image: self.image.clone(), path: path.to_string(), source });
+            }
+        }
+        self.touch_dir(&path, parent, meta.mtime)
+    }
+
+    /// Creates every missing directory of `path` with `meta`; existing ones are left as they
+    /// are (a symlink to a directory counts as existing, as with `mkdir -p`).
+    pub fn mkdir_p(&mut self, path: &str, meta: &Meta) -> Result<(), Ext4Error> {
+        let path = self.parse(path)?;
+        self.check_writable(&path)?;
+        self.fs.set_now(meta.mtime);
+        for dir in path.ancestors_and_self() {
+            if self.resolve_dir(&dir)?.is_some() {
+                continue;
+            }
+            let parent_path = dir.parent();
+            let parent = self.resolve_dir(&parent_path)?.ok_or_else(|| self.not_found(&parent_path))?;
+            let name = c_name(dir.name().unwrap_or_default());
+            self.with_room(&dir, parent, |fs| fs.mkdir(parent, &name))?;
+            let ino = self.existing(&dir)?;
+            self.update_inode(&dir, ino, |inode| {
+                inode.set_mode((S_IFDIR | (meta.mode & 0o7777)) as u16);
+                inode.set_owner(meta.uid, meta.gid);
+                inode.set_all_times(meta.mtime);
+            })?;
+            self.touch_dir(&dir, parent, meta.mtime)?;
+        }
+        Ok(())
+    }
+
+    /// Creates (or replaces a file or symlink with) a symlink at `path` pointing to `target`.
+    /// Owner and time come from `meta`; symlink permissions are always 0777, as on Linux.
+    pub fn symlink(&mut self, path: &str, target: &str, meta: &Meta) -> Result<(), Ext4Error> {
+        let path = self.parse(path)?;
+        if target.is_empty() || target.contains('\0') || target.len() as u64 >= self.block_size {
+            return Err(Ext4Error::InvalidPath {
+                image: self.image.clone(),
+                path: target.to_string(),
+                reason: "a symlink target must be non-empty, without NUL bytes and shorter than a block",
+            });
+        }
+        let (parent, name) = self.prepare_edit(&path, meta)?;
+        self.remove_existing_non_dir(&path, parent, &name)?;
+        let c_target = CString::new(target).unwrap_or_default();
+        let c = c_name(&name);
+        self.with_room(&path, parent, |fs| fs.symlink(parent, &c, &c_target))?;
+        let ino = self.existing(&path)?;
+        self.update_inode(&path, ino, |inode| {
+            inode.set_mode((S_IFLNK | 0o777) as u16);
+            inode.set_owner(meta.uid, meta.gid);
+            inode.set_all_times(meta.mtime);
+        })?;
+        self.touch_dir(&path, parent, meta.mtime)
+    }
+
+    /// Removes a file or symlink; its blocks and inode are freed when no other link is left.
+    /// A path that does not exist is not an error (removing is idempotent, as `rm -f`);
+    /// a directory is refused.
+    pub fn unlink(&mut self, path: &str) -> Result<(), Ext4Error> {
+        let path = self.parse(path)?;
+        self.check_writable(&path)?;
+        let Some(name) = path.name().map(str::to_string) else {
+            return Err(self.wrong_kind(&path, "a file or symlink", FileKind::Dir));
+        };
+        let Some(parent) = self.resolve_dir(&path.parent()).ok().flatten() else {
+            return Ok(());
+        };
+        let Some(ino) = self.fs.lookup(parent, name.as_bytes()).map_err(|c| self.lib_err("looking up", &path, c))? else {
+            return Ok(());
+        };
+        let kind = self.stat_ino(&path, ino)?.kind;
+        if kind == FileKind::Dir {
+            return Err(self.wrong_kind(&path, "a file or symlink", kind));
+        }
+        self.remove_entry(&path, parent, &name, ino)
+    }
+
+    /// Sets the permission bits (`0o7777`) of `path`, keeping its type; ctime is not changed.
+    pub fn chmod(&mut self, path: &str, mode: u32) -> Result<(), Ext4Error> {
+        let path = self.parse(path)?;
+        self.check_writable(&path)?;
+        let ino = self.existing(&path)?;
+        self.update_inode(&path, ino, |inode| {
+            let kept = u32::from(inode.mode()) & S_IFMT;
+            inode.set_mode((kept | (mode & 0o7777)) as u16);
+        })
+    }
+
+    /// Sets the owner of `path` (not following a final symlink); ctime is not changed.
+    pub fn chown(&mut self, path: &str, uid: u32, gid: u32) -> Result<(), Ext4Error> {
+        let path = self.parse(path)?;
+        self.check_writable(&path)?;
+        let ino = self.existing(&path)?;
+        self.update_inode(&path, ino, |inode| inode.set_owner(uid, gid))
+    }
+
+    fn check_writable(&self, path: &FsPath) -> Result<(), Ext4Error> {
+        if self.access == Access::ReadOnly {
+            return Err(Ext4Error::ReadOnly { image: self.image.clone(), path: path.to_string() });
+        }
+        Ok(())
+    }
+
+    /// Common start of a create: writable, a name, an existing parent directory, and the
+    /// edit's time as libext2fs' `now`.
+    fn prepare_edit(&mut self, path: &FsPath, meta: &Meta) -> Result<(u32, String), Ext4Error> {
+        self.check_writable(path)?;
+        let Some(name) = path.name().map(str::to_string) else {
+            return Err(self.wrong_kind(path, "a file path", FileKind::Dir));
+        };
+        let parent_path = path.parent();
+        let parent = self.resolve_dir(&parent_path)?.ok_or_else(|| self.not_found(&parent_path))?;
+        self.fs.set_now(meta.mtime);
+        Ok((parent, name))
+    }
+
+    fn remove_existing_non_dir(&mut self, path: &FsPath, parent: u32, name: &str) -> Result<(), Ext4Error> {
+        let existing = self.fs.lookup(parent, name.as_bytes()).map_err(|c| self.lib_err("looking up", path, c))?;
+        if let Some(ino) = existing {
+            let kind = self.stat_ino(path, ino)?.kind;
+            if kind == FileKind::Dir {
+                return Err(self.wrong_kind(path, "a file, a symlink or nothing", kind));
+            }
+            self.remove_entry(path, parent, name, ino)?;
+        }
+        Ok(())
+    }
+
+    /// Runs a link-creating call, expanding the directory once if it has no room.
+    fn with_room(
+        &mut self,
+        path: &FsPath,
+        parent: u32,
+        mut call: impl FnMut(&mut sys::Fs) -> Result<(), Errcode>,
+    ) -> Result<(), Ext4Error> {
+        let mut result = call(&mut self.fs);
+        if result == Err(ffi::EXT2_ET_DIR_NO_SPACE as Errcode) {
+            self.fs.expand_dir(parent).map_err(|c| self.map_err("growing the directory of", path, c))?;
+            result = call(&mut self.fs);
+        }
+        result.map_err(|c| self.map_err("creating", path, c))
+    }
+
+    fn map_err(&self, op: &'static str, path: &FsPath, code: Errcode) -> Ext4Error {
+        if is_no_space(code) {
+            return Ext4Error::NoSpace {
+                image: self.image.clone(),
+                path: path.to_string(),
+                needed: self.block_size,
+                free: self.free_bytes(),
+            };
+        }
+        self.lib_err(op, path, code)
+    }
+
+    /// Allocates, links and writes a new empty inode (extent-mapped when the fs has extents).
+    fn create_inode(&mut self, path: &FsPath, parent: u32, name: &str, mode: u32, meta: &Meta) -> Result<u32, Ext4Error> {
+        let ino = self.fs.new_inode(parent, mode as u16).map_err(|c| self.map_err("allocating an inode for", path, c))?;
+        let c = c_name(name);
+        self.with_room(path, parent, |fs| fs.link(parent, &c, ino, ffi::EXT2_FT_REG_FILE))?;
+        self.fs.inode_alloc_stats(ino, 1, false);
+        let mut inode = Inode::default();
+        inode.set_mode(mode as u16);
+        inode.set_owner(meta.uid, meta.gid);
+        inode.set_links(1);
+        inode.set_all_times(meta.mtime);
+        if self.has_extents {
+            self.fs.init_extents(ino, &mut inode).map_err(|c| self.lib_err("creating", path, c))?;
+        }
+        self.fs.write_new_inode(ino, &inode).map_err(|c| self.lib_err("creating", path, c))?;
+        // write_new_inode only sets up the large-inode tail; now store the full timestamps.
+        self.update_inode(path, ino, |inode| inode.set_all_times(meta.mtime))?;
+        Ok(ino)
+    }
+
+    /// Streams `data` into the (empty) file `ino`, allocating each chunk's blocks in one
+    /// contiguous request before writing it.
+    fn copy_in(&mut self, ino: u32, data: &mut dyn Read) -> Result<(), CopyError> {
+        let mut buf = vec![0u8; WRITE_CHUNK];
+        let mut offset = 0u64;
+        loop {
+            let got = fill(data, &mut buf).map_err(CopyError::Io)?;
+            if got == 0 {
+                break;
+            }
+            let first = offset / self.block_size;
+            let blocks = (offset + got as u64).div_ceil(self.block_size) - first;
+            self.fs.fallocate(ino, first, blocks).map_err(CopyError::Lib)?;
+            let mut file = self.fs.open_file(ino, true).map_err(CopyError::Lib)?;
+            seek_to(&mut file, offset)?;
+            let mut done = 0;
+            while done < got {
+                let n = file.write(&buf[done..got]).map_err(CopyError::Lib)?;
+                if n == 0 {
+                    return Err(CopyError::Lib(ffi::EXT2_ET_SHORT_WRITE as Errcode));
+                }
+                done += n;
+            }
+            file.close().map_err(CopyError::Lib)?;
+            offset += got as u64;
+            if got < buf.len() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Consumes the rest of `data`, returning how many bytes the whole write would have had.
+    fn drain_count(&mut self, data: &mut dyn Read) -> u64 {
+        std::io::copy(data, &mut std::io::sink()).unwrap_or(0)
+    }
+
+    /// Removes the entry `name` → `ino` from `parent`, dropping one link and freeing the
+    /// inode, its blocks and its xattr block when it was the last.
+    fn remove_entry(&mut self, path: &FsPath, parent: u32, name: &str, ino: u32) -> Result<(), Ext4Error> {
+        let c = c_name(name);
+        self.fs.unlink(parent, &c, ino).map_err(|code| self.lib_err("unlinking", path, code))?;
+        let mut inode = self.fs.read_inode(ino).map_err(|code| self.lib_err("unlinking", path, code))?;
+        let links = inode.links().saturating_sub(1);
+        inode.set_links(links);
+        if links > 0 {
+            self.fs.write_inode(ino, &inode).map_err(|code| self.lib_err("unlinking", path, code))?;
+        } else {
+            self.fs.release_xattr_block(ino, &mut inode).map_err(|code| self.lib_err("freeing", path, code))?;
+            if self.fs.has_valid_blocks(&inode) {
+                self.fs.punch_all(ino, &mut inode).map_err(|code| self.lib_err("freeing", path, code))?;
+            }
+            let is_dir = kind_of_mode(u32::from(inode.mode())) == FileKind::Dir;
+            inode.set_dtime(self.now());
+            self.fs.write_inode(ino, &inode).map_err(|code| self.lib_err("freeing", path, code))?;
+            self.fs.inode_alloc_stats(ino, -1, is_dir);
+        }
+        let now = self.now();
+        self.touch_dir(path, parent, now)
+    }
+
+    fn now(&self) -> i64 {
+        self.fs.now()
+    }
+
+    fn update_inode(&mut self, path: &FsPath, ino: u32, change: impl FnOnce(&mut Inode)) -> Result<(), Ext4Error> {
+        let mut inode = self.fs.read_inode(ino).map_err(|c| self.lib_err("reading the inode of", path, c))?;
+        change(&mut inode);
+        self.fs.write_inode(ino, &inode).map_err(|c| self.lib_err("writing the inode of", path, c))
+    }
+
+    /// Stamps a directory's mtime/ctime after one of its entries changed.
+    fn touch_dir(&mut self, path: &FsPath, dir: u32, t: i64) -> Result<(), Ext4Error> {
+        self.update_inode(path, dir, |inode| inode.set_change_times(t))
+    }
+}
+
+enum CopyError {
+    Lib(Errcode),
+    Io(std::io::Error),
+}
+
+fn seek_to(file: &mut sys::File<'_>, offset: u64) -> Result<(), CopyError> {
+    file.seek(offset).map_err(CopyError::Lib)
+}
