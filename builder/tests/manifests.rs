@@ -483,7 +483,7 @@ fn a_profile_manifests_folder_is_added_with_its_own_variables() {
         &manifests_dir(),
         &values,
         &ServiceSelection::all(),
-        &[folder.clone()],
+        std::slice::from_ref(&folder),
     )
     .unwrap();
     let added = files
@@ -556,4 +556,51 @@ fn plain_kubernetes_objects_match_the_official_schemas() {
         paths.len(),
         "every object validated:\n{report}"
     );
+}
+
+#[test]
+fn layout_mistakes_are_refused_with_the_file_named() {
+    let none = none_selected();
+    // A folder that is not a service.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("grafana")).unwrap();
+    let err = render(dir.path(), &example_values(), &none, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("grafana") && err.contains("not a service folder"),
+        "{err}"
+    );
+    // A stray non-YAML file; Markdown is documentation and passes.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("README.md"), "docs").unwrap();
+    assert!(render(dir.path(), &example_values(), &none, &[])
+        .unwrap()
+        .is_empty());
+    std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+    let err = render(dir.path(), &example_values(), &none, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("notes.txt"), "{err}");
+    // Two files k3s would merge into one addon.
+    let dir = tempfile::tempdir().unwrap();
+    let doc = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: default\n";
+    std::fs::write(dir.path().join("same.yaml"), doc).unwrap();
+    let extra = dir.path().join("extra");
+    std::fs::create_dir(&extra).unwrap();
+    std::fs::write(extra.join("same.yml"), doc).unwrap();
+    let base = dir.path().join("base");
+    std::fs::create_dir(&base).unwrap();
+    std::fs::rename(dir.path().join("same.yaml"), base.join("same.yaml")).unwrap();
+    let err = render(&base, &example_values(), &none, &[extra])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("same") && err.contains("addon"), "{err}");
+    // An enabled service without its folder.
+    let mut only_dask = none_selected();
+    only_dask.dask = true;
+    let err = render(&base, &example_values(), &only_dask, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dask") && err.contains("[services]"), "{err}");
 }

@@ -80,3 +80,51 @@ impl TemplateValues {
             .find(|k| BUILTIN_VARIABLES.contains(k))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifests::ServiceSelection;
+
+    /// The shape cluster.toml uses; the README's template table documents the same keys.
+    #[derive(Deserialize)]
+    struct ClusterToml {
+        manifests: TemplateValues,
+        #[serde(default)]
+        services: ServiceSelection,
+    }
+
+    #[test]
+    fn cluster_toml_tables_deserialize_with_defaults() {
+        let text = r#"
+[manifests]
+domain = "lab.example"
+
+[manifests.vars]
+greeting = "hello"
+
+[services]
+ray = false
+"#;
+        let parsed: ClusterToml = toml::from_str(text).unwrap();
+        assert_eq!(parsed.manifests.storage_class, "local-path");
+        assert_eq!(parsed.manifests.ingress_class, "traefik");
+        assert_eq!(parsed.manifests.lookup("greeting"), Some("hello"));
+        assert_eq!(
+            parsed.manifests.cluster_name, "",
+            "filled from [cluster] name by the loader"
+        );
+        assert!(!parsed.services.ray && parsed.services.dask);
+        assert!(
+            toml::from_str::<ClusterToml>("[manifests]\ndomain = \"a\"\ndomian = \"b\"\n").is_err()
+        );
+    }
+
+    #[test]
+    fn vars_may_not_shadow_builtins() {
+        let mut v = TemplateValues::new("c", "d");
+        v.vars.insert("domain".into(), "x".into());
+        assert_eq!(v.shadowed_builtin(), Some("domain"));
+        assert_eq!(v.lookup("domain"), Some("d"));
+    }
+}
