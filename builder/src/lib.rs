@@ -11,3 +11,4 @@ pub mod fs;
 pub mod inspect;
 pub mod output;
 pub mod source;
+pub mod manifests;

@@ -1,0 +1,606 @@
+//! The base-service manifests, rendered for an example cluster, checked the way k3s and the
+//! Kubernetes API server would see them (issue 5's "done when").
+//!
+//! Plain Kubernetes objects are validated offline against the official OpenAPI schemas of
+//! Kubernetes 1.31 (what k3s v1.31 runs) with PyPI's `kubernetes-validate`; install it with
+//! `pip install kubernetes-validate==1.37.0`.
+
+use piimg::manifests::{
+    credentials, render, render_all, RenderedFile, Service, ServiceCredentials, ServiceSelection,
+    TemplateValues,
+};
+use serde::Deserialize;
+use serde_norway::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The validator's version of Kubernetes: k3s v1.31 pins Kubernetes 1.31.
+const KUBERNETES_VERSION: &str = "1.31.0";
+const VALIDATOR_INSTALL: &str = "pip install kubernetes-validate==1.37.0";
+
+fn manifests_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests")
+}
+
+fn example_values() -> TemplateValues {
+    TemplateValues::new("homelab", "lab.example")
+}
+
+fn example_credentials() -> ServiceCredentials {
+    credentials::generate_from_seed([42; 32])
+}
+
+fn render_example(services: &ServiceSelection) -> Vec<RenderedFile> {
+    render_all(
+        &manifests_dir(),
+        &example_values(),
+        services,
+        &example_credentials(),
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("rendering the example cluster failed: {e}"))
+}
+
+/// Every document of a file, with its file for messages.
+fn documents(file: &RenderedFile) -> Vec<Value> {
+    let text = std::str::from_utf8(&file.bytes).expect("rendered files are UTF-8");
+    serde_norway::Deserializer::from_str(text)
+        .map(|doc| {
+            Value::deserialize(doc).unwrap_or_else(|e| {
+                panic!("{}: does not parse as YAML: {e}", file.rel_path.display())
+            })
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn all_documents(files: &[RenderedFile]) -> Vec<(PathBuf, bool, Value)> {
+    files
+        .iter()
+        .flat_map(|f| {
+            documents(f)
+                .into_iter()
+                .map(move |d| (f.rel_path.clone(), f.secret, d))
+        })
+        .collect()
+}
+
+fn str_at<'a>(doc: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut v = doc;
+    for key in path {
+        v = v.get(key)?;
+    }
+    v.as_str()
+}
+
+fn values_of(doc: &Value) -> Option<Value> {
+    str_at(doc, &["spec", "valuesContent"])
+        .map(|text| serde_norway::from_str(text).expect("valuesContent parses"))
+}
+
+#[test]
+fn every_document_parses_and_names_itself() {
+    let files = render_example(&ServiceSelection::all());
+    assert!(
+        files.len() > 10,
+        "expected the full set of manifests, got {files:?}"
+    );
+    for (path, _, doc) in all_documents(&files) {
+        for key in [&["apiVersion"][..], &["kind"], &["metadata", "name"]] {
+            assert!(
+                str_at(&doc, key).is_some_and(|s| !s.is_empty()),
+                "{}: a document lacks {}",
+                path.display(),
+                key.join(".")
+            );
+        }
+    }
+}
+
+#[test]
+fn helm_charts_are_pinned_and_targeted_at_created_namespaces() {
+    let files = render_example(&ServiceSelection::all());
+    let docs = all_documents(&files);
+    let created: BTreeSet<&str> = docs
+        .iter()
+        .filter(|(_, _, d)| str_at(d, &["kind"]) == Some("Namespace"))
+        .filter_map(|(_, _, d)| str_at(d, &["metadata", "name"]))
+        .collect();
+    let mut charts = 0;
+    for (path, _, doc) in &docs {
+        let at = path.display();
+        if let Some(ns) = str_at(doc, &["metadata", "namespace"]) {
+            assert!(
+                ns == "kube-system" || created.contains(ns),
+                "{at}: namespace {ns} is used but not created"
+            );
+        }
+        if str_at(doc, &["kind"]) != Some("HelmChart") {
+            continue;
+        }
+        charts += 1;
+        assert_eq!(
+            str_at(doc, &["apiVersion"]),
+            Some("helm.cattle.io/v1"),
+            "{at}"
+        );
+        let repo = str_at(doc, &["spec", "repo"])
+            .unwrap_or_else(|| panic!("{at}: HelmChart without spec.repo"));
+        assert!(
+            repo.starts_with("https://"),
+            "{at}: repo {repo} is not https"
+        );
+        assert!(
+            !repo.contains("bitnami"),
+            "{at}: Bitnami charts are not used"
+        );
+        assert!(
+            str_at(doc, &["spec", "chart"]).is_some(),
+            "{at}: HelmChart without spec.chart"
+        );
+        let version = doc
+            .get("spec")
+            .and_then(|s| s.get("version"))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("{v:?}"))
+            })
+            .unwrap_or_else(|| panic!("{at}: HelmChart without spec.version"));
+        assert!(
+            is_exact_version(&version),
+            "{at}: chart version `{version}` is not one pinned version"
+        );
+        let target = str_at(doc, &["spec", "targetNamespace"])
+            .unwrap_or_else(|| panic!("{at}: no targetNamespace"));
+        assert!(
+            created.contains(target),
+            "{at}: targetNamespace {target} is not created by namespaces.yaml"
+        );
+        assert!(
+            values_of(doc).is_some(),
+            "{at}: HelmChart without valuesContent"
+        );
+    }
+    assert!(
+        charts >= 11,
+        "expected a HelmChart per chart, found {charts}"
+    );
+}
+
+/// `1.2.3` (optionally `-pre`), nothing else: no `latest`, no ranges, no wildcards.
+fn is_exact_version(v: &str) -> bool {
+    let core = v.split_once('-').map_or(v, |(c, _)| c);
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[test]
+fn every_image_in_values_is_pinned() {
+    let files = render_example(&ServiceSelection::all());
+    let mut images = Vec::new();
+    for (path, _, doc) in all_documents(&files) {
+        if let Some(values) = values_of(&doc) {
+            collect_images(&values, "", &mut images, &path);
+        }
+    }
+    assert!(
+        images.len() >= 4,
+        "expected images in values, found {images:?}"
+    );
+    for (path, image) in &images {
+        assert!(
+            image_is_pinned(image),
+            "{}: image `{image}` is not pinned to a tag or digest",
+            path.display()
+        );
+        assert!(
+            !image.contains("bitnami"),
+            "{}: Bitnami image `{image}`",
+            path.display()
+        );
+    }
+}
+
+/// Finds image references: string values of keys named like `image`/`imageName`, and
+/// `{repository, tag}` mappings under such keys.
+fn collect_images(v: &Value, key: &str, out: &mut Vec<(PathBuf, String)>, path: &Path) {
+    let image_key = key.to_ascii_lowercase().ends_with("image") || key == "imageName";
+    match v {
+        Value::String(s) if image_key => out.push((path.to_path_buf(), s.clone())),
+        Value::Mapping(map) => {
+            if image_key {
+                if let Some(repo) = v.get("repository").and_then(Value::as_str) {
+                    let tag = v.get("tag").and_then(Value::as_str).unwrap_or("");
+                    out.push((
+                        path.to_path_buf(),
+                        if tag.is_empty() {
+                            repo.to_string()
+                        } else {
+                            format!("{repo}:{tag}")
+                        },
+                    ));
+                    return;
+                }
+            }
+            for (k, child) in map {
+                collect_images(child, k.as_str().unwrap_or(""), out, path);
+            }
+        }
+        Value::Sequence(items) => items.iter().for_each(|i| collect_images(i, key, out, path)),
+        _ => {}
+    }
+}
+
+fn image_is_pinned(image: &str) -> bool {
+    if let Some((_, digest)) = image.split_once("@sha256:") {
+        return digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    matches!(last.split_once(':'), Some((_, tag)) if !tag.is_empty() && tag != "latest")
+}
+
+#[test]
+fn every_resources_block_has_requests_and_limits() {
+    let files = render_example(&ServiceSelection::all());
+    let mut blocks = 0;
+    for (path, _, doc) in all_documents(&files) {
+        if let Some(values) = values_of(&doc) {
+            check_resources(&values, &path, &mut blocks);
+        }
+    }
+    assert!(
+        blocks >= 20,
+        "expected resources on every pod the values reach, found {blocks}"
+    );
+}
+
+fn check_resources(v: &Value, path: &Path, blocks: &mut usize) {
+    if let Value::Mapping(map) = v {
+        for (k, child) in map {
+            // A volume claim's `resources.requests.storage` is not a pod's resources block.
+            let claim = child
+                .get("requests")
+                .and_then(|r| r.get("storage"))
+                .is_some();
+            if k.as_str() == Some("resources") && child.get("requests").is_some() && !claim {
+                *blocks += 1;
+                for part in ["requests", "limits"] {
+                    for what in ["cpu", "memory"] {
+                        assert!(
+                            child.get(part).and_then(|p| p.get(what)).is_some(),
+                            "{}: a resources block lacks {part}.{what}",
+                            path.display()
+                        );
+                    }
+                }
+            } else {
+                check_resources(child, path, blocks);
+            }
+        }
+    } else if let Value::Sequence(items) = v {
+        items.iter().for_each(|i| check_resources(i, path, blocks));
+    }
+}
+
+#[test]
+fn credentials_appear_only_in_secret_files_and_every_referenced_secret_is_rendered() {
+    let creds = example_credentials();
+    let files = render_example(&ServiceSelection::all());
+    for file in &files {
+        let text = String::from_utf8_lossy(&file.bytes);
+        if file.secret {
+            for doc in documents(file) {
+                assert_eq!(
+                    str_at(&doc, &["kind"]),
+                    Some("Secret"),
+                    "{}: only Secrets",
+                    file.rel_path.display()
+                );
+            }
+            continue;
+        }
+        for value in creds.values() {
+            assert!(
+                !text.contains(value),
+                "{}: holds a credential value outside a Secret",
+                file.rel_path.display()
+            );
+        }
+        assert!(
+            !text.contains("minioadmin") && !text.contains("admin/admin"),
+            "{}",
+            file.rel_path.display()
+        );
+    }
+    // Each file's credentials are base64 in `data`; none appears in clear.
+    let rendered: BTreeSet<(String, String)> = all_documents(&files)
+        .iter()
+        .filter(|(_, _, d)| str_at(d, &["kind"]) == Some("Secret"))
+        .map(|(_, _, d)| {
+            (
+                str_at(d, &["metadata", "namespace"]).unwrap().to_string(),
+                str_at(d, &["metadata", "name"]).unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (path, _, doc) in all_documents(&files) {
+        let (Some(values), Some(ns)) =
+            (values_of(&doc), str_at(&doc, &["spec", "targetNamespace"]))
+        else {
+            continue;
+        };
+        let mut names = Vec::new();
+        secret_references(&values, "", &mut names);
+        for name in names {
+            assert!(
+                rendered.contains(&(ns.to_string(), name.clone())),
+                "{}: references Secret {ns}/{name}, which piimg does not render",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Secret names the chart values point at.
+fn secret_references(v: &Value, key: &str, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) if matches!(key, "existingSecret" | "superuserSecret") => {
+            out.push(s.clone())
+        }
+        Value::Mapping(map) => {
+            if matches!(
+                key,
+                "existingSecret"
+                    | "existingAdminSecret"
+                    | "existingDatabaseSecret"
+                    | "secretKeyRef"
+                    | "passwordSecret"
+                    | "secret"
+            ) {
+                if let Some(name) = v.get("name").and_then(Value::as_str) {
+                    out.push(name.to_string());
+                }
+            }
+            for (k, child) in map {
+                secret_references(child, k.as_str().unwrap_or(""), out);
+            }
+        }
+        Value::Sequence(items) => items.iter().for_each(|i| secret_references(i, key, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn services_turned_off_are_absent() {
+    let mut services = ServiceSelection::all();
+    for off in [
+        Service::Ray,
+        Service::Dask,
+        Service::OtelCollector,
+        Service::Mlflow,
+    ] {
+        services.set(off, false);
+    }
+    let files = render_example(&services);
+    let off = ["ray", "dask", "otel-collector", "mlflow"];
+    for file in &files {
+        let top = file
+            .rel_path
+            .iter()
+            .next()
+            .and_then(|c| c.to_str())
+            .unwrap_or("");
+        assert!(
+            !off.contains(&top),
+            "{}: belongs to a service that is off",
+            file.rel_path.display()
+        );
+    }
+    for (path, _, doc) in all_documents(&files) {
+        for field in [
+            &["metadata", "name"][..],
+            &["metadata", "namespace"],
+            &["spec", "targetNamespace"],
+        ] {
+            if let Some(name) = str_at(&doc, field) {
+                assert!(
+                    !off.contains(&name),
+                    "{}: {} is {name}, a service that is off",
+                    path.display(),
+                    field.join(".")
+                );
+            }
+        }
+        assert_ne!(
+            str_at(&doc, &["metadata", "name"]),
+            Some("minio-mlflow-user"),
+            "{}",
+            path.display()
+        );
+    }
+    assert!(
+        files.iter().any(|f| f.rel_path.starts_with("minio")),
+        "minio stays on"
+    );
+}
+
+#[test]
+fn a_service_on_whose_dependency_is_off_is_refused() {
+    let mut services = ServiceSelection::all();
+    services.postgresql = false;
+    let err = render(&manifests_dir(), &example_values(), &services, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("postgresql") && err.contains("[services]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_template_variable_is_an_error_naming_file_line_and_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("namespaces.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n  labels:\n    host: a.${domian}\n",
+    )
+    .unwrap();
+    let none = none_selected();
+    let err = render(dir.path(), &example_values(), &none, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("namespaces.yaml"), "{err}");
+    assert!(err.contains("line 6"), "{err}");
+    assert!(err.contains("${domian}"), "{err}");
+}
+
+fn none_selected() -> ServiceSelection {
+    let mut none = ServiceSelection::all();
+    for s in Service::ALL {
+        none.set(s, false);
+    }
+    none
+}
+
+#[test]
+fn a_profile_manifests_folder_is_added_with_its_own_variables() {
+    let extra = tempfile::tempdir().unwrap();
+    let folder = extra.path().join("lab-extras");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(
+        folder.join("lab-greeting.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\n  namespace: default\ndata:\n  text: ${greeting} from ${domain}\n",
+    )
+    .unwrap();
+    let mut values = example_values();
+    values.vars.insert("greeting".into(), "hello".into());
+    let files = render(
+        &manifests_dir(),
+        &values,
+        &ServiceSelection::all(),
+        std::slice::from_ref(&folder),
+    )
+    .unwrap();
+    let added = files
+        .iter()
+        .find(|f| f.rel_path == Path::new("lab-extras/lab-greeting.yaml"))
+        .expect("profile file staged");
+    assert!(String::from_utf8_lossy(&added.bytes).contains("hello from lab.example"));
+    assert!(!added.secret);
+}
+
+#[test]
+fn rendering_is_deterministic() {
+    let a = render_example(&ServiceSelection::all());
+    let b = render_example(&ServiceSelection::all());
+    assert_eq!(a, b);
+    assert!(a.iter().any(|f| f.secret) && a.iter().any(|f| !f.secret));
+}
+
+/// Plain Kubernetes objects (core and `*.k8s.io` groups, which include our Namespaces and
+/// Secrets) against the official OpenAPI schemas, strictly (unknown fields are errors).
+#[test]
+fn plain_kubernetes_objects_match_the_official_schemas() {
+    let creds = example_credentials();
+    let files = render_example(&ServiceSelection::all());
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for (index, (path, _, doc)) in all_documents(&files).into_iter().enumerate() {
+        let api = str_at(&doc, &["apiVersion"]).unwrap_or_default();
+        let group = api.split_once('/').map_or("", |(g, _)| g);
+        if !(group.is_empty() || group.ends_with(".k8s.io") || !group.contains('.')) {
+            continue; // a CRD such as HelmChart: checked field by field above
+        }
+        let out = dir.path().join(format!(
+            "{index:03}-{}.yaml",
+            path.file_stem().unwrap().to_string_lossy()
+        ));
+        std::fs::write(&out, serde_norway::to_string(&doc).unwrap()).unwrap();
+        paths.push(out);
+    }
+    assert!(
+        paths.len() >= 9,
+        "expected Namespaces and Secrets to validate, found {}",
+        paths.len()
+    );
+    let output = Command::new("kubernetes-validate")
+        .args(["--strict", "-k", KUBERNETES_VERSION])
+        .args(&paths)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `kubernetes-validate` ({e}): install the offline Kubernetes schema validator with `{VALIDATOR_INSTALL}`")
+        });
+    let mut report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for value in creds.values() {
+        report = report.replace(value, "<redacted>");
+    }
+    assert!(
+        output.status.success(),
+        "objects do not match the Kubernetes {KUBERNETES_VERSION} schemas:\n{report}"
+    );
+    assert!(
+        !report.contains("WARN"),
+        "the validator could not check every object:\n{report}"
+    );
+    assert_eq!(
+        report.matches("INFO").count(),
+        paths.len(),
+        "every object validated:\n{report}"
+    );
+}
+
+#[test]
+fn layout_mistakes_are_refused_with_the_file_named() {
+    let none = none_selected();
+    // A folder that is not a service.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("grafana")).unwrap();
+    let err = render(dir.path(), &example_values(), &none, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("grafana") && err.contains("not a service folder"),
+        "{err}"
+    );
+    // A stray non-YAML file; Markdown is documentation and passes.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("README.md"), "docs").unwrap();
+    assert!(render(dir.path(), &example_values(), &none, &[])
+        .unwrap()
+        .is_empty());
+    std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+    let err = render(dir.path(), &example_values(), &none, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("notes.txt"), "{err}");
+    // Two files k3s would merge into one addon.
+    let dir = tempfile::tempdir().unwrap();
+    let doc = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: default\n";
+    std::fs::write(dir.path().join("same.yaml"), doc).unwrap();
+    let extra = dir.path().join("extra");
+    std::fs::create_dir(&extra).unwrap();
+    std::fs::write(extra.join("same.yml"), doc).unwrap();
+    let base = dir.path().join("base");
+    std::fs::create_dir(&base).unwrap();
+    std::fs::rename(dir.path().join("same.yaml"), base.join("same.yaml")).unwrap();
+    let err = render(&base, &example_values(), &none, &[extra])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("same") && err.contains("addon"), "{err}");
+    // An enabled service without its folder.
+    let mut only_dask = none_selected();
+    only_dask.dask = true;
+    let err = render(&base, &example_values(), &only_dask, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dask") && err.contains("[services]"), "{err}");
+}
