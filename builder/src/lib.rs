@@ -8,3 +8,8 @@
 pub mod cli;
 pub mod disk;
 pub mod fs;
+pub mod plan;
+pub mod profile;
+pub mod secrets;
+pub mod spec;
+pub mod verb;
