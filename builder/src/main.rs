@@ -19,6 +19,8 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Inspect(_args) => anyhow::bail!("inspect is not implemented yet"),
+        Command::Plan(args) => piimg::verb::plan(&args, &mut std::io::stdout().lock()),
+        Command::Secrets(cmd) => piimg::verb::secrets(&cmd, &mut std::io::stdout().lock()),
     }
 }
 

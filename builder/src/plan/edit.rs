@@ -7,6 +7,11 @@ use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
 
+/// Modes read best in octal: JSON carries them as `"0755"`.
+fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
+}
+
 /// What a file written by the plan contains.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -30,7 +35,7 @@ impl fmt::Display for Content {
             Content::Text(t) if t.len() <= 60 && !t.trim_end().contains('\n') => {
                 write!(f, "{:?}", t)
             }
-            Content::Text(t) => write!(f, "{} lines of text", t.lines().count()),
+            Content::Text(t) => write!(f, "text ({} lines)", t.lines().count()),
             Content::Secret(_) => write!(f, "{} (secret)", crate::secrets::MASK),
             Content::Source { path, sha256 } => write!(
                 f,
@@ -82,6 +87,7 @@ pub enum Edit {
         /// Content.
         content: Content,
         /// Permission bits.
+        #[serde(serialize_with = "octal")]
         mode: u32,
         /// Owner.
         uid: u32,
@@ -93,6 +99,7 @@ pub enum Edit {
         /// Absolute path.
         path: String,
         /// Permission bits.
+        #[serde(serialize_with = "octal")]
         mode: u32,
         /// Owner.
         uid: u32,

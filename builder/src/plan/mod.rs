@@ -106,7 +106,7 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "plan for {} from base {} ({:?}), build {}: {} edits",
+            "plan for {} from base {} ({}), build {}: {} edits",
             self.node,
             self.base,
             self.flavour,

@@ -77,6 +77,34 @@ pub enum SecretsError {
     },
 }
 
+impl SecretsError {
+    /// The file at fault.
+    pub fn path(&self) -> &Path {
+        match self {
+            SecretsError::Missing { path }
+            | SecretsError::TooOpen { path, .. }
+            | SecretsError::Invalid { path, .. }
+            | SecretsError::Exists { path }
+            | SecretsError::Io { path, .. } => path,
+        }
+    }
+
+    /// The message without the leading path, split at the fix: (problem, fix).
+    pub fn problem_and_fix(&self) -> (String, String) {
+        let text = self.to_string();
+        let prefix = format!("{}: ", self.path().display());
+        let text = text.strip_prefix(&prefix).unwrap_or(&text).to_string();
+        match self {
+            SecretsError::Io { .. } => (text, "check the path and permissions".into()),
+            SecretsError::Exists { .. } => (text, "move the existing file away first".into()),
+            _ => match text.rsplit_once(": ") {
+                Some((problem, fix)) => (problem.to_string(), fix.to_string()),
+                None => (text, String::new()),
+            },
+        }
+    }
+}
+
 fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> SecretsError + 'a {
     move |source| SecretsError::Io {
         path: path.to_path_buf(),

@@ -23,7 +23,8 @@ use std::path::PathBuf;
 /// nothing deeper reads argv, the environment or the clock.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Overrides {
-    /// `--base PATH|URL`: use this base instead of the catalogue's (digest recorded, not checked).
+    /// `--base NAME|PATH|URL`: a catalogue name picks that entry; a path or URL replaces the
+    /// profile base's file (its digest is recorded, not checked).
     pub base: Option<String>,
     /// `--k3s-bin PATH`: use this k3s binary instead of the pinned one.
     pub k3s_bin: Option<PathBuf>,
@@ -98,6 +99,18 @@ pub enum Flavour {
     },
     /// Ubuntu amd64 (cloud image): GRUB, GPT.
     UbuntuAmd64,
+}
+
+impl fmt::Display for Flavour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Flavour::Bookworm => "Raspberry Pi OS bookworm",
+            Flavour::Trixie => "Raspberry Pi OS trixie",
+            Flavour::UbuntuRaspi { ab_boot: false } => "Ubuntu for Raspberry Pi",
+            Flavour::UbuntuRaspi { ab_boot: true } => "Ubuntu for Raspberry Pi, A/B boot",
+            Flavour::UbuntuAmd64 => "Ubuntu amd64",
+        })
+    }
 }
 
 /// k3s settings of the node.

@@ -142,7 +142,10 @@ fn build(lc: &LoadedCluster, ln: &LoadedNode, overrides: &Overrides, errors: &mu
         err(blame.at("role", |l| l.role.is_some()), format!("role `{}` but cluster.toml's `server.node` is `{}`", if role == Role::Server { "server" } else { "agent" }, c.server.node), "one server per cluster: make server.node name it, or make this node an agent");
     }
 
-    let base = match &p.base {
+    // `--base NAME` picks another catalogue entry (flavour and all); a path or URL only
+    // replaces the file of the profile's base.
+    let catalogue_override = overrides.base.as_ref().filter(|b| c.bases.contains_key(*b));
+    let base = match catalogue_override.or(p.base.as_ref()).map(|n| n.to_string()).as_ref() {
         None => {
             err(blame.at("base", |_| false), "no base image".into(), "add `base = \"NAME\"` naming a [bases.NAME] entry of cluster.toml");
             None
@@ -155,7 +158,10 @@ fn build(lc: &LoadedCluster, ln: &LoadedNode, overrides: &Overrides, errors: &mu
             }
             Some(b) => Some(BaseSpec {
                 name: name.clone(),
-                url: overrides.base.clone().unwrap_or_else(|| b.url.clone()),
+                url: match (&overrides.base, catalogue_override) {
+                    (Some(path_or_url), None) => path_or_url.clone(),
+                    _ => b.url.clone(),
+                },
                 sha256: b.sha256.clone(),
                 family: b.family,
                 release: b.release.clone(),
@@ -276,7 +282,8 @@ fn build(lc: &LoadedCluster, ln: &LoadedNode, overrides: &Overrides, errors: &mu
     let secrets = match crate::secrets::load(&secrets_path) {
         Ok(s) => Some(s),
         Err(e) => {
-            errors.push(ProfileError::new(&lc.file, "secrets", e.to_string(), "see the message before `fix`"));
+            let (problem, fix) = e.problem_and_fix();
+            errors.push(ProfileError::new(e.path(), "", problem, fix));
             None
         }
     };
