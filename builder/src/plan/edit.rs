@@ -207,7 +207,9 @@ impl Edit {
     pub fn is_boot(&self) -> bool {
         matches!(
             self,
-            Edit::EnsureCmdlineParams { .. } | Edit::SetConfigTxt { .. } | Edit::WriteBootFile { .. }
+            Edit::EnsureCmdlineParams { .. }
+                | Edit::SetConfigTxt { .. }
+                | Edit::WriteBootFile { .. }
         )
     }
 }

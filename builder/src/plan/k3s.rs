@@ -20,7 +20,8 @@ fn q(s: &str) -> String {
 /// so a lost worker card cannot add a server.
 pub fn config_yaml(spec: &NodeSpec) -> Secret {
     let s = &spec.secrets;
-    let mut y = String::from("# Written by piimg; first boot starts k3s once the SSD is mounted.\n");
+    let mut y =
+        String::from("# Written by piimg; first boot starts k3s once the SSD is mounted.\n");
     match spec.role {
         Role::Server => {
             y += &format!("token: {}\n", q(s.k3s_token.expose()));
@@ -120,7 +121,10 @@ pub fn edits(spec: &NodeSpec, inputs: &Inputs) -> Vec<Edit> {
     if let Some(images) = &inputs.airgap_images {
         e.push(dir(STAGED_IMAGES, 0o700));
         e.push(file(
-            &format!("{STAGED_IMAGES}/k3s-airgap-images-{}.tar.zst", spec.base.arch),
+            &format!(
+                "{STAGED_IMAGES}/k3s-airgap-images-{}.tar.zst",
+                spec.base.arch
+            ),
             Content::Source {
                 path: images.path.clone(),
                 sha256: images.sha256.clone(),

@@ -138,7 +138,11 @@ pub fn identity(spec: &NodeSpec) -> Vec<Edit> {
         // The base's first-boot state, so systemd makes a fresh id and ConditionFirstBoot runs.
         text(
             "/etc/machine-id",
-            if flavour == Flavour::Trixie { "uninitialized\n" } else { "" },
+            if flavour == Flavour::Trixie {
+                "uninitialized\n"
+            } else {
+                ""
+            },
             0o444,
         ),
     ];
@@ -158,7 +162,11 @@ pub fn identity(spec: &NodeSpec) -> Vec<Edit> {
     }
     if flavour != Flavour::Bookworm {
         // cloud-init would re-do hostname, users and network behind our back: disabled.
-        e.push(text("/etc/cloud/cloud-init.disabled", "Disabled by piimg: the image is baked.\n", 0o644));
+        e.push(text(
+            "/etc/cloud/cloud-init.disabled",
+            "Disabled by piimg: the image is baked.\n",
+            0o644,
+        ));
     }
     e
 }
@@ -231,7 +239,9 @@ pub fn network(spec: &NodeSpec) -> Vec<Edit> {
     };
     match spec.base.flavour() {
         Flavour::Bookworm | Flavour::Trixie => {
-            let Some(s) = &n.static_address else { return vec![] };
+            let Some(s) = &n.static_address else {
+                return vec![];
+            };
             let iface = n.interface.clone().unwrap_or_else(|| "eth0".into());
             let dns: String = s.dns.iter().map(|d| format!("{d};")).collect();
             vec![secret_file(
@@ -258,7 +268,10 @@ pub fn network(spec: &NodeSpec) -> Vec<Edit> {
                     );
                     if !s.dns.is_empty() {
                         let list: Vec<String> = s.dns.iter().map(|d| format!("\"{d}\"")).collect();
-                        a += &format!("      nameservers:\n        addresses: [{}]\n", list.join(", "));
+                        a += &format!(
+                            "      nameservers:\n        addresses: [{}]\n",
+                            list.join(", ")
+                        );
                     }
                     a
                 }

@@ -116,7 +116,7 @@ pub fn fstab_ensure(old: &str, entry: &FstabEntry) -> String {
 pub fn fstab_remove_swap(old: &str) -> String {
     let mut text: String = old
         .lines()
-        .filter(|l| !fstab_fields(l).is_some_and(|f| f.get(2) == Some(&"swap")))
+        .filter(|l| fstab_fields(l).is_none_or(|f| f.get(2) != Some(&"swap")))
         .collect::<Vec<_>>()
         .join("\n");
     if !text.is_empty() {
@@ -166,7 +166,9 @@ mod tests {
             let once = cmdline_ensure(base, &cg());
             assert_eq!(once.lines().count(), 1);
             assert!(once.starts_with(base.trim_end()), "order kept: {once}");
-            assert!(once.trim_end().ends_with("cgroup_memory=1 cgroup_enable=memory"));
+            assert!(once
+                .trim_end()
+                .ends_with("cgroup_memory=1 cgroup_enable=memory"));
             assert_eq!(cmdline_ensure(&once, &cg()), once);
         }
         assert!(cmdline_ensure(TRIXIE, &cg()).contains(" resize ds=nocloud;i=abc "));
@@ -176,7 +178,10 @@ mod tests {
     fn cmdline_never_duplicates_and_joins_broken_lines() {
         let broken = "console=tty1 cgroup_memory=1\nroot=LABEL=writable\n";
         let out = cmdline_ensure(broken, &cg());
-        assert_eq!(out, "console=tty1 cgroup_memory=1 root=LABEL=writable cgroup_enable=memory\n");
+        assert_eq!(
+            out,
+            "console=tty1 cgroup_memory=1 root=LABEL=writable cgroup_enable=memory\n"
+        );
     }
 
     #[test]
@@ -219,22 +224,32 @@ mod tests {
         assert_eq!(fstab_ensure(&once, &ssd()), once);
         let mut other = ssd();
         other.options = "defaults".into();
-        assert_eq!(fstab_ensure(&once, &other).matches("/mnt/storage").count(), 1);
+        assert_eq!(
+            fstab_ensure(&once, &other).matches("/mnt/storage").count(),
+            1
+        );
     }
 
     #[test]
     fn fstab_remove_swap_only_swap() {
         let base = "LABEL=cloudimg-rootfs / ext4 discard,errors=remount-ro 0 1\n/swap.img none swap sw 0 0\n# swap comment\n";
         let out = fstab_remove_swap(base);
-        assert_eq!(out, "LABEL=cloudimg-rootfs / ext4 discard,errors=remount-ro 0 1\n# swap comment\n");
+        assert_eq!(
+            out,
+            "LABEL=cloudimg-rootfs / ext4 discard,errors=remount-ro 0 1\n# swap comment\n"
+        );
         assert_eq!(fstab_remove_swap(&out), out);
     }
 
     #[test]
     fn hosts_replaces_or_appends() {
-        let deb = "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost\n\n127.0.1.1\traspberrypi\n";
+        let deb =
+            "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost\n\n127.0.1.1\traspberrypi\n";
         let out = hosts_set_hostname(deb, "worker-2");
-        assert_eq!(out, "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost\n\n127.0.1.1\tworker-2\n");
+        assert_eq!(
+            out,
+            "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost\n\n127.0.1.1\tworker-2\n"
+        );
         assert_eq!(hosts_set_hostname(&out, "worker-2"), out);
         let ubuntu = "127.0.0.1 localhost\n";
         assert!(hosts_set_hostname(ubuntu, "cp").ends_with("127.0.1.1\tcp\n"));

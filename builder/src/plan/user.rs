@@ -51,7 +51,9 @@ pub fn ensure_user(db: &UserDb, user: &UserSpec) -> UserDb {
     let pw_line = format!("{name}:x:{uid}:{uid}::{}:{}", user.home, user.shell);
     let mut lines: Vec<String> = db.passwd.lines().map(str::to_string).collect();
     let by_name = lines.iter().position(|l| l.split(':').next() == Some(name));
-    let by_uid = lines.iter().position(|l| l.split(':').nth(2) == Some(uid.as_str()));
+    let by_uid = lines
+        .iter()
+        .position(|l| l.split(':').nth(2) == Some(uid.as_str()));
     match (by_name, by_uid) {
         (Some(i), _) => lines[i] = pw_line,
         (None, Some(i)) => {
@@ -82,7 +84,10 @@ pub fn ensure_user(db: &UserDb, user: &UserSpec) -> UserDb {
                 continue;
             }
             let gname = rename(&f[0]);
-            if gname == name || gid_field.is_some_and(|g| f[2] == g && old_name.as_deref() == Some(f[0].as_str())) {
+            if gname == name
+                || gid_field
+                    .is_some_and(|g| f[2] == g && old_name.as_deref() == Some(f[0].as_str()))
+            {
                 if !have_own {
                     out.push(own_line.clone());
                     have_own = true;
@@ -156,7 +161,8 @@ mod tests {
 
     fn pi_db() -> UserDb {
         UserDb {
-            passwd: "root:x:0:0:root:/root:/bin/bash\npi:x:1000:1000:,,,:/home/pi:/bin/bash\n".into(),
+            passwd: "root:x:0:0:root:/root:/bin/bash\npi:x:1000:1000:,,,:/home/pi:/bin/bash\n"
+                .into(),
             group: "root:x:0:\nsudo:x:27:pi\nvideo:x:44:pi\npi:x:1000:\n".into(),
             shadow: "root:*:19000:0:99999:7:::\npi:!:19000:0:99999:7:::\n".into(),
             gshadow: "root:*::\nsudo:*::pi\nvideo:*::pi\npi:!::\n".into(),
@@ -167,9 +173,14 @@ mod tests {
     fn renames_the_placeholder_user_everywhere() {
         let out = ensure_user(&pi_db(), &spec());
         for text in [&out.passwd, &out.group, &out.shadow, &out.gshadow] {
-            assert!(!text.contains("pi:") && !text.contains(",pi") && !text.contains(":pi\n"), "{text}");
+            assert!(
+                !text.contains("pi:") && !text.contains(",pi") && !text.contains(":pi\n"),
+                "{text}"
+            );
         }
-        assert!(out.passwd.contains("admin:x:1000:1000::/home/admin:/bin/bash\n"));
+        assert!(out
+            .passwd
+            .contains("admin:x:1000:1000::/home/admin:/bin/bash\n"));
         assert!(out.group.contains("sudo:x:27:admin\n") && out.group.contains("admin:x:1000:\n"));
         assert!(out.shadow.contains("admin:*::0:99999:7:::\n"));
         assert!(out.passwd.starts_with("root:x:0:0"));

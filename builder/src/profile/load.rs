@@ -246,7 +246,10 @@ mod tests {
     fn missing_parent_names_the_referrer() {
         let d = dir_with(&[("a.toml", "extends = \"nope\"\n")]);
         let err = load_node(d.path(), "a").unwrap_err();
-        assert!(err.file.ends_with("a.toml") && err.key == "extends", "{err}");
+        assert!(
+            err.file.ends_with("a.toml") && err.key == "extends",
+            "{err}"
+        );
     }
 
     #[test]
@@ -254,7 +257,7 @@ mod tests {
         let d = dir_with(&[("a.toml", "[storage]\nmountpoint = \"/x\"\n")]);
         let err = load_node(d.path(), "a").unwrap_err();
         assert!(err.file.ends_with("a.toml"));
-        assert_eq!(err.key, "storage");
+        assert_eq!(err.key, "storage.mountpoint");
         assert!(err.problem.contains("unknown field `mountpoint`"), "{err}");
         assert!(err.to_string().contains("remove or rename"), "{err}");
     }

@@ -58,7 +58,9 @@ impl Merge for NodeProfile {
         scalar(&mut self.base, upper.base);
         scalar(&mut self.k3s_version, upper.k3s_version);
         if let Some(labels) = upper.labels {
-            self.labels.get_or_insert_with(Default::default).extend(labels);
+            self.labels
+                .get_or_insert_with(Default::default)
+                .extend(labels);
         }
         scalar(&mut self.taints, upper.taints);
         scalar(&mut self.network, upper.network);
@@ -168,7 +170,10 @@ mod tests {
         assert_eq!(s.mount_point.as_deref(), Some("/mnt/b"));
         let k = lower.kernel.unwrap();
         assert_eq!(k.keep_16k_pages, Some(true));
-        assert_eq!(k.cmdline_extra.unwrap(), ["quiet", "usb-storage.quirks=1:2:u"]);
+        assert_eq!(
+            k.cmdline_extra.unwrap(),
+            ["quiet", "usb-storage.quirks=1:2:u"]
+        );
     }
 
     #[test]

@@ -38,7 +38,9 @@ pub struct ClusterSecrets {
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     /// The file is not there.
-    #[error("{path}: the cluster secrets file does not exist: create it with `piimg secrets init`")]
+    #[error(
+        "{path}: the cluster secrets file does not exist: create it with `piimg secrets init`"
+    )]
     Missing {
         /// The secrets file.
         path: PathBuf,

@@ -22,7 +22,12 @@ impl K3sVersion {
         let rest = s.strip_prefix('v')?;
         let (semver, build) = rest.split_once("+k3s")?;
         let mut parts = semver.split('.').map(|p| p.parse::<u32>().ok());
-        let v = K3sVersion(parts.next()??, parts.next()??, parts.next()??, build.parse().ok()?);
+        let v = K3sVersion(
+            parts.next()??,
+            parts.next()??,
+            parts.next()??,
+            build.parse().ok()?,
+        );
         parts.next().is_none().then_some(v)
     }
 }
@@ -30,11 +35,15 @@ impl K3sVersion {
 /// Why `url` does not look like a server agents can reach, if it does not.
 pub fn server_url_problem(url: &str) -> Option<String> {
     let Some(rest) = url.strip_prefix("https://") else {
-        return Some(format!("`{url}` is not an https:// URL (k3s serves its API over TLS)"));
+        return Some(format!(
+            "`{url}` is not an https:// URL (k3s serves its API over TLS)"
+        ));
     };
     let authority = rest.trim_end_matches('/');
     if authority.contains('/') {
-        return Some(format!("`{url}` has a path; k3s wants only scheme, host and port"));
+        return Some(format!(
+            "`{url}` has a path; k3s wants only scheme, host and port"
+        ));
     }
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) => (h, Some(p)),
@@ -54,7 +63,9 @@ pub fn server_url_problem(url: &str) -> Option<String> {
         return None;
     }
     if host == "localhost" || host.ends_with(".localhost") {
-        return Some(format!("`{url}` points at localhost, which other nodes cannot reach"));
+        return Some(format!(
+            "`{url}` points at localhost, which other nodes cannot reach"
+        ));
     }
     if host.is_empty() || !host.split('.').all(is_rfc1123_label) {
         return Some(format!("`{url}` has no valid host name"));
@@ -75,7 +86,9 @@ pub fn http_url_problem(url: &str) -> Option<String> {
 
 /// Whether `s` is 64 lower-case hex digits.
 pub fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Parses an octal mode string such as `"0644"`.

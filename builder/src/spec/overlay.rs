@@ -61,7 +61,10 @@ struct Owner {
 
 /// Name of the sidecar of overlay folder `dir`.
 pub fn sidecar_of(dir: &Path) -> PathBuf {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     dir.with_file_name(format!("{name}.owners.toml"))
 }
 
@@ -117,7 +120,10 @@ pub fn walk(dir: &Path, errors: &mut Vec<ProfileError>) -> Vec<RootEntry> {
 
 fn walk_into(root: &Path, dir: &Path, out: &mut Vec<RootEntry>, errors: &mut Vec<ProfileError>) {
     let mut names = match std::fs::read_dir(dir) {
-        Ok(rd) => rd.filter_map(Result::ok).map(|e| e.path()).collect::<Vec<_>>(),
+        Ok(rd) => rd
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect::<Vec<_>>(),
         Err(e) => {
             errors.push(ProfileError::new(
                 dir,
@@ -142,7 +148,12 @@ fn walk_into(root: &Path, dir: &Path, out: &mut Vec<RootEntry>, errors: &mut Vec
         let meta = match path.symlink_metadata() {
             Ok(m) => m,
             Err(e) => {
-                errors.push(ProfileError::new(&path, "", format!("cannot stat: {e}"), "check permissions"));
+                errors.push(ProfileError::new(
+                    &path,
+                    "",
+                    format!("cannot stat: {e}"),
+                    "check permissions",
+                ));
                 continue;
             }
         };
@@ -153,7 +164,12 @@ fn walk_into(root: &Path, dir: &Path, out: &mut Vec<RootEntry>, errors: &mut Vec
                     target: t.to_string_lossy().into_owned(),
                 },
                 Err(e) => {
-                    errors.push(ProfileError::new(&path, "", format!("cannot read link: {e}"), "check permissions"));
+                    errors.push(ProfileError::new(
+                        &path,
+                        "",
+                        format!("cannot read link: {e}"),
+                        "check permissions",
+                    ));
                     continue;
                 }
             }
@@ -166,7 +182,12 @@ fn walk_into(root: &Path, dir: &Path, out: &mut Vec<RootEntry>, errors: &mut Vec
                     source: path.clone(),
                 },
                 Err(e) => {
-                    errors.push(ProfileError::new(&path, "", format!("cannot read: {e}"), "check permissions"));
+                    errors.push(ProfileError::new(
+                        &path,
+                        "",
+                        format!("cannot read: {e}"),
+                        "check permissions",
+                    ));
                     continue;
                 }
             }
@@ -183,7 +204,11 @@ fn walk_into(root: &Path, dir: &Path, out: &mut Vec<RootEntry>, errors: &mut Vec
         out.push(RootEntry {
             path: image_path,
             kind,
-            mode: if meta.file_type().is_symlink() { 0o777 } else { mode },
+            mode: if meta.file_type().is_symlink() {
+                0o777
+            } else {
+                mode
+            },
             uid: 0,
             gid: 0,
         });

@@ -41,7 +41,11 @@ impl Blame<'_> {
 ///
 /// Reads cluster.toml, the node's profile chain, the server's profile (for its k3s version),
 /// the secrets file and the overlays; writes nothing.
-pub fn resolve(profiles_dir: &Path, node: &str, overrides: &Overrides) -> Result<NodeSpec, SpecErrors> {
+pub fn resolve(
+    profiles_dir: &Path,
+    node: &str,
+    overrides: &Overrides,
+) -> Result<NodeSpec, SpecErrors> {
     let one = |e: ProfileError| SpecErrors(vec![e]);
     let cluster = profile::load_cluster(profiles_dir).map_err(one)?;
     let mut errors = check_cluster(&cluster);
@@ -61,62 +65,136 @@ fn check_cluster(lc: &LoadedCluster) -> Vec<ProfileError> {
     let c = &lc.cluster;
     let f = &lc.file;
     let mut errs = Vec::new();
-    let mut err = |key: String, problem: String, fix: &str| errs.push(ProfileError::new(f, key, problem, fix));
+    let mut err = |key: String, problem: String, fix: &str| {
+        errs.push(ProfileError::new(f, key, problem, fix))
+    };
     if !is_rfc1123_label(&c.name) {
-        err("name".into(), format!("`{}` is not an RFC 1123 label", c.name), "use lower-case letters, digits and '-', at most 63");
+        err(
+            "name".into(),
+            format!("`{}` is not an RFC 1123 label", c.name),
+            "use lower-case letters, digits and '-', at most 63",
+        );
     }
     for (i, n) in c.nodes.iter().enumerate() {
         if !is_rfc1123_label(n) {
-            err(format!("nodes[{i}]"), format!("`{n}` is not an RFC 1123 label"), "use lower-case letters, digits and '-'");
+            err(
+                format!("nodes[{i}]"),
+                format!("`{n}` is not an RFC 1123 label"),
+                "use lower-case letters, digits and '-'",
+            );
         }
         if c.nodes[..i].contains(n) {
-            err(format!("nodes[{i}]"), format!("`{n}` is listed twice"), "list each node once");
+            err(
+                format!("nodes[{i}]"),
+                format!("`{n}` is listed twice"),
+                "list each node once",
+            );
         }
     }
     if let Some(p) = server_url_problem(&c.server.url) {
-        err("server.url".into(), p, "give the server's address as https://HOST:6443, with a host or IP the nodes can reach");
+        err(
+            "server.url".into(),
+            p,
+            "give the server's address as https://HOST:6443, with a host or IP the nodes can reach",
+        );
     }
     if !c.nodes.contains(&c.server.node) {
-        err("server.node".into(), format!("`{}` is not in `nodes`", c.server.node), "name the server's profile and list it in `nodes`");
+        err(
+            "server.node".into(),
+            format!("`{}` is not in `nodes`", c.server.node),
+            "name the server's profile and list it in `nodes`",
+        );
     }
     if !c.k3s.releases.contains_key(&c.k3s.version) {
-        err("k3s.version".into(), format!("`{}` has no `[k3s.releases.\"{}\"]` entry", c.k3s.version, c.k3s.version), "pin that release's binaries under [k3s.releases] or pick a pinned version");
+        err(
+            "k3s.version".into(),
+            format!(
+                "`{}` has no `[k3s.releases.\"{}\"]` entry",
+                c.k3s.version, c.k3s.version
+            ),
+            "pin that release's binaries under [k3s.releases] or pick a pinned version",
+        );
     }
     for (version, arches) in &c.k3s.releases {
         if K3sVersion::parse(version).is_none() {
-            err(format!("k3s.releases.\"{version}\""), format!("`{version}` is not a k3s release tag"), "write it like v1.31.4+k3s1");
+            err(
+                format!("k3s.releases.\"{version}\""),
+                format!("`{version}` is not a k3s release tag"),
+                "write it like v1.31.4+k3s1",
+            );
         }
         for (arch, a) in arches {
             if !is_sha256(&a.sha256) {
-                err(format!("k3s.releases.\"{version}\".{arch}.sha256"), "not 64 lower-case hex digits".into(), "copy the digest from the release's sha256sum file");
+                err(
+                    format!("k3s.releases.\"{version}\".{arch}.sha256"),
+                    "not 64 lower-case hex digits".into(),
+                    "copy the digest from the release's sha256sum file",
+                );
             }
         }
     }
     for (arch, a) in &c.firstboot {
         if !is_sha256(&a.sha256) {
-            err(format!("firstboot.{arch}.sha256"), "not 64 lower-case hex digits".into(), "write the binary's `sha256sum`");
+            err(
+                format!("firstboot.{arch}.sha256"),
+                "not 64 lower-case hex digits".into(),
+                "write the binary's `sha256sum`",
+            );
         }
     }
     for (name, b) in &c.bases {
         if !is_sha256(&b.sha256) {
-            err(format!("bases.{name}.sha256"), "not 64 lower-case hex digits".into(), "copy the digest the distribution publishes for the download");
+            err(
+                format!("bases.{name}.sha256"),
+                "not 64 lower-case hex digits".into(),
+                "copy the digest the distribution publishes for the download",
+            );
         }
         if http_url_problem(&b.url).is_some() && !b.url.starts_with('/') {
-            err(format!("bases.{name}.url"), format!("`{}` is neither an http(s) URL nor an absolute path", b.url), "give the download URL");
+            err(
+                format!("bases.{name}.url"),
+                format!("`{}` is neither an http(s) URL nor an absolute path", b.url),
+                "give the download URL",
+            );
         }
         if b.family == Family::Raspios && !matches!(b.release.as_str(), "bookworm" | "trixie") {
-            err(format!("bases.{name}.release"), format!("Raspberry Pi OS release `{}` is not one piimg knows", b.release), "use bookworm or trixie");
+            err(
+                format!("bases.{name}.release"),
+                format!(
+                    "Raspberry Pi OS release `{}` is not one piimg knows",
+                    b.release
+                ),
+                "use bookworm or trixie",
+            );
         }
-        if b.family == Family::Ubuntu && b.release.split('.').filter_map(|p| p.parse::<u32>().ok()).count() != 2 {
-            err(format!("bases.{name}.release"), format!("Ubuntu release `{}` is not YY.MM", b.release), "write it like 24.04");
+        if b.family == Family::Ubuntu
+            && b.release
+                .split('.')
+                .filter_map(|p| p.parse::<u32>().ok())
+                .count()
+                != 2
+        {
+            err(
+                format!("bases.{name}.release"),
+                format!("Ubuntu release `{}` is not YY.MM", b.release),
+                "write it like 24.04",
+            );
         }
     }
     errs
 }
 
-fn build(lc: &LoadedCluster, ln: &LoadedNode, overrides: &Overrides, errors: &mut Vec<ProfileError>) -> Option<NodeSpec> {
+fn build(
+    lc: &LoadedCluster,
+    ln: &LoadedNode,
+    overrides: &Overrides,
+    errors: &mut Vec<ProfileError>,
+) -> Option<NodeSpec> {
     let c = &lc.cluster;
-    let blame = Blame { cluster: lc, node: ln };
+    let blame = Blame {
+        cluster: lc,
+        node: ln,
+    };
     let mut p = c.defaults.clone();
     p.merge_from(ln.profile.clone());
     let mut err = |(file, key): (PathBuf, String), problem: String, fix: &str| {
@@ -124,36 +202,72 @@ fn build(lc: &LoadedCluster, ln: &LoadedNode, overrides: &Overrides, errors: &mu
     };
 
     if !c.nodes.contains(&ln.name) {
-        err((lc.file.clone(), "nodes".into()), format!("node `{}` is not listed", ln.name), "add it to `nodes` in cluster.toml");
+        err(
+            (lc.file.clone(), "nodes".into()),
+            format!("node `{}` is not listed", ln.name),
+            "add it to `nodes` in cluster.toml",
+        );
     }
     let hostname = p.hostname.clone().unwrap_or_else(|| ln.name.clone());
     if !is_rfc1123_label(&hostname) {
-        err(blame.at("hostname", |l| l.hostname.is_some()), format!("`{hostname}` is not an RFC 1123 host name"), "use 1-63 lower-case letters, digits and '-', not at either end");
+        err(
+            blame.at("hostname", |l| l.hostname.is_some()),
+            format!("`{hostname}` is not an RFC 1123 host name"),
+            "use 1-63 lower-case letters, digits and '-', not at either end",
+        );
     }
     let role = match p.role {
         Some(r) => r,
         None => {
-            err(blame.at("role", |_| false), "no role".into(), "add `role = \"agent\"` or `role = \"server\"`");
+            err(
+                blame.at("role", |_| false),
+                "no role".into(),
+                "add `role = \"agent\"` or `role = \"server\"`",
+            );
             Role::Agent
         }
     };
     let is_server_node = c.server.node == ln.name;
     if p.role.is_some() && (role == Role::Server) != is_server_node {
-        err(blame.at("role", |l| l.role.is_some()), format!("role `{}` but cluster.toml's `server.node` is `{}`", if role == Role::Server { "server" } else { "agent" }, c.server.node), "one server per cluster: make server.node name it, or make this node an agent");
+        err(
+            blame.at("role", |l| l.role.is_some()),
+            format!(
+                "role `{}` but cluster.toml's `server.node` is `{}`",
+                if role == Role::Server {
+                    "server"
+                } else {
+                    "agent"
+                },
+                c.server.node
+            ),
+            "one server per cluster: make server.node name it, or make this node an agent",
+        );
     }
 
     // `--base NAME` picks another catalogue entry (flavour and all); a path or URL only
     // replaces the file of the profile's base.
     let catalogue_override = overrides.base.as_ref().filter(|b| c.bases.contains_key(*b));
-    let base = match catalogue_override.or(p.base.as_ref()).map(|n| n.to_string()).as_ref() {
+    let base = match catalogue_override
+        .or(p.base.as_ref())
+        .map(|n| n.to_string())
+        .as_ref()
+    {
         None => {
-            err(blame.at("base", |_| false), "no base image".into(), "add `base = \"NAME\"` naming a [bases.NAME] entry of cluster.toml");
+            err(
+                blame.at("base", |_| false),
+                "no base image".into(),
+                "add `base = \"NAME\"` naming a [bases.NAME] entry of cluster.toml",
+            );
             None
         }
         Some(name) => match c.bases.get(name) {
             None => {
                 let known: Vec<_> = c.bases.keys().map(String::as_str).collect();
-                err(blame.at("base", |l| l.base.is_some()), format!("no base `{name}` in the catalogue"), &format!("use one of: {}", known.join(", ")));
+                err(
+                    blame.at("base", |l| l.base.is_some()),
+                    format!("no base `{name}` in the catalogue"),
+                    &format!("use one of: {}", known.join(", ")),
+                );
                 None
             }
             Some(b) => Some(BaseSpec {
@@ -171,17 +285,28 @@ fn build(lc: &LoadedCluster, ln: &LoadedNode, overrides: &Overrides, errors: &mu
     };
 
     // k3s version: pinned, for the node's arch, and an agent's not newer than the server's.
-    let version = p.k3s_version.clone().unwrap_or_else(|| c.k3s.version.clone());
+    let version = p
+        .k3s_version
+        .clone()
+        .unwrap_or_else(|| c.k3s.version.clone());
     let version_blame = blame.at("k3s_version", |l| l.k3s_version.is_some());
     let artifact = match (c.k3s.releases.get(&version), &base) {
         (None, _) => {
-            err(version_blame.clone(), format!("k3s `{version}` is not pinned in cluster.toml"), "pin it under [k3s.releases] or use a pinned version");
+            err(
+                version_blame.clone(),
+                format!("k3s `{version}` is not pinned in cluster.toml"),
+                "pin it under [k3s.releases] or use a pinned version",
+            );
             None
         }
         (Some(arches), Some(b)) => match arches.get(&b.arch) {
             Some(a) => Some(a.clone()),
             None => {
-                err(version_blame.clone(), format!("k3s `{version}` has no {} binary pinned", b.arch), &format!("add [k3s.releases.\"{version}\".{}]", b.arch));
+                err(
+                    version_blame.clone(),
+                    format!("k3s `{version}` has no {} binary pinned", b.arch),
+                    &format!("add [k3s.releases.\"{version}\".{}]", b.arch),
+                );
                 None
             }
         },
@@ -189,7 +314,10 @@ fn build(lc: &LoadedCluster, ln: &LoadedNode, overrides: &Overrides, errors: &mu
     };
     if role == Role::Agent && !is_server_node {
         if let Some(server_version) = server_k3s_version(lc, errors) {
-            if let (Some(ours), Some(theirs)) = (K3sVersion::parse(&version), K3sVersion::parse(&server_version)) {
+            if let (Some(ours), Some(theirs)) = (
+                K3sVersion::parse(&version),
+                K3sVersion::parse(&server_version),
+            ) {
                 if ours > theirs {
                     errors.push(ProfileError::new(version_blame.0.clone(), version_blame.1.clone(), format!("k3s `{version}` is newer than the server's `{server_version}`; agents must not be newer than their server"), "upgrade the server first, or pin this node to the server's version"));
                 }
@@ -204,7 +332,13 @@ fn build(lc: &LoadedCluster, ln: &LoadedNode, overrides: &Overrides, errors: &mu
     labels.retain(|k, v| {
         let ok = is_label_part(k, true) && is_label_part(v, false);
         if !ok {
-            err(blame.at("labels", |l| l.labels.as_ref().is_some_and(|m| m.contains_key(k))), format!("`{k}={v}` is not a valid Kubernetes label"), "use letters, digits, '-', '_', '.' (and '/' in the key)");
+            err(
+                blame.at("labels", |l| {
+                    l.labels.as_ref().is_some_and(|m| m.contains_key(k))
+                }),
+                format!("`{k}={v}` is not a valid Kubernetes label"),
+                "use letters, digits, '-', '_', '.' (and '/' in the key)",
+            );
         }
         ok
     });
@@ -212,7 +346,11 @@ fn build(lc: &LoadedCluster, ln: &LoadedNode, overrides: &Overrides, errors: &mu
     for (i, t) in taints.iter().enumerate() {
         if let Some(problem) = taint_problem(t) {
             let (f, k) = blame.at("taints", |l| l.taints.is_some());
-            err((f, format!("{k}[{i}]")), problem, "write it like `dedicated=storage:NoSchedule`");
+            err(
+                (f, format!("{k}[{i}]")),
+                problem,
+                "write it like `dedicated=storage:NoSchedule`",
+            );
         }
     }
 
@@ -221,50 +359,106 @@ fn build(lc: &LoadedCluster, ln: &LoadedNode, overrides: &Overrides, errors: &mu
         let nb = || blame.at("network.static", |l| l.network.is_some());
         if let Some(problem) = cidr_problem(&s.address) {
             let (f, k) = nb();
-            err((f, format!("{k}.address")), problem, "write it like 192.168.1.12/24");
+            err(
+                (f, format!("{k}.address")),
+                problem,
+                "write it like 192.168.1.12/24",
+            );
         }
         for (i, ip) in std::iter::once(&s.gateway).chain(&s.dns).enumerate() {
             if ip.parse::<std::net::Ipv4Addr>().is_err() {
                 let (f, k) = nb();
-                let key = if i == 0 { format!("{k}.gateway") } else { format!("{k}.dns[{}]", i - 1) };
-                err((f, key), format!("`{ip}` is not an IPv4 address"), "write it like 192.168.1.1");
+                let key = if i == 0 {
+                    format!("{k}.gateway")
+                } else {
+                    format!("{k}.dns[{}]", i - 1)
+                };
+                err(
+                    (f, key),
+                    format!("`{ip}` is not an IPv4 address"),
+                    "write it like 192.168.1.1",
+                );
             }
         }
     }
 
     let user = p.user.clone().unwrap_or_else(|| DEFAULT_USER.into());
     if !is_user_name(&user) {
-        err(blame.at("user", |l| l.user.is_some()), format!("`{user}` is not a valid user name"), "start with a lower-case letter; use a-z, 0-9, '_' and '-', at most 32");
+        err(
+            blame.at("user", |l| l.user.is_some()),
+            format!("`{user}` is not a valid user name"),
+            "start with a lower-case letter; use a-z, 0-9, '_' and '-', at most 32",
+        );
     }
     let ssh_keys = p.ssh_keys.clone().unwrap_or_default();
     if ssh_keys.is_empty() {
-        err(blame.at("ssh_keys", |_| false), "no SSH key: nobody could log in (password login is off)".into(), "add `ssh_keys = [\"ssh-ed25519 AAAA… you@host\"]` to [defaults] or the profile");
+        err(
+            blame.at("ssh_keys", |_| false),
+            "no SSH key: nobody could log in (password login is off)".into(),
+            "add `ssh_keys = [\"ssh-ed25519 AAAA… you@host\"]` to [defaults] or the profile",
+        );
     }
     for (i, k) in ssh_keys.iter().enumerate() {
         let kind = k.split_whitespace().next().unwrap_or("");
-        if !(kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-")) || k.contains('\n') {
-            let (f, key) = blame.at("ssh_keys", |l| l.ssh_keys.as_ref().is_some_and(|v| v.contains(k)));
-            err((f, format!("{key}[{i}]")), "not an SSH public key line".into(), "paste the whole line of your `~/.ssh/id_ed25519.pub`");
+        if !(kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-"))
+            || k.contains('\n')
+        {
+            let (f, key) = blame.at("ssh_keys", |l| {
+                l.ssh_keys.as_ref().is_some_and(|v| v.contains(k))
+            });
+            err(
+                (f, format!("{key}[{i}]")),
+                "not an SSH public key line".into(),
+                "paste the whole line of your `~/.ssh/id_ed25519.pub`",
+            );
         }
     }
-    let timezone = p.timezone.clone().unwrap_or_else(|| DEFAULT_TIMEZONE.into());
+    let timezone = p
+        .timezone
+        .clone()
+        .unwrap_or_else(|| DEFAULT_TIMEZONE.into());
     if !is_timezone(&timezone) {
-        err(blame.at("timezone", |l| l.timezone.is_some()), format!("`{timezone}` is not a time zone name"), "use an IANA name such as Europe/Berlin");
+        err(
+            blame.at("timezone", |l| l.timezone.is_some()),
+            format!("`{timezone}` is not a time zone name"),
+            "use an IANA name such as Europe/Berlin",
+        );
     }
 
     let storage = p.storage.clone().unwrap_or_default();
     let selector = storage.selector.clone();
     if selector.is_none() {
-        err(blame.at("storage.selector", |_| false), "no storage selector: first boot would not know which disk is the SSD".into(), "add `[storage] selector = { usb_min_gb = 100 }` (or `{ by_id = \"usb-…\" }`)");
+        err(
+            blame.at("storage.selector", |_| false),
+            "no storage selector: first boot would not know which disk is the SSD".into(),
+            "add `[storage] selector = { usb_min_gb = 100 }` (or `{ by_id = \"usb-…\" }`)",
+        );
     }
-    let mount_point = storage.mount_point.clone().unwrap_or_else(|| DEFAULT_MOUNT_POINT.into());
-    if !mount_point.starts_with('/') || mount_point == "/" || mount_point.contains("..") || mount_point.contains(char::is_whitespace) {
-        err(blame.at("storage.mount_point", |l| l.storage.as_ref().is_some_and(|s| s.mount_point.is_some())), format!("`{mount_point}` is not a usable mount point"), "use an absolute path without spaces, such as /mnt/storage");
+    let mount_point = storage
+        .mount_point
+        .clone()
+        .unwrap_or_else(|| DEFAULT_MOUNT_POINT.into());
+    if !mount_point.starts_with('/')
+        || mount_point == "/"
+        || mount_point.contains("..")
+        || mount_point.contains(char::is_whitespace)
+    {
+        err(
+            blame.at("storage.mount_point", |l| {
+                l.storage.as_ref().is_some_and(|s| s.mount_point.is_some())
+            }),
+            format!("`{mount_point}` is not a usable mount point"),
+            "use an absolute path without spaces, such as /mnt/storage",
+        );
     }
 
     if let Some(url) = &p.report_url {
         if let Some(problem) = http_url_problem(url) {
-            err(blame.at("report_url", |l| l.report_url.is_some()), problem, "give the URL `piimg watch` prints, or remove the key");
+            err(
+                blame.at("report_url", |l| l.report_url.is_some()),
+                problem,
+                "give the URL `piimg watch` prints, or remove the key",
+            );
         }
     }
 
@@ -272,8 +466,14 @@ fn build(lc: &LoadedCluster, ln: &LoadedNode, overrides: &Overrides, errors: &mu
     let cmdline_extra = kernel.cmdline_extra.clone().unwrap_or_default();
     for (i, param) in cmdline_extra.iter().enumerate() {
         if param.is_empty() || param.contains(char::is_whitespace) {
-            let (f, k) = blame.at("kernel.cmdline_extra", |l| l.kernel.as_ref().is_some_and(|k| k.cmdline_extra.is_some()));
-            err((f, format!("{k}[{i}]")), format!("`{param}` is not one kernel parameter"), "give one parameter per list item, without spaces");
+            let (f, k) = blame.at("kernel.cmdline_extra", |l| {
+                l.kernel.as_ref().is_some_and(|k| k.cmdline_extra.is_some())
+            });
+            err(
+                (f, format!("{k}[{i}]")),
+                format!("`{param}` is not one kernel parameter"),
+                "give one parameter per list item, without spaces",
+            );
         }
     }
 
@@ -289,9 +489,17 @@ fn build(lc: &LoadedCluster, ln: &LoadedNode, overrides: &Overrides, errors: &mu
     };
 
     // Overlays: common, the role's, then the profile's own; then [[files]].
-    let overlays_dir = lc.dir.join(c.overlays_dir.clone().unwrap_or_else(|| "../overlays".into()));
+    let overlays_dir = lc.dir.join(
+        c.overlays_dir
+            .clone()
+            .unwrap_or_else(|| "../overlays".into()),
+    );
     let mut root_entries = Vec::new();
-    let role_overlay = if role == Role::Server { "server" } else { "agent" };
+    let role_overlay = if role == Role::Server {
+        "server"
+    } else {
+        "agent"
+    };
     for name in ["common", role_overlay] {
         let dir = overlays_dir.join(name);
         if dir.is_dir() {
@@ -301,22 +509,45 @@ fn build(lc: &LoadedCluster, ln: &LoadedNode, overrides: &Overrides, errors: &mu
     for name in p.overlays.clone().unwrap_or_default() {
         let dir = overlays_dir.join(&name);
         if !is_rfc1123_label(&name) || !dir.is_dir() {
-            errors.push(ProfileError::new(blame.at("overlays", |l| l.overlays.as_ref().is_some_and(|o| o.contains(&name))).0, "overlays", format!("no overlay folder `{}`", dir.display()), "create the folder or remove the name"));
+            errors.push(ProfileError::new(
+                blame
+                    .at("overlays", |l| {
+                        l.overlays.as_ref().is_some_and(|o| o.contains(&name))
+                    })
+                    .0,
+                "overlays",
+                format!("no overlay folder `{}`", dir.display()),
+                "create the folder or remove the name",
+            ));
             continue;
         }
         root_entries.extend(overlay::walk(&dir, errors));
     }
     for (i, f) in p.files.clone().unwrap_or_default().into_iter().enumerate() {
-        let (file, key) = blame.at("files", |l| l.files.as_ref().is_some_and(|v| v.iter().any(|x| x.path == f.path)));
+        let (file, key) = blame.at("files", |l| {
+            l.files
+                .as_ref()
+                .is_some_and(|v| v.iter().any(|x| x.path == f.path))
+        });
         let key = format!("{key}[{i}]");
         if !f.path.starts_with('/') || f.path.contains("..") {
-            errors.push(ProfileError::new(&file, format!("{key}.path"), format!("`{}` is not an absolute path", f.path), "write the path as in the image, starting with /"));
+            errors.push(ProfileError::new(
+                &file,
+                format!("{key}.path"),
+                format!("`{}` is not an absolute path", f.path),
+                "write the path as in the image, starting with /",
+            ));
         }
         let mode = match f.mode.as_deref().map(parse_mode) {
             None => 0o644,
             Some(Some(m)) => m,
             Some(None) => {
-                errors.push(ProfileError::new(&file, format!("{key}.mode"), "not an octal mode".to_string(), "write it like \"0644\""));
+                errors.push(ProfileError::new(
+                    &file,
+                    format!("{key}.mode"),
+                    "not an octal mode".to_string(),
+                    "write it like \"0644\"",
+                ));
                 0o644
             }
         };
@@ -325,20 +556,39 @@ fn build(lc: &LoadedCluster, ln: &LoadedNode, overrides: &Overrides, errors: &mu
             (None, Some(src)) => {
                 let source = lc.dir.join(src);
                 match std::fs::read(&source) {
-                    Ok(bytes) => Some(EntryKind::File { sha256: hex::encode(Sha256::digest(&bytes)), source }),
+                    Ok(bytes) => Some(EntryKind::File {
+                        sha256: hex::encode(Sha256::digest(&bytes)),
+                        source,
+                    }),
                     Err(e) => {
-                        errors.push(ProfileError::new(&file, format!("{key}.source"), format!("cannot read {}: {e}", source.display()), "give a path relative to the profiles folder"));
+                        errors.push(ProfileError::new(
+                            &file,
+                            format!("{key}.source"),
+                            format!("cannot read {}: {e}", source.display()),
+                            "give a path relative to the profiles folder",
+                        ));
                         None
                     }
                 }
             }
             _ => {
-                errors.push(ProfileError::new(&file, &key, "needs exactly one of `content` and `source`".to_string(), "keep one of the two"));
+                errors.push(ProfileError::new(
+                    &file,
+                    &key,
+                    "needs exactly one of `content` and `source`".to_string(),
+                    "keep one of the two",
+                ));
                 None
             }
         };
         if let Some(kind) = kind {
-            root_entries.push(RootEntry { path: f.path, kind, mode, uid: f.uid.unwrap_or(0), gid: f.gid.unwrap_or(0) });
+            root_entries.push(RootEntry {
+                path: f.path,
+                kind,
+                mode,
+                uid: f.uid.unwrap_or(0),
+                gid: f.gid.unwrap_or(0),
+            });
         }
     }
 
@@ -353,7 +603,10 @@ fn build(lc: &LoadedCluster, ln: &LoadedNode, overrides: &Overrides, errors: &mu
         storage: StorageSpec {
             selector,
             mount_point,
-            label: format!("piimg-{}", secrets.cluster_id.get(..8).unwrap_or(&secrets.cluster_id)),
+            label: format!(
+                "piimg-{}",
+                secrets.cluster_id.get(..8).unwrap_or(&secrets.cluster_id)
+            ),
             wipe: storage.wipe,
         },
         cluster_id: secrets.cluster_id.clone(),
@@ -369,7 +622,10 @@ fn build(lc: &LoadedCluster, ln: &LoadedNode, overrides: &Overrides, errors: &mu
             labels,
             taints,
         },
-        network: NetworkSpec { interface: network.interface, static_address: network.static_address },
+        network: NetworkSpec {
+            interface: network.interface,
+            static_address: network.static_address,
+        },
         user,
         ssh_keys,
         timezone,
