@@ -163,14 +163,10 @@ fn every_example_node_resolves_with_defaults_filled() {
         "inherited from worker-1"
     );
     assert_eq!(w4.k3s.taints, ["dedicated=batch:NoSchedule"]);
-    assert_eq!(
-        w4.k3s.server_url.as_deref(),
-        Some("https://control-plane.local:6443")
-    );
+    assert_eq!(w4.k3s.server_url, "https://control-plane.local:6443");
     let w2 = c.spec("worker-2");
     assert_eq!(w2.k3s.labels.len(), 3, "worker-1's two labels plus its own");
     assert!(w2.network.static_address.is_some());
-    assert_eq!(c.spec("control-plane").k3s.server_url, None);
 }
 
 #[test]
@@ -478,6 +474,10 @@ fn amd64_server_plan() {
         c.secrets.agent_token.expose()
     )));
     assert!(!yaml.contains("server:"));
+    assert!(
+        yaml.contains("tls-san:\n  - \"control-plane.local\"\n"),
+        "{yaml}"
+    );
     common_node_edits(&p, &c, "control-plane", "k3s.service");
     // a profile kernel parameter on amd64 becomes a GRUB drop-in
     c.edit("control-plane.toml", |t| {
@@ -530,6 +530,7 @@ fn common_node_edits(p: &Plan, c: &Cluster, node: &str, k3s_unit: &str) {
     assert_eq!(cfg.build_id, p.build_id);
     assert_eq!(cfg.report.key, c.secrets.report_key.expose());
     assert_eq!(cfg.k3s.data_dir, "/mnt/storage/k3s");
+    assert_eq!(cfg.k3s.server.is_some(), k3s_unit == "k3s-agent.service");
     assert!(written(p, "/etc/piimg/build.json").is_some());
     assert!(
         matches!(written(p, "/etc/hostname"), Some(Edit::WriteFile { content: Content::Text(t), .. }) if *t == format!("{node}\n"))

@@ -5,7 +5,7 @@ use super::{k3s, os, units, Inputs, Plan, STAGED_IMAGES, STAGED_MANIFESTS};
 use crate::secrets::Secret;
 use crate::spec::{EntryKind, NodeSpec, RootEntry};
 use piimg_firstboot::config::{
-    K3sConfig, NodeConfig, ReportConfig, StorageConfig, NODE_CONFIG_PATH, SCHEMA_VERSION,
+    K3sConfig, NodeConfig, ReportConfig, Role, StorageConfig, NODE_CONFIG_PATH, SCHEMA_VERSION,
 };
 
 /// Where the build record is written in the image.
@@ -135,7 +135,7 @@ pub fn node_config(spec: &NodeSpec, build_id: &str) -> NodeConfig {
         },
         k3s: K3sConfig {
             data_dir: k3s::data_dir(spec),
-            server: spec.k3s.server_url.clone(),
+            server: (spec.role == Role::Agent).then(|| spec.k3s.server_url.clone()),
             staged_manifests: STAGED_MANIFESTS.into(),
             staged_images: STAGED_IMAGES.into(),
         },

@@ -16,6 +16,16 @@ fn q(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
+/// The host of `https://host:port`.
+fn server_host(url: &str) -> String {
+    let rest = url.strip_prefix("https://").unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, _)| h)
+        .to_string()
+}
+
 /// `/etc/rancher/k3s/config.yaml`. Servers hold both tokens; agents only the agent token,
 /// so a lost worker card cannot add a server.
 pub fn config_yaml(spec: &NodeSpec) -> Secret {
@@ -27,11 +37,11 @@ pub fn config_yaml(spec: &NodeSpec) -> Secret {
             y += &format!("token: {}\n", q(s.k3s_token.expose()));
             y += &format!("agent-token: {}\n", q(s.agent_token.expose()));
             y += "write-kubeconfig-mode: \"0600\"\n";
+            // The name agents use must be in the server's certificate.
+            y += &format!("tls-san:\n  - {}\n", q(&server_host(&spec.k3s.server_url)));
         }
         Role::Agent => {
-            if let Some(url) = &spec.k3s.server_url {
-                y += &format!("server: {}\n", q(url));
-            }
+            y += &format!("server: {}\n", q(&spec.k3s.server_url));
             y += &format!("token: {}\n", q(s.agent_token.expose()));
         }
     }

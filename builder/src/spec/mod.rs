@@ -120,8 +120,9 @@ pub struct K3sSpec {
     pub version: String,
     /// The pinned binary for the node's arch.
     pub artifact: Artifact,
-    /// URL agents join (None on the server).
-    pub server_url: Option<String>,
+    /// The server URL agents join (cluster.toml `server.url`), for every role: the server
+    /// puts its host into its certificate.
+    pub server_url: String,
     /// Node labels.
     pub labels: BTreeMap<String, String>,
     /// Node taints.

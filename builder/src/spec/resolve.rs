@@ -618,7 +618,7 @@ fn build(
         k3s: K3sSpec {
             version,
             artifact,
-            server_url: (role == Role::Agent).then(|| c.server.url.clone()),
+            server_url: c.server.url.clone(),
             labels,
             taints,
         },
