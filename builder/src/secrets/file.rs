@@ -243,11 +243,7 @@ pub fn init(path: &Path, services: &[(&str, &str)]) -> Result<ClusterSecrets, Se
         _ => PathBuf::from("."),
     };
     fs::create_dir_all(&dir).map_err(io_err(&dir, "cannot create the folder"))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "secrets".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let tmp = temp_beside(path);
     let result = write_new(&tmp, secrets.to_toml().as_bytes()).and_then(|()| {
         fs::hard_link(&tmp, path).map_err(|e| {
             if e.kind() == io::ErrorKind::AlreadyExists {
@@ -265,6 +261,51 @@ pub fn init(path: &Path, services: &[(&str, &str)]) -> Result<ClusterSecrets, Se
         let _ = d.sync_all();
     }
     Ok(secrets)
+}
+
+/// Adds the `(service, key)` credentials the file lacks, generated fresh; existing values are
+/// never changed. Returns what was added. The new file replaces the old by rename (0600 from
+/// the start), so a crash leaves either the old or the new file, never half of one.
+pub fn add_services(
+    path: &Path,
+    services: &[(&str, &str)],
+) -> Result<Vec<(String, String)>, SecretsError> {
+    let mut secrets = load(path)?;
+    let mut added = Vec::new();
+    for (service, key) in services {
+        if secrets.service(service, key).is_some() {
+            continue;
+        }
+        let value = random_hex(24).map_err(|e| SecretsError::Io {
+            path: path.to_path_buf(),
+            op: "cannot get random bytes from the OS",
+            source: io::Error::other(e.to_string()),
+        })?;
+        secrets
+            .services
+            .entry((*service).to_string())
+            .or_default()
+            .insert((*key).to_string(), Secret::new(value));
+        added.push(((*service).to_string(), (*key).to_string()));
+    }
+    if added.is_empty() {
+        return Ok(added);
+    }
+    let tmp = temp_beside(path);
+    let result = write_new(&tmp, secrets.to_toml().as_bytes())
+        .and_then(|()| fs::rename(&tmp, path).map_err(io_err(path, "cannot replace it")));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map(|()| added)
+}
+
+fn temp_beside(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "secrets".into());
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
 fn write_new(path: &Path, bytes: &[u8]) -> Result<(), SecretsError> {
@@ -317,6 +358,30 @@ mod tests {
         let err = load(&path).unwrap_err().to_string();
         assert!(err.contains("0644") && err.contains("chmod 600"), "{err}");
         assert!(!err.contains(made.k3s_token.expose()));
+    }
+
+    #[test]
+    fn add_services_keeps_existing_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.toml");
+        let made = init(&path, &[("grafana", "admin_password")]).unwrap();
+        let added = add_services(
+            &path,
+            &[("grafana", "admin_password"), ("minio", "root_password")],
+        )
+        .unwrap();
+        assert_eq!(added, [("minio".to_string(), "root_password".to_string())]);
+        let read = load(&path).unwrap();
+        assert_eq!(
+            read.service("grafana", "admin_password"),
+            made.service("grafana", "admin_password")
+        );
+        assert!(read.service("minio", "root_password").is_some());
+        assert_eq!(read.k3s_token, made.k3s_token);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]

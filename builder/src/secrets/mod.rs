@@ -7,7 +7,7 @@
 mod file;
 mod secret;
 
-pub use file::{init, load, ClusterSecrets, SecretsError, SECRETS_SCHEMA};
+pub use file::{add_services, init, load, ClusterSecrets, SecretsError, SECRETS_SCHEMA};
 pub use secret::{Secret, MASK};
 
 use hmac::{Hmac, Mac};
