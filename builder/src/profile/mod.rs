@@ -8,6 +8,9 @@ mod load;
 mod merge;
 mod types;
 
+#[cfg(test)]
+mod reference;
+
 pub use load::{load_cluster, load_node, LoadedCluster, LoadedNode, ProfileError, CLUSTER_FILE};
 pub use merge::Merge;
 pub use types::*;
