@@ -91,7 +91,10 @@ fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ProfileError
             .span()
             .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
         let msg = inner.message().to_string();
-        let fix = if msg.contains("unknown field") {
+        let fix = if msg.contains("unknown field") && key.contains('.') {
+            "remove or rename the key (the README's profile reference lists every key); \
+             a key written below a [table] header belongs to that table, so move top-level keys above it"
+        } else if msg.contains("unknown field") {
             "remove or rename the key (the README's profile reference lists every key)"
         } else if msg.contains("invalid type") || msg.contains("invalid value") {
             "give the key a value of the type named"
