@@ -4,10 +4,14 @@
 //! naming the file, the key and the fix, so a user fixes a profile in one round.
 
 mod check;
+mod cluster_checks;
+mod entries;
+mod node_checks;
 mod overlay;
 mod resolve;
 
 pub use check::{is_rfc1123_label, K3sVersion};
+pub use node_checks::{DEFAULT_MOUNT_POINT, DEFAULT_TIMEZONE, DEFAULT_USER};
 pub use overlay::{EntryKind, RootEntry};
 pub use resolve::resolve;
 
