@@ -734,3 +734,31 @@ fn plan_command_reports_every_node_problem_at_once() {
         "no plan printed when a profile is bad"
     );
 }
+
+#[test]
+fn cluster_file_problems_come_together() {
+    let c = example();
+    c.edit("cluster.toml", |t| {
+        t.replacen("sha256 = \"", "sha256 = \"NOTHEX", 1)
+            .replace("node = \"control-plane\"", "node = \"boss\"")
+            .replace("version = \"v1.31.4+k3s1\"", "version = \"v1.99.0+k3s1\"")
+            .replace("\"worker-4\"]", "\"worker-4\", \"worker-4\"]")
+    });
+    fs::write(
+        c.profiles.join("stray.toml"),
+        "role = \"agent\"\nbase = \"raspios-bookworm\"\n",
+    )
+    .unwrap();
+    let err = resolve(&c.profiles, "stray", &Overrides::default()).unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+    for key in [
+        "k3s.releases.\"v1.31.4+k3s1\".amd64.sha256",
+        "server.node",
+        "k3s.version",
+        "nodes[5]",
+        "nodes",
+    ] {
+        assert!(keys.contains(&key), "no `{key}` in:\n{err}");
+    }
+    assert!(err.0.iter().all(|e| !e.fix.is_empty()), "{err}");
+}
