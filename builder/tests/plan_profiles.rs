@@ -762,3 +762,22 @@ fn cluster_file_problems_come_together() {
     }
     assert!(err.0.iter().all(|e| !e.fix.is_empty()), "{err}");
 }
+
+#[test]
+fn build_id_follows_content_not_location() {
+    let a = example();
+    let b = example();
+    // Same profiles, other folders, other secrets: only the secrets differ, and they are not
+    // part of the profile digest.
+    let ov = |c: &Cluster| {
+        let dir = c.profiles.join("../overlays/common/etc");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("motd"), "hello\n").unwrap();
+    };
+    ov(&a);
+    ov(&b);
+    let id = |c: &Cluster| c.plan("worker-1", &Overrides::default()).build_id;
+    assert_eq!(id(&a), id(&b));
+    fs::write(b.profiles.join("../overlays/common/etc/motd"), "changed\n").unwrap();
+    assert_ne!(id(&a), id(&b), "an overlay change changes the build id");
+}

@@ -207,7 +207,7 @@ pub struct NodeSpec {
     pub profiles_dir: PathBuf,
     /// Profile files read, cluster.toml first.
     pub profile_files: Vec<PathBuf>,
-    /// SHA-256 over cluster.toml and the profile chain.
+    /// SHA-256 over cluster.toml, the profile chain and the overlay entries (with digests).
     pub profile_sha256: String,
     /// Command-line overrides.
     pub overrides: Overrides,

@@ -1,7 +1,7 @@
 //! [`resolve`]: loads the layers, runs every check and assembles the [`NodeSpec`].
 
 use super::cluster_checks::check_cluster;
-use super::{entries, node_checks, NodeSpec, Overrides, SpecErrors, StorageSpec};
+use super::{entries, node_checks, EntryKind, NodeSpec, Overrides, SpecErrors, StorageSpec};
 use crate::profile::{self, LoadedCluster, LoadedNode, Merge, NodeProfile, ProfileError};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -100,6 +100,20 @@ fn assemble(ctx: &mut Ctx<'_>, overrides: &Overrides) -> Option<NodeSpec> {
     let mut digest = Sha256::new();
     digest.update(lc.sha256.as_bytes());
     digest.update(ctx.ln.sha256.as_bytes());
+    // Overlays and extra files are profile input too: their change must change the build id.
+    // Hashed by content, not by where the files sit, so another checkout gives the same id.
+    for e in &root_entries {
+        let what = match &e.kind {
+            EntryKind::File { sha256, .. } => format!("file {sha256}"),
+            EntryKind::Text { content } => format!("text {}", hex::encode(Sha256::digest(content))),
+            EntryKind::Dir => "dir".into(),
+            EntryKind::Symlink { target } => format!("symlink {target}"),
+        };
+        digest.update(format!(
+            "{}\0{what}\0{:o} {} {}\n",
+            e.path, e.mode, e.uid, e.gid
+        ));
+    }
     let mut profile_files = vec![lc.file.clone()];
     profile_files.extend(ctx.ln.files.iter().cloned());
     Some(NodeSpec {
