@@ -20,6 +20,11 @@ pub struct Cli {
 pub enum Command {
     /// Show what a disk image holds: partitions, OS, boot command line, fstab, swap, piimg build.
     Inspect(InspectArgs),
+    /// Print every edit a build would make to each selected node's image, secrets masked.
+    Plan(PlanArgs),
+    /// Manage the cluster secrets file.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
 }
 
 /// `piimg inspect IMAGE [--json]`.
@@ -30,4 +35,62 @@ pub struct InspectArgs {
     /// Print stable JSON instead of the human table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Which nodes a verb works on; shared by `plan` and `build` so they select alike.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Selection {
+    /// A node profile (repeat for several).
+    #[arg(long = "profile", value_name = "NAME", required_unless_present = "all")]
+    pub profiles: Vec<String>,
+    /// Every node listed in cluster.toml's `nodes`.
+    #[arg(long, conflicts_with = "profiles")]
+    pub all: bool,
+    /// The profiles folder (cluster.toml and one NAME.toml per node).
+    #[arg(long = "profiles", value_name = "DIR", default_value = "profiles")]
+    pub profiles_dir: std::path::PathBuf,
+}
+
+/// Overrides of the catalogue's pinned sources; shared by `plan` and `build`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SourceArgs {
+    /// Base image: a catalogue name, or a path or URL replacing the profile base's file
+    /// (its digest is recorded, not required to match).
+    #[arg(long, value_name = "NAME|PATH|URL")]
+    pub base: Option<String>,
+    /// k3s binary to bake instead of the pinned one.
+    #[arg(long, value_name = "PATH")]
+    pub k3s_bin: Option<std::path::PathBuf>,
+    /// piimg-firstboot binary to bake instead of the pinned one.
+    #[arg(long, value_name = "PATH")]
+    pub firstboot_bin: Option<std::path::PathBuf>,
+}
+
+/// `piimg plan (--profile NAME… | --all) [--profiles DIR] [--json] [--base …] [--k3s-bin …] [--firstboot-bin …]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlanArgs {
+    /// Which nodes.
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Source overrides.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// Print JSON (an object for one node, an array for several) instead of the list.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `piimg secrets …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SecretsCommand {
+    /// Create the cluster secrets file where cluster.toml says (mode 0600); never overwrites.
+    Init(SecretsInitArgs),
+}
+
+/// `piimg secrets init [--profiles DIR]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SecretsInitArgs {
+    /// The profiles folder holding cluster.toml.
+    #[arg(long = "profiles", value_name = "DIR", default_value = "profiles")]
+    pub profiles_dir: std::path::PathBuf,
 }

@@ -1,0 +1,146 @@
+//! k3s edits: binary, links, config.yaml, node password, unit, staged manifests and images.
+
+use super::edit::{Content, Edit};
+use super::{units, Inputs, STAGED_IMAGES, STAGED_MANIFESTS};
+use crate::secrets::{node_password, Secret};
+use crate::spec::NodeSpec;
+use piimg_firstboot::config::Role;
+
+/// k3s `data-dir` on the SSD.
+pub fn data_dir(spec: &NodeSpec) -> String {
+    format!("{}/k3s", spec.storage.mount_point.trim_end_matches('/'))
+}
+
+/// A YAML double-quoted scalar (JSON strings are valid YAML).
+fn q(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// The host of `https://host:port`.
+fn server_host(url: &str) -> String {
+    let rest = url.strip_prefix("https://").unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, _)| h)
+        .to_string()
+}
+
+/// `/etc/rancher/k3s/config.yaml`. Servers hold both tokens; agents only the agent token,
+/// so a lost worker card cannot add a server.
+pub fn config_yaml(spec: &NodeSpec) -> Secret {
+    let s = &spec.secrets;
+    let mut y =
+        String::from("# Written by piimg; first boot starts k3s once the SSD is mounted.\n");
+    match spec.role {
+        Role::Server => {
+            y += &format!("token: {}\n", q(s.k3s_token.expose()));
+            y += &format!("agent-token: {}\n", q(s.agent_token.expose()));
+            y += "write-kubeconfig-mode: \"0600\"\n";
+            // The name agents use must be in the server's certificate.
+            y += &format!("tls-san:\n  - {}\n", q(&server_host(&spec.k3s.server_url)));
+        }
+        Role::Agent => {
+            y += &format!("server: {}\n", q(&spec.k3s.server_url));
+            y += &format!("token: {}\n", q(s.agent_token.expose()));
+        }
+    }
+    y += &format!("node-name: {}\n", q(&spec.hostname));
+    y += &format!("data-dir: {}\n", q(&data_dir(spec)));
+    if !spec.k3s.labels.is_empty() {
+        y += "node-label:\n";
+        for (k, v) in &spec.k3s.labels {
+            y += &format!("  - {}\n", q(&format!("{k}={v}")));
+        }
+    }
+    if !spec.k3s.taints.is_empty() {
+        y += "node-taint:\n";
+        for t in &spec.k3s.taints {
+            y += &format!("  - {}\n", q(t));
+        }
+    }
+    Secret::new(y)
+}
+
+fn file(path: &str, content: Content, mode: u32) -> Edit {
+    Edit::WriteFile {
+        path: path.into(),
+        content,
+        mode,
+        uid: 0,
+        gid: 0,
+    }
+}
+
+fn dir(path: &str, mode: u32) -> Edit {
+    Edit::Mkdir {
+        path: path.into(),
+        mode,
+        uid: 0,
+        gid: 0,
+    }
+}
+
+/// Every k3s edit.
+pub fn edits(spec: &NodeSpec, inputs: &Inputs) -> Vec<Edit> {
+    let mut e = vec![file(
+        "/usr/local/bin/k3s",
+        Content::Source {
+            path: inputs.k3s_bin.path.clone(),
+            sha256: inputs.k3s_bin.sha256.clone(),
+        },
+        0o755,
+    )];
+    for link in ["kubectl", "crictl", "ctr"] {
+        e.push(Edit::Symlink {
+            path: format!("/usr/local/bin/{link}"),
+            target: "k3s".into(),
+        });
+    }
+    e.push(dir("/etc/rancher", 0o755));
+    e.push(dir("/etc/rancher/k3s", 0o755));
+    e.push(file(
+        "/etc/rancher/k3s/config.yaml",
+        Content::Secret(config_yaml(spec)),
+        0o600,
+    ));
+    e.push(dir("/etc/rancher/node", 0o700));
+    let password = node_password(&spec.secrets.node_password_seed, &spec.hostname);
+    e.push(file(
+        "/etc/rancher/node/password",
+        Content::Secret(Secret::new(format!("{}\n", password.expose()))),
+        0o600,
+    ));
+    let unit = spec.role.k3s_unit();
+    e.push(file(
+        &format!("/etc/systemd/system/{unit}"),
+        Content::Text(units::k3s_unit(spec.role, &spec.storage.mount_point)),
+        0o644,
+    ));
+    e.push(dir("/var/lib/piimg", 0o700));
+    if spec.role == Role::Server {
+        e.push(dir(STAGED_MANIFESTS, 0o700));
+        for m in &inputs.manifests {
+            e.push(file(
+                &format!("{STAGED_MANIFESTS}/{}", m.name),
+                Content::Secret(m.content.clone()),
+                0o600,
+            ));
+        }
+    }
+    if let Some(images) = &inputs.airgap_images {
+        e.push(dir(STAGED_IMAGES, 0o700));
+        e.push(file(
+            &format!(
+                "{STAGED_IMAGES}/k3s-airgap-images-{}.tar.zst",
+                spec.base.arch
+            ),
+            Content::Source {
+                path: images.path.clone(),
+                sha256: images.sha256.clone(),
+            },
+            0o600,
+        ));
+    }
+    e
+}

@@ -1,0 +1,121 @@
+//! NodeSpec → Plan: every edit a build makes to the base image, computed without I/O.
+//!
+//! [`compute`] is a pure function of the resolved spec and the resolved sources, so most of
+//! piimg's behaviour is tested here without images, and `piimg plan` can show it all.
+
+mod compute;
+mod edit;
+mod k3s;
+mod os;
+pub mod text;
+mod units;
+pub mod user;
+
+pub use compute::compute;
+pub use edit::{Content, Edit};
+pub use units::FIRSTBOOT_UNIT;
+
+use crate::secrets::Secret;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where staged manifests live in the image; first boot syncs them into `<data-dir>/server/manifests`.
+pub const STAGED_MANIFESTS: &str = "/var/lib/piimg/manifests";
+/// Where staged air-gap images live; first boot syncs them into `<data-dir>/agent/images`.
+pub const STAGED_IMAGES: &str = "/var/lib/piimg/images";
+
+/// A file the sources stage resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceFile {
+    /// Where it is (cache path, `--k3s-bin` path; for `piimg plan` before fetching, the URL).
+    pub path: PathBuf,
+    /// Its SHA-256.
+    pub sha256: String,
+}
+
+/// One rendered manifest for `manifests/` (the manifests module renders them with cluster
+/// values and service credentials, so the content counts as secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RenderedManifest {
+    /// File name (RFC 1123, ending `.yaml`).
+    pub name: String,
+    /// The YAML.
+    pub content: Secret,
+}
+
+/// What the sources stage resolved for one build: the plan's inputs besides the spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Inputs {
+    /// The k3s binary for the node's arch.
+    pub k3s_bin: SourceFile,
+    /// The piimg-firstboot binary for the node's arch.
+    pub firstboot_bin: SourceFile,
+    /// Optional `k3s-airgap-images-<arch>.tar.zst`.
+    pub airgap_images: Option<SourceFile>,
+    /// Rendered base-service manifests (server only; ignored for agents).
+    pub manifests: Vec<RenderedManifest>,
+    /// SHA-256 of the base image as used.
+    pub base_sha256: String,
+}
+
+impl Inputs {
+    /// The build id: SHA-256 over the profile digest and every input digest. The same inputs
+    /// give the same id, so it names what was baked without reading a clock.
+    pub fn build_id(&self, profile_sha256: &str) -> String {
+        let mut h = Sha256::new();
+        for part in [
+            profile_sha256,
+            &self.base_sha256,
+            &self.k3s_bin.sha256,
+            &self.firstboot_bin.sha256,
+        ] {
+            h.update(part.as_bytes());
+            h.update(b"\n");
+        }
+        if let Some(a) = &self.airgap_images {
+            h.update(a.sha256.as_bytes());
+        }
+        for m in &self.manifests {
+            h.update(m.name.as_bytes());
+            h.update(Sha256::digest(m.content.expose().as_bytes()));
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+/// Everything a build does to one node's image, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// Node name.
+    pub node: String,
+    /// Base catalogue name.
+    pub base: String,
+    /// What the base is (decides the per-OS edits).
+    pub flavour: crate::spec::Flavour,
+    /// Build id (see [`Inputs::build_id`]).
+    pub build_id: String,
+    /// `SOURCE_DATE_EPOCH` for every timestamp the apply stage writes.
+    pub source_date_epoch: Option<u64>,
+    /// The edits, applied in this order.
+    pub edits: Vec<Edit>,
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "plan for {} from base {} ({}), build {}: {} edits",
+            self.node,
+            self.base,
+            self.flavour,
+            self.build_id.get(..16).unwrap_or(&self.build_id),
+            self.edits.len()
+        )?;
+        for (i, e) in self.edits.iter().enumerate() {
+            writeln!(f, "{:3}. {e}", i + 1)?;
+        }
+        Ok(())
+    }
+}

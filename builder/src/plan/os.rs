@@ -1,0 +1,285 @@
+//! Per-OS edits: boot settings, swap, identity, access, first-boot tools, network.
+
+use super::edit::{Content, Edit};
+use super::text::FstabEntry;
+use super::user::UserSpec;
+use crate::spec::{Flavour, NodeSpec};
+
+/// Kernel parameters k3s needs for the memory cgroup on Raspberry Pi kernels.
+pub const CGROUP_PARAMS: [&str; 2] = ["cgroup_memory=1", "cgroup_enable=memory"];
+
+/// Supplementary groups of the login user (those the base lacks are skipped).
+pub const USER_GROUPS: [&str; 12] = [
+    "adm", "sudo", "users", "video", "render", "input", "dialout", "plugdev", "netdev", "gpio",
+    "i2c", "spi",
+];
+
+fn text(path: &str, content: &str, mode: u32) -> Edit {
+    Edit::WriteFile {
+        path: path.into(),
+        content: Content::Text(content.into()),
+        mode,
+        uid: 0,
+        gid: 0,
+    }
+}
+
+fn remove(path: &str) -> Edit {
+    Edit::Remove { path: path.into() }
+}
+
+/// Boot-partition edits.
+pub fn boot(spec: &NodeSpec) -> Vec<Edit> {
+    let flavour = spec.base.flavour();
+    let mut params: Vec<String> = CGROUP_PARAMS.iter().map(|s| s.to_string()).collect();
+    params.extend(spec.kernel.cmdline_extra.iter().cloned());
+    let mut e = Vec::new();
+    let cmdline = match flavour {
+        Flavour::UbuntuRaspi { ab_boot: true } => Some("current/cmdline.txt"),
+        Flavour::UbuntuAmd64 => None,
+        _ => Some("cmdline.txt"),
+    };
+    if let Some(file) = cmdline {
+        e.push(Edit::EnsureCmdlineParams {
+            file: file.into(),
+            params,
+        });
+    }
+    let set = |key: &str, value: &str| Edit::SetConfigTxt {
+        file: "config.txt".into(),
+        section: "pi5".into(),
+        key: key.into(),
+        value: value.into(),
+    };
+    // Ubuntu's Pi kernel has 4K pages already and boots `vmlinuz`: leave `kernel=` alone there.
+    if matches!(flavour, Flavour::Bookworm | Flavour::Trixie) && !spec.kernel.keep_16k_pages {
+        e.push(set("kernel", "kernel8.img"));
+    }
+    if spec.kernel.usb_max_current && flavour != Flavour::UbuntuAmd64 {
+        e.push(set("usb_max_current_enable", "1"));
+    }
+    e
+}
+
+/// GRUB drop-in for amd64, only when the profile asks for kernel parameters (cgroup v2 with
+/// memory is on by default there). update-grub must run for it to apply: first boot's job.
+pub fn grub(spec: &NodeSpec) -> Vec<Edit> {
+    if spec.base.flavour() != Flavour::UbuntuAmd64 || spec.kernel.cmdline_extra.is_empty() {
+        return vec![];
+    }
+    vec![text(
+        "/etc/default/grub.d/90-piimg.cfg",
+        &format!(
+            "# Written by piimg.\nGRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT {}\"\n",
+            spec.kernel.cmdline_extra.join(" ")
+        ),
+        0o644,
+    )]
+}
+
+/// Swap off for good, the way each base supports.
+pub fn swap(spec: &NodeSpec) -> Vec<Edit> {
+    match spec.base.flavour() {
+        Flavour::Bookworm => vec![
+            Edit::MaskUnit {
+                unit: "dphys-swapfile.service".into(),
+            },
+            remove("/etc/systemd/system/multi-user.target.wants/dphys-swapfile.service"),
+            remove("/var/swap"),
+        ],
+        Flavour::Trixie => vec![
+            text(
+                "/etc/rpi/swap.conf.d/90-piimg.conf",
+                "# Written by piimg: k3s nodes run without swap.\n[Main]\nMechanism=none\n",
+                0o644,
+            ),
+            remove("/var/swap"),
+        ],
+        Flavour::UbuntuRaspi { .. } | Flavour::UbuntuAmd64 => vec![remove("/swap.img")],
+    }
+}
+
+/// The SSD's fstab line and mount point; swap lines dropped.
+pub fn storage(spec: &NodeSpec) -> Vec<Edit> {
+    vec![
+        Edit::Mkdir {
+            path: spec.storage.mount_point.clone(),
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        },
+        Edit::EditFstab {
+            ensure: vec![FstabEntry {
+                spec: format!("LABEL={}", spec.storage.label),
+                file: spec.storage.mount_point.clone(),
+                vfstype: "ext4".into(),
+                options: "defaults,noatime,nofail,x-systemd.device-timeout=30s".into(),
+                freq: 0,
+                passno: 2,
+            }],
+            remove_swap: true,
+        },
+    ]
+}
+
+/// Hostname, time zone, machine id, SSH host keys, cloud-init and first-boot wizards.
+pub fn identity(spec: &NodeSpec) -> Vec<Edit> {
+    let flavour = spec.base.flavour();
+    let mut e = vec![
+        text("/etc/hostname", &format!("{}\n", spec.hostname), 0o644),
+        Edit::EditHosts {
+            hostname: spec.hostname.clone(),
+        },
+        Edit::Symlink {
+            path: "/etc/localtime".into(),
+            target: format!("/usr/share/zoneinfo/{}", spec.timezone),
+        },
+        text("/etc/timezone", &format!("{}\n", spec.timezone), 0o644),
+        // The base's first-boot state, so systemd makes a fresh id and ConditionFirstBoot runs.
+        text(
+            "/etc/machine-id",
+            if flavour == Flavour::Trixie {
+                "uninitialized\n"
+            } else {
+                ""
+            },
+            0o444,
+        ),
+    ];
+    for kind in ["rsa", "ecdsa", "ed25519", "dsa"] {
+        e.push(remove(&format!("/etc/ssh/ssh_host_{kind}_key")));
+        e.push(remove(&format!("/etc/ssh/ssh_host_{kind}_key.pub")));
+    }
+    if matches!(flavour, Flavour::Bookworm | Flavour::Trixie) {
+        // Raspberry Pi OS's first-boot user wizard: piimg makes the user itself.
+        e.push(Edit::MaskUnit {
+            unit: "userconfig.service".into(),
+        });
+        e.push(Edit::Symlink {
+            path: "/etc/systemd/system/default.target".into(),
+            target: "/lib/systemd/system/multi-user.target".into(),
+        });
+    }
+    if flavour != Flavour::Bookworm {
+        // cloud-init would re-do hostname, users and network behind our back: disabled.
+        e.push(text(
+            "/etc/cloud/cloud-init.disabled",
+            "Disabled by piimg: the image is baked.\n",
+            0o644,
+        ));
+    }
+    e
+}
+
+/// The login user, its SSH keys, sudo and sshd.
+pub fn access(spec: &NodeSpec) -> Vec<Edit> {
+    let home = format!("/home/{}", spec.user);
+    let uid = 1000;
+    let mut keys = spec.ssh_keys.join("\n");
+    keys.push('\n');
+    let mut e = vec![
+        Edit::EnsureUser(UserSpec {
+            name: spec.user.clone(),
+            uid,
+            home: home.clone(),
+            shell: "/bin/bash".into(),
+            groups: USER_GROUPS.iter().map(|s| s.to_string()).collect(),
+        }),
+        Edit::Mkdir { path: home.clone(), mode: 0o750, uid, gid: uid },
+        Edit::Mkdir { path: format!("{home}/.ssh"), mode: 0o700, uid, gid: uid },
+        Edit::WriteFile {
+            path: format!("{home}/.ssh/authorized_keys"),
+            content: Content::Text(keys),
+            mode: 0o600,
+            uid,
+            gid: uid,
+        },
+        text(
+            &format!("/etc/sudoers.d/010-piimg-{}", spec.user),
+            &format!("# Written by piimg: the user has no password, only SSH keys.\n{} ALL=(ALL) NOPASSWD: ALL\n", spec.user),
+            0o440,
+        ),
+        text(
+            "/etc/ssh/sshd_config.d/10-piimg.conf",
+            "# Written by piimg: keys only.\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n",
+            0o644,
+        ),
+        text("/etc/systemd/system/piimg-ssh-keygen.service", super::units::SSH_KEYGEN_UNIT, 0o644),
+        Edit::EnableUnit {
+            unit: "piimg-ssh-keygen.service".into(),
+            unit_dir: "/etc/systemd/system".into(),
+            wanted_by: "multi-user.target".into(),
+        },
+    ];
+    if matches!(spec.base.flavour(), Flavour::Bookworm | Flavour::Trixie) {
+        // Raspberry Pi OS ships sshd disabled; Ubuntu server images have it on already.
+        e.push(Edit::EnableUnit {
+            unit: "ssh.service".into(),
+            unit_dir: "/lib/systemd/system".into(),
+            wanted_by: "multi-user.target".into(),
+        });
+        e.push(Edit::Symlink {
+            path: "/etc/systemd/system/sshd.service".into(),
+            target: "/lib/systemd/system/ssh.service".into(),
+        });
+    }
+    e
+}
+
+/// Network: NetworkManager keyfile on Raspberry Pi OS (static only; DHCP is its default);
+/// netplan on Ubuntu (always: with cloud-init off nothing else would configure it).
+pub fn network(spec: &NodeSpec) -> Vec<Edit> {
+    let n = &spec.network;
+    let secret_file = |path: &str, content: String| Edit::WriteFile {
+        path: path.into(),
+        content: Content::Text(content),
+        mode: 0o600,
+        uid: 0,
+        gid: 0,
+    };
+    match spec.base.flavour() {
+        Flavour::Bookworm | Flavour::Trixie => {
+            let Some(s) = &n.static_address else {
+                return vec![];
+            };
+            let iface = n.interface.clone().unwrap_or_else(|| "eth0".into());
+            let dns: String = s.dns.iter().map(|d| format!("{d};")).collect();
+            vec![secret_file(
+                "/etc/NetworkManager/system-connections/piimg-wired.nmconnection",
+                format!(
+                    "[connection]\nid=piimg-wired\ntype=ethernet\ninterface-name={iface}\nautoconnect-priority=100\n\n[ethernet]\n\n[ipv4]\nmethod=manual\naddress1={},{}\n{}\n[ipv6]\nmethod=auto\n",
+                    s.address,
+                    s.gateway,
+                    if dns.is_empty() { String::new() } else { format!("dns={dns}\n") }
+                ),
+            )]
+        }
+        Flavour::UbuntuRaspi { .. } | Flavour::UbuntuAmd64 => {
+            let matcher = match &n.interface {
+                Some(i) => format!("      match:\n        name: \"{i}\"\n"),
+                None => "      match:\n        name: \"e*\"\n".into(),
+            };
+            let addressing = match &n.static_address {
+                None => "      dhcp4: true\n".to_string(),
+                Some(s) => {
+                    let mut a = format!(
+                        "      dhcp4: false\n      addresses: [\"{}\"]\n      routes:\n        - to: default\n          via: \"{}\"\n",
+                        s.address, s.gateway
+                    );
+                    if !s.dns.is_empty() {
+                        let list: Vec<String> = s.dns.iter().map(|d| format!("\"{d}\"")).collect();
+                        a += &format!(
+                            "      nameservers:\n        addresses: [{}]\n",
+                            list.join(", ")
+                        );
+                    }
+                    a
+                }
+            };
+            vec![secret_file(
+                "/etc/netplan/90-piimg.yaml",
+                format!("# Written by piimg.\nnetwork:\n  version: 2\n  ethernets:\n    wired:\n{matcher}{addressing}"),
+            )]
+        }
+    }
+}

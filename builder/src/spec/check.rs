@@ -1,0 +1,188 @@
+//! Small value checks used by [`super::resolve`]. Each returns what is wrong, or nothing.
+
+use std::net::Ipv4Addr;
+
+/// RFC 1123 label: 1-63 of `a-z0-9-`, not starting or ending with `-`.
+pub fn is_rfc1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A k3s release tag `vMAJOR.MINOR.PATCH+k3sN`, ordered numerically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct K3sVersion(pub u32, pub u32, pub u32, pub u32);
+
+impl K3sVersion {
+    /// Parses `v1.31.4+k3s1`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let rest = s.strip_prefix('v')?;
+        let (semver, build) = rest.split_once("+k3s")?;
+        let mut parts = semver.split('.').map(|p| p.parse::<u32>().ok());
+        let v = K3sVersion(
+            parts.next()??,
+            parts.next()??,
+            parts.next()??,
+            build.parse().ok()?,
+        );
+        parts.next().is_none().then_some(v)
+    }
+}
+
+/// Why `url` does not look like a server agents can reach, if it does not.
+pub fn server_url_problem(url: &str) -> Option<String> {
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Some(format!(
+            "`{url}` is not an https:// URL (k3s serves its API over TLS)"
+        ));
+    };
+    let authority = rest.trim_end_matches('/');
+    if authority.contains('/') {
+        return Some(format!(
+            "`{url}` has a path; k3s wants only scheme, host and port"
+        ));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    if let Some(port) = port {
+        if port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Some(format!("`{url}` has an invalid port `{port}`"));
+        }
+    }
+    if let Ok(ip) = host.parse::<Ipv4Addr>() {
+        if ip.is_loopback() || ip.is_unspecified() {
+            return Some(format!(
+                "`{url}` points at {ip}, which other nodes cannot reach"
+            ));
+        }
+        return None;
+    }
+    if host == "localhost" || host.ends_with(".localhost") {
+        return Some(format!(
+            "`{url}` points at localhost, which other nodes cannot reach"
+        ));
+    }
+    if host.is_empty() || !host.split('.').all(is_rfc1123_label) {
+        return Some(format!("`{url}` has no valid host name"));
+    }
+    None
+}
+
+/// Why `url` is not an http(s) URL, if it is not.
+pub fn http_url_problem(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.starts_with('/') => None,
+        _ => Some(format!("`{url}` is not an http:// or https:// URL")),
+    }
+}
+
+/// Whether `s` is 64 lower-case hex digits.
+pub fn is_sha256(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Parses an octal mode string such as `"0644"`.
+pub fn parse_mode(s: &str) -> Option<u32> {
+    u32::from_str_radix(s, 8).ok().filter(|m| *m <= 0o7777)
+}
+
+/// A Unix user name as `useradd` accepts it by default.
+pub fn is_user_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_lowercase() || b == b'_')
+        && s.len() <= 32
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Why `addr` is not `a.b.c.d/prefix`, if it is not.
+pub fn cidr_problem(addr: &str) -> Option<String> {
+    let ok = addr.split_once('/').is_some_and(|(ip, prefix)| {
+        ip.parse::<Ipv4Addr>().is_ok() && prefix.parse::<u8>().is_ok_and(|p| (1..=32).contains(&p))
+    });
+    (!ok).then(|| format!("`{addr}` is not an IPv4 address with prefix (192.168.1.12/24)"))
+}
+
+/// Why `taint` is not `key[=value]:Effect`, if it is not.
+pub fn taint_problem(taint: &str) -> Option<String> {
+    let ok = taint.rsplit_once(':').is_some_and(|(kv, effect)| {
+        matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute")
+            && !kv.split('=').next().unwrap_or("").is_empty()
+    });
+    (!ok).then(|| {
+        format!("`{taint}` is not `key=value:Effect` with Effect NoSchedule, PreferNoSchedule or NoExecute")
+    })
+}
+
+/// Whether `s` is a Kubernetes label key or value (loosely: no spaces, `=`, or quotes).
+pub fn is_label_part(s: &str, key: bool) -> bool {
+    (!s.is_empty() || !key)
+        && s.len() <= 253
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') || (key && b == b'/')
+        })
+}
+
+/// Whether `tz` looks like an IANA zone name (`Europe/Berlin`, `Etc/UTC`, `UTC`).
+pub fn is_timezone(tz: &str) -> bool {
+    !tz.is_empty()
+        && !tz.starts_with('/')
+        && !tz.contains("..")
+        && tz
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_hostnames() {
+        assert!(is_rfc1123_label("worker-2"));
+        for bad in ["Worker", "-a", "a-", "a_b", "", &"a".repeat(64)] {
+            assert!(!is_rfc1123_label(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn k3s_versions_order() {
+        let a = K3sVersion::parse("v1.31.4+k3s1").unwrap();
+        let b = K3sVersion::parse("v1.31.4+k3s2").unwrap();
+        let c = K3sVersion::parse("v1.32.0+k3s1").unwrap();
+        assert!(a < b && b < c);
+        assert_eq!(K3sVersion::parse("1.31.4"), None);
+    }
+
+    #[test]
+    fn server_urls() {
+        assert_eq!(server_url_problem("https://control-plane.local:6443"), None);
+        assert_eq!(server_url_problem("https://192.168.1.10:6443"), None);
+        for bad in [
+            "http://cp:6443",
+            "https://127.0.0.1:6443",
+            "https://localhost:6443",
+            "https://cp:99999",
+            "https://:6443",
+            "https://cp:6443/api",
+        ] {
+            assert!(server_url_problem(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn taints() {
+        assert_eq!(taint_problem("node-role=storage:NoSchedule"), None);
+        assert!(taint_problem("a=b").is_some());
+        assert!(taint_problem("a=b:Sometimes").is_some());
+    }
+}

@@ -1,0 +1,125 @@
+//! `piimg plan`: resolve each selected node and print its plan.
+
+use crate::cli::{PlanArgs, Selection, SourceArgs};
+use crate::plan::{compute, Inputs, RenderedManifest, SourceFile};
+use crate::spec::{self, NodeSpec, Overrides, SpecErrors};
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The node names a selection means (`--all`: cluster.toml's `nodes`).
+pub fn selected_nodes(sel: &Selection) -> anyhow::Result<Vec<String>> {
+    if sel.all {
+        Ok(crate::profile::load_cluster(&sel.profiles_dir)?
+            .cluster
+            .nodes)
+    } else {
+        Ok(sel.profiles.clone())
+    }
+}
+
+fn hash_file(path: &Path) -> anyhow::Result<String> {
+    let mut f = std::fs::File::open(path)
+        .with_context(|| format!("{}: cannot open it; check the path", path.display()))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).with_context(|| format!("{}: cannot read it", path.display()))?;
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Inputs as far as they are known before fetching: overrides hashed, catalogue artifacts by
+/// URL and pinned digest. `build` replaces these with the cache's files.
+pub fn inputs_for_plan(
+    spec: &NodeSpec,
+    manifests: Vec<RenderedManifest>,
+) -> anyhow::Result<Inputs> {
+    let k3s_bin = match &spec.overrides.k3s_bin {
+        Some(p) => SourceFile {
+            path: p.clone(),
+            sha256: hash_file(p)?,
+        },
+        None => SourceFile {
+            path: PathBuf::from(&spec.k3s.artifact.url),
+            sha256: spec.k3s.artifact.sha256.clone(),
+        },
+    };
+    let firstboot_bin = match (&spec.overrides.firstboot_bin, &spec.firstboot_artifact) {
+        (Some(p), _) => SourceFile {
+            path: p.clone(),
+            sha256: hash_file(p)?,
+        },
+        (None, Some(a)) => SourceFile {
+            path: PathBuf::from(&a.url),
+            sha256: a.sha256.clone(),
+        },
+        (None, None) => SourceFile {
+            path: PathBuf::from(format!(
+                "(piimg's own piimg-firstboot build for {})",
+                spec.base.arch
+            )),
+            sha256: "unresolved".into(),
+        },
+    };
+    let base_sha256 = match &spec.overrides.base {
+        // A file override is hashed by the sources stage; plan does not read gigabytes.
+        Some(b) if *b != spec.base.name => "unresolved (--base)".into(),
+        _ => spec.base.sha256.clone(),
+    };
+    Ok(Inputs {
+        k3s_bin,
+        firstboot_bin,
+        airgap_images: None,
+        manifests,
+        base_sha256,
+    })
+}
+
+/// Overrides from the source args and the environment.
+fn overrides(sources: &SourceArgs) -> anyhow::Result<Overrides> {
+    Ok(Overrides {
+        base: sources.base.clone(),
+        k3s_bin: sources.k3s_bin.clone(),
+        firstboot_bin: sources.firstboot_bin.clone(),
+        source_date_epoch: Overrides::source_date_epoch_from_env().map_err(anyhow::Error::msg)?,
+    })
+}
+
+/// Runs `piimg plan`: every selected node is resolved first, and all their problems are
+/// reported together; then each plan is printed.
+pub fn plan(args: &PlanArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let ov = overrides(&args.sources)?;
+    let mut specs = Vec::new();
+    let mut errors = Vec::new();
+    for node in selected_nodes(&args.selection)? {
+        match spec::resolve(&args.selection.profiles_dir, &node, &ov) {
+            Ok(s) => specs.push(s),
+            Err(SpecErrors(e)) => errors.extend(
+                e.into_iter()
+                    .filter(|e| !errors.contains(e))
+                    .collect::<Vec<_>>(),
+            ),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(SpecErrors(errors).into());
+    }
+    let mut plans = Vec::new();
+    for s in &specs {
+        // HOOK: the manifests module renders `manifests/` for the server here.
+        plans.push(compute(s, &inputs_for_plan(s, Vec::new())?));
+    }
+    let write = |out: &mut dyn Write, text: String| {
+        out.write_all(text.as_bytes())
+            .context("cannot write to stdout")
+    };
+    if args.json {
+        let json = match plans.as_slice() {
+            [one] => serde_json::to_string_pretty(one)?,
+            many => serde_json::to_string_pretty(many)?,
+        };
+        write(out, json + "\n")
+    } else {
+        let text: Vec<String> = plans.iter().map(|p| p.to_string()).collect();
+        write(out, text.join("\n"))
+    }
+}
