@@ -24,12 +24,20 @@ pub fn grow(image: &Path, new_size: u64, partition: u32) -> Result<Layout, DiskE
         .metadata()
         .map_err(|e| DiskError::io(image, "cannot stat", e))?
         .len();
-    let bad_size = |reason: String| DiskError::BadSize { path: image.to_path_buf(), requested: new_size, reason };
+    let bad_size = |reason: String| DiskError::BadSize {
+        path: image.to_path_buf(),
+        requested: new_size,
+        reason,
+    };
     if new_size % SECTOR_SIZE != 0 {
-        return Err(bad_size(format!("not a multiple of the {SECTOR_SIZE}-byte sector size")));
+        return Err(bad_size(format!(
+            "not a multiple of the {SECTOR_SIZE}-byte sector size"
+        )));
     }
     if new_size < size {
-        return Err(bad_size(format!("the image already has {size} bytes; shrinking is not supported")));
+        return Err(bad_size(format!(
+            "the image already has {size} bytes; shrinking is not supported"
+        )));
     }
 
     let sector0 = read_sector0(&mut file, image, size)?;
@@ -46,14 +54,17 @@ pub fn grow(image: &Path, new_size: u64, partition: u32) -> Result<Layout, DiskE
 
     let new_sectors = new_size / SECTOR_SIZE;
     if layout.kind == TableKind::Mbr && new_sectors > u64::from(u32::MAX) {
-        return Err(bad_size("an MBR disk cannot address more than 2^32 sectors (2 TiB)".into()));
+        return Err(bad_size(
+            "an MBR disk cannot address more than 2^32 sectors (2 TiB)".into(),
+        ));
     }
     extend(&file, image, new_size)?;
     match &gpt_table {
         Some(t) => gpt::grow(&mut file, image, t, partition, new_sectors)?,
         None => mbr::grow(&mut file, image, &layout, partition, new_sectors)?,
     }
-    file.sync_all().map_err(|e| DiskError::io(image, "cannot sync", e))?;
+    file.sync_all()
+        .map_err(|e| DiskError::io(image, "cannot sync", e))?;
     tracing::info!(image = %image.display(), new_size, partition, "grew image and partition");
     drop(file);
     Layout::read(image)
@@ -62,12 +73,22 @@ pub fn grow(image: &Path, new_size: u64, partition: u32) -> Result<Layout, DiskE
 /// Refuses a partition that does not exist or is not the last on the disk.
 fn check_last(image: &Path, layout: &Layout, number: u32) -> Result<(), DiskError> {
     if layout.partition(number).is_none() {
-        return Err(DiskError::NoSuchPartition { path: image.to_path_buf(), number });
+        return Err(DiskError::NoSuchPartition {
+            path: image.to_path_buf(),
+            number,
+        });
     }
     match layout.last_on_disk() {
         Some(last) if last.number == number => Ok(()),
-        Some(last) => Err(DiskError::NotLast { path: image.to_path_buf(), number, last: last.number }),
-        None => Err(DiskError::NoSuchPartition { path: image.to_path_buf(), number }),
+        Some(last) => Err(DiskError::NotLast {
+            path: image.to_path_buf(),
+            number,
+            last: last.number,
+        }),
+        None => Err(DiskError::NoSuchPartition {
+            path: image.to_path_buf(),
+            number,
+        }),
     }
 }
 

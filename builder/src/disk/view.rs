@@ -29,7 +29,12 @@ impl<F: Seek> PartitionView<F> {
                 format!("partition range {start}+{len} overflows a 64-bit offset"),
             ));
         }
-        Ok(PartitionView { inner, start, len, pos: 0 })
+        Ok(PartitionView {
+            inner,
+            start,
+            len,
+            pos: 0,
+        })
     }
 }
 
@@ -121,10 +126,16 @@ impl<F> Seek for PartitionView<F> {
 ///
 /// Refuses a partition that ends past the end of the file (a truncated image), so that reads
 /// never silently return short data.
-pub fn open_partition(image: &Path, p: &Partition, writable: bool) -> io::Result<PartitionView<File>> {
-    let file = OpenOptions::new().read(true).write(writable).open(image).map_err(|e| {
-        io::Error::new(e.kind(), format!("{}: cannot open: {e}", image.display()))
-    })?;
+pub fn open_partition(
+    image: &Path,
+    p: &Partition,
+    writable: bool,
+) -> io::Result<PartitionView<File>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .open(image)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: cannot open: {e}", image.display())))?;
     let size = file.metadata()?.len();
     let end = p.start.checked_add(p.size);
     if end.is_none_or(|e| e > size) {

@@ -1,3 +1,4 @@
 //! Filesystems inside a partition: the FAT boot partition and the ext4 root filesystem.
 
 pub mod fat;
+mod fat_dot_entries;
