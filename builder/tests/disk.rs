@@ -388,3 +388,30 @@ fn writes_through_a_view_do_not_change_the_table() {
     assert_eq!(Layout::read(&img).unwrap(), layout);
     assert_sfdisk_verify_clean(&img);
 }
+
+#[test]
+fn mbr_logical_partitions_are_read_and_grow_refuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("logical.img");
+    sparse_file(&img, 64 * MIB);
+    sfdisk(
+        &img,
+        "label: dos\nlabel-id: 0x01020304\nstart=2048, size=16MiB, type=c\nstart=34816, type=5\nstart=36864, size=8MiB, type=83\nstart=55296, type=82\n",
+    );
+    let layout = Layout::read(&img).unwrap();
+    let json = sfdisk_json(&img);
+    let parts = json["partitions"].as_array().unwrap();
+    assert_eq!(layout.partitions.len(), parts.len());
+    for (p, j) in layout.partitions.iter().zip(parts) {
+        assert!(j["node"].as_str().unwrap().ends_with(&p.number.to_string()));
+        assert_eq!(p.start, sectors(&j["start"]) * 512);
+        assert_eq!(p.size, sectors(&j["size"]) * 512);
+    }
+    let numbers: Vec<u32> = layout.partitions.iter().map(|p| p.number).collect();
+    assert_eq!(numbers, [1, 2, 5, 6]);
+    assert_eq!(layout.partition(6).unwrap().partuuid, "01020304-06");
+    assert_eq!(layout.last_on_disk().unwrap().number, 6);
+    let err = disk::grow(&img, 128 * MIB, 6).unwrap_err();
+    assert!(matches!(err, DiskError::Unsupported { .. }), "{err}");
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 64 * MIB);
+}

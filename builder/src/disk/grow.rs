@@ -51,6 +51,9 @@ pub fn grow(image: &Path, new_size: u64, partition: u32) -> Result<Layout, DiskE
         None => mbr::read(&mut file, image, size)?,
     };
     check_last(image, &layout, partition)?;
+    if layout.kind == TableKind::Mbr {
+        mbr::check_growable(image, &layout, partition)?;
+    }
 
     let new_sectors = new_size / SECTOR_SIZE;
     if layout.kind == TableKind::Mbr && new_sectors > u64::from(u32::MAX) {
@@ -61,7 +64,7 @@ pub fn grow(image: &Path, new_size: u64, partition: u32) -> Result<Layout, DiskE
     extend(&file, image, new_size)?;
     match &gpt_table {
         Some(t) => gpt::grow(&mut file, image, t, partition, new_sectors)?,
-        None => mbr::grow(&mut file, image, &layout, partition, new_sectors)?,
+        None => mbr::grow(&mut file, image, partition, new_sectors)?,
     }
     file.sync_all()
         .map_err(|e| DiskError::io(image, "cannot sync", e))?;

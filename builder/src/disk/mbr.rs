@@ -178,16 +178,9 @@ fn read_logicals(
     ))
 }
 
-/// Extends primary partition `number` of an MBR disk of `new_sectors` sectors to the end of
-/// the disk. The caller has checked that it is the last partition and the file is already
-/// extended; the disk signature and every other byte of the boot sector stay as they were.
-pub(crate) fn grow(
-    file: &mut File,
-    image: &Path,
-    layout: &Layout,
-    number: u32,
-    new_sectors: u64,
-) -> Result<(), DiskError> {
+/// Refuses what [`grow`] cannot do on this table, before anything is written: disks with
+/// logical partitions (their EBR chain would need rewriting).
+pub(crate) fn check_growable(image: &Path, layout: &Layout, number: u32) -> Result<(), DiskError> {
     if layout.partitions.iter().any(|p| p.number > 4) || !(1..=4).contains(&number) {
         return Err(DiskError::Unsupported {
             path: image.to_path_buf(),
@@ -195,6 +188,19 @@ pub(crate) fn grow(
             reason: "growing a disk with logical partitions is not supported".into(),
         });
     }
+    Ok(())
+}
+
+/// Extends primary partition `number` of an MBR disk of `new_sectors` sectors to the end of
+/// the disk. The caller has run [`check_growable`], checked that it is the last partition and
+/// extended the file; the disk signature and every other byte of the boot sector stay as they
+/// were.
+pub(crate) fn grow(
+    file: &mut File,
+    image: &Path,
+    number: u32,
+    new_sectors: u64,
+) -> Result<(), DiskError> {
     let mut header =
         MBRHeader::read_from(file).map_err(|e| DiskError::garbage(image, TABLE, e.to_string()))?;
     let entry = header

@@ -150,3 +150,43 @@ pub fn open_partition(
     }
     PartitionView::new(file, p.start, p.size)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn view() -> PartitionView<Cursor<Vec<u8>>> {
+        PartitionView::new(Cursor::new((0u8..32).collect()), 8, 8).unwrap()
+    }
+
+    #[test]
+    fn reads_stop_at_the_end() {
+        let mut v = view();
+        let mut buf = [0u8; 32];
+        assert_eq!(v.read(&mut buf).unwrap(), 8);
+        assert_eq!(&buf[..8], &[8, 9, 10, 11, 12, 13, 14, 15]);
+        assert_eq!(v.read(&mut buf).unwrap(), 0);
+        v.seek(SeekFrom::Start(100)).unwrap();
+        assert_eq!(v.read(&mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn writes_past_the_end_fail_without_writing() {
+        let mut v = view();
+        v.seek(SeekFrom::Start(6)).unwrap();
+        assert!(v.write(&[0xff; 3]).is_err());
+        v.write_all(&[0xee; 2]).unwrap();
+        let inner = v.into_inner().into_inner();
+        assert_eq!(&inner[14..17], &[0xee, 0xee, 16]);
+    }
+
+    #[test]
+    fn seeks_are_relative_to_the_window() {
+        let mut v = view();
+        assert_eq!(v.seek(SeekFrom::End(-2)).unwrap(), 6);
+        assert_eq!(v.seek(SeekFrom::Current(1)).unwrap(), 7);
+        assert!(v.seek(SeekFrom::Current(-8)).is_err());
+        assert!(PartitionView::new(Cursor::new(Vec::<u8>::new()), u64::MAX, 2).is_err());
+    }
+}
