@@ -13,7 +13,8 @@ use super::{gpt, mbr, DiskError, Layout, TableKind, SECTOR_SIZE};
 /// The disk identifier and every PARTUUID stay unchanged, so `root=PARTUUID=…` and fstab keep
 /// working. The filesystem inside is not touched: growing it is the filesystem module's job.
 /// MBR partitions are limited to 2 TiB; for GPT the backup header and array move to the new
-/// end and every CRC is recomputed. Everything is checked before the file is extended.
+/// end and every CRC is recomputed. Everything is checked before the file is extended, but
+/// the rewrite itself is not atomic: run it on a working copy, never on a cached base.
 pub fn grow(image: &Path, new_size: u64, partition: u32) -> Result<Layout, DiskError> {
     let mut file = OpenOptions::new()
         .read(true)
