@@ -21,7 +21,10 @@ fn mbr_layout_matches_sfdisk() {
 
     assert_eq!(layout.kind, TableKind::Mbr);
     assert_eq!(json["label"], "dos");
-    assert_eq!(format!("0x{}", layout.disk_id), json["id"].as_str().unwrap());
+    assert_eq!(
+        format!("0x{}", layout.disk_id),
+        json["id"].as_str().unwrap()
+    );
     assert_eq!(layout.disk_id, "deadbeef");
     assert_eq!(layout.disk_size, std::fs::metadata(&img).unwrap().len());
     let parts = json["partitions"].as_array().unwrap();
@@ -30,7 +33,10 @@ fn mbr_layout_matches_sfdisk() {
         assert!(j["node"].as_str().unwrap().ends_with(&p.number.to_string()));
         assert_eq!(p.start, sectors(&j["start"]) * 512);
         assert_eq!(p.size, sectors(&j["size"]) * 512);
-        assert_eq!(u8::from_str_radix(&p.type_id, 16).unwrap(), u8::from_str_radix(j["type"].as_str().unwrap(), 16).unwrap());
+        assert_eq!(
+            u8::from_str_radix(&p.type_id, 16).unwrap(),
+            u8::from_str_radix(j["type"].as_str().unwrap(), 16).unwrap()
+        );
         assert_eq!(p.partuuid, format!("deadbeef-0{}", p.number));
     }
     assert_eq!(layout.partitions[0].start, 8 * MIB);
@@ -64,10 +70,22 @@ fn gpt_layout_matches_sfdisk() {
         assert_eq!(p.partuuid.to_uppercase(), j["uuid"].as_str().unwrap());
         assert_eq!(p.name.as_deref(), j["name"].as_str());
     }
-    assert_eq!(layout.partition(14).unwrap().type_name.as_deref(), Some("BIOS boot"));
-    assert_eq!(layout.partition(15).unwrap().type_name.as_deref(), Some("EFI System"));
-    assert_eq!(layout.partition(1).unwrap().type_name.as_deref(), Some("Linux filesystem"));
-    assert_eq!(layout.partition(1).unwrap().partuuid, "00000000-0000-4000-8000-000000000001");
+    assert_eq!(
+        layout.partition(14).unwrap().type_name.as_deref(),
+        Some("BIOS boot")
+    );
+    assert_eq!(
+        layout.partition(15).unwrap().type_name.as_deref(),
+        Some("EFI System")
+    );
+    assert_eq!(
+        layout.partition(1).unwrap().type_name.as_deref(),
+        Some("Linux filesystem")
+    );
+    assert_eq!(
+        layout.partition(1).unwrap().partuuid,
+        "00000000-0000-4000-8000-000000000001"
+    );
     assert_eq!(layout.last_on_disk().unwrap().number, 1);
 }
 
@@ -76,7 +94,10 @@ fn views_read_exactly_their_partition_and_refuse_writes_past_the_end() {
     let dir = tempfile::tempdir().unwrap();
     let img = rpi_image(dir.path());
     let layout = Layout::read(&img).unwrap();
-    let (p1, p2) = (layout.partition(1).unwrap().clone(), layout.partition(2).unwrap().clone());
+    let (p1, p2) = (
+        layout.partition(1).unwrap().clone(),
+        layout.partition(2).unwrap().clone(),
+    );
     // Markers on the last byte of p1 and the first byte of p2.
     write_bytes_at(&img, p1.end() - 1, b"A");
     write_bytes_at(&img, p2.start, b"B");
@@ -85,12 +106,20 @@ fn views_read_exactly_their_partition_and_refuse_writes_past_the_end() {
     assert_eq!(view.len(), p1.size);
     let mut all = Vec::new();
     view.read_to_end(&mut all).unwrap();
-    assert_eq!(all.len() as u64, p1.size, "a view reads exactly its partition");
+    assert_eq!(
+        all.len() as u64,
+        p1.size,
+        "a view reads exactly its partition"
+    );
     assert_eq!(all.last(), Some(&b'A'));
     let mut buf = [0u8; 16];
     assert_eq!(view.read(&mut buf).unwrap(), 0, "reads at the end return 0");
     view.seek(SeekFrom::End(10)).unwrap();
-    assert_eq!(view.read(&mut buf).unwrap(), 0, "reads past the end return 0");
+    assert_eq!(
+        view.read(&mut buf).unwrap(),
+        0,
+        "reads past the end return 0"
+    );
 
     view.seek(SeekFrom::End(-1)).unwrap();
     let err = view.write(b"xy").unwrap_err();
@@ -122,14 +151,23 @@ fn probe_finds_filesystems_and_labels() {
     let img = rpi_image(dir.path());
     let layout = Layout::read(&img).unwrap();
     let mut v1 = disk::open_partition(&img, layout.partition(1).unwrap(), false).unwrap();
-    assert_eq!(disk::probe(&mut v1).unwrap(), (FsKind::Vfat, Some("bootfs".into())));
+    assert_eq!(
+        disk::probe(&mut v1).unwrap(),
+        (FsKind::Vfat, Some("bootfs".into()))
+    );
     let mut v2 = disk::open_partition(&img, layout.partition(2).unwrap(), false).unwrap();
-    assert_eq!(disk::probe(&mut v2).unwrap(), (FsKind::Ext4, Some("rootfs".into())));
+    assert_eq!(
+        disk::probe(&mut v2).unwrap(),
+        (FsKind::Ext4, Some("rootfs".into()))
+    );
 
     let gimg = ubuntu_gpt_image(dir.path());
     let g = Layout::read(&gimg).unwrap();
     let mut esp = disk::open_partition(&gimg, g.partition(15).unwrap(), false).unwrap();
-    assert_eq!(disk::probe(&mut esp).unwrap(), (FsKind::Vfat, Some("UEFI".into())));
+    assert_eq!(
+        disk::probe(&mut esp).unwrap(),
+        (FsKind::Vfat, Some("UEFI".into()))
+    );
     let mut bios = disk::open_partition(&gimg, g.partition(14).unwrap(), false).unwrap();
     assert_eq!(disk::probe(&mut bios).unwrap(), (FsKind::Unknown, None));
 
@@ -137,13 +175,19 @@ fn probe_finds_filesystems_and_labels() {
     sparse_file(&swap, 4 * MIB);
     run(Command::new("mkswap").args(["-L", "swapfs"]).arg(&swap));
     let mut f = std::fs::File::open(&swap).unwrap();
-    assert_eq!(disk::probe(&mut f).unwrap(), (FsKind::Swap, Some("swapfs".into())));
+    assert_eq!(
+        disk::probe(&mut f).unwrap(),
+        (FsKind::Swap, Some("swapfs".into()))
+    );
     let mut tiny = std::io::Cursor::new(vec![0u8; 100]);
     assert_eq!(disk::probe(&mut tiny).unwrap(), (FsKind::Unknown, None));
 }
 
 fn partuuids(l: &Layout) -> Vec<(u32, String)> {
-    l.partitions.iter().map(|p| (p.number, p.partuuid.clone())).collect()
+    l.partitions
+        .iter()
+        .map(|p| (p.number, p.partuuid.clone()))
+        .collect()
 }
 
 #[test]
@@ -160,11 +204,17 @@ fn grow_mbr_by_one_gib() {
     let json = sfdisk_json(&img);
     assert_eq!(json["id"], "0xdeadbeef");
     let p2 = &json["partitions"][1];
-    assert_eq!(sectors(&p2["start"]) * 512 + sectors(&p2["size"]) * 512, new_size);
+    assert_eq!(
+        sectors(&p2["start"]) * 512 + sectors(&p2["size"]) * 512,
+        new_size
+    );
     assert_eq!(after.disk_id, before.disk_id);
     assert_eq!(partuuids(&after), partuuids(&before));
     assert_eq!(after.partition(1), before.partition(1));
-    assert_eq!(after.partition(2).unwrap().size, new_size - before.partition(2).unwrap().start);
+    assert_eq!(
+        after.partition(2).unwrap().size,
+        new_size - before.partition(2).unwrap().start
+    );
     assert_e2fsck_clean(&img, after.partition(2).unwrap().start);
     let mut boot = disk::open_partition(&img, after.partition(1).unwrap(), false).unwrap();
     assert_eq!(disk::probe(&mut boot).unwrap().0, FsKind::Vfat);
@@ -183,8 +233,16 @@ fn grow_gpt_by_one_gib_moves_the_backup_table() {
     let json = sfdisk_json(&img);
     assert_eq!(json["id"].as_str().unwrap(), before.disk_id.to_uppercase());
     assert_eq!(sectors(&json["lastlba"]), new_size / 512 - 34);
-    let root = json["partitions"].as_array().unwrap().iter().find(|p| p["node"].as_str().unwrap().ends_with("img1")).unwrap();
-    assert_eq!(sectors(&root["start"]) + sectors(&root["size"]), new_size / 512 - 33);
+    let root = json["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["node"].as_str().unwrap().ends_with("img1"))
+        .unwrap();
+    assert_eq!(
+        sectors(&root["start"]) + sectors(&root["size"]),
+        new_size / 512 - 33
+    );
     assert_eq!(after.disk_id, before.disk_id);
     assert_eq!(partuuids(&after), partuuids(&before));
     assert_eq!(after.partition(14), before.partition(14));
@@ -204,7 +262,17 @@ fn grow_refuses_what_it_cannot_do_and_leaves_the_file_alone() {
     let name = img.display().to_string();
 
     let err = disk::grow(&img, size + MIB, 1).unwrap_err();
-    assert!(matches!(err, DiskError::NotLast { number: 1, last: 2, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            DiskError::NotLast {
+                number: 1,
+                last: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains(&name));
     let err = disk::grow(&img, size + MIB, 7).unwrap_err();
     assert!(matches!(err, DiskError::NoSuchPartition { .. }), "{err}");
@@ -247,7 +315,10 @@ fn truncated_images_are_errors_naming_the_file() {
         let err = Layout::read(&cut).unwrap_err();
         assert!(matches!(err, DiskError::Truncated { .. }), "{err}");
         let msg = err.to_string();
-        assert!(msg.contains(&cut.display().to_string()) && msg.contains("truncated"), "{msg}");
+        assert!(
+            msg.contains(&cut.display().to_string()) && msg.contains("truncated"),
+            "{msg}"
+        );
     }
 }
 
@@ -258,10 +329,16 @@ fn garbage_and_tiny_files_are_errors_never_panics() {
     let name = path.display().to_string();
 
     std::fs::write(&path, b"").unwrap();
-    assert!(matches!(Layout::read(&path), Err(DiskError::TooSmall { .. })));
+    assert!(matches!(
+        Layout::read(&path),
+        Err(DiskError::TooSmall { .. })
+    ));
     std::fs::write(&path, vec![0u8; 4096]).unwrap();
     let err = Layout::read(&path).unwrap_err();
-    assert!(matches!(err, DiskError::NoTable { .. }) && err.to_string().contains(&name), "{err}");
+    assert!(
+        matches!(err, DiskError::NoTable { .. }) && err.to_string().contains(&name),
+        "{err}"
+    );
 
     // Deterministic pseudo-random bytes, with the boot signature set and entry types forced
     // to plausible values (including the GPT protective type) so the parsers get exercised.
@@ -280,7 +357,11 @@ fn garbage_and_tiny_files_are_errors_never_panics() {
             bytes[511] = 0xAA;
             let types = [0x00u8, 0x0c, 0x83, 0x05, 0xee];
             for i in 0..4 {
-                bytes[446 + 16 * i] = if round % 3 == 0 { 0 } else { bytes[446 + 16 * i] };
+                bytes[446 + 16 * i] = if round % 3 == 0 {
+                    0
+                } else {
+                    bytes[446 + 16 * i]
+                };
                 bytes[446 + 16 * i + 4] = types[(next() % 5) as usize];
             }
             if round % 5 == 0 && len >= 1024 {
@@ -301,8 +382,36 @@ fn writes_through_a_view_do_not_change_the_table() {
     let img = ubuntu_gpt_image(dir.path());
     let layout = Layout::read(&img).unwrap();
     let mut v = disk::open_partition(&img, layout.partition(14).unwrap(), true).unwrap();
-    v.write_all(&vec![0xAB; layout.partition(14).unwrap().size as usize]).unwrap();
+    v.write_all(&vec![0xAB; layout.partition(14).unwrap().size as usize])
+        .unwrap();
     v.flush().unwrap();
     assert_eq!(Layout::read(&img).unwrap(), layout);
     assert_sfdisk_verify_clean(&img);
+}
+
+#[test]
+fn mbr_logical_partitions_are_read_and_grow_refuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("logical.img");
+    sparse_file(&img, 64 * MIB);
+    sfdisk(
+        &img,
+        "label: dos\nlabel-id: 0x01020304\nstart=2048, size=16MiB, type=c\nstart=34816, type=5\nstart=36864, size=8MiB, type=83\nstart=55296, type=82\n",
+    );
+    let layout = Layout::read(&img).unwrap();
+    let json = sfdisk_json(&img);
+    let parts = json["partitions"].as_array().unwrap();
+    assert_eq!(layout.partitions.len(), parts.len());
+    for (p, j) in layout.partitions.iter().zip(parts) {
+        assert!(j["node"].as_str().unwrap().ends_with(&p.number.to_string()));
+        assert_eq!(p.start, sectors(&j["start"]) * 512);
+        assert_eq!(p.size, sectors(&j["size"]) * 512);
+    }
+    let numbers: Vec<u32> = layout.partitions.iter().map(|p| p.number).collect();
+    assert_eq!(numbers, [1, 2, 5, 6]);
+    assert_eq!(layout.partition(6).unwrap().partuuid, "01020304-06");
+    assert_eq!(layout.last_on_disk().unwrap().number, 6);
+    let err = disk::grow(&img, 128 * MIB, 6).unwrap_err();
+    assert!(matches!(err, DiskError::Unsupported { .. }), "{err}");
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 64 * MIB);
 }

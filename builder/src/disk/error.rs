@@ -19,7 +19,9 @@ pub enum DiskError {
         source: io::Error,
     },
     /// The file is too small to hold any partition table.
-    #[error("{path}: only {size} bytes, too small to be a disk image (truncated or not an image?)")]
+    #[error(
+        "{path}: only {size} bytes, too small to be a disk image (truncated or not an image?)"
+    )]
     TooSmall {
         /// The image file.
         path: PathBuf,
@@ -111,11 +113,23 @@ pub enum DiskError {
 impl DiskError {
     /// Wraps an I/O error with the image path and what was being done.
     pub(crate) fn io(path: &std::path::Path, action: &'static str, source: io::Error) -> Self {
-        DiskError::Io { path: path.to_path_buf(), action, source }
+        DiskError::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
     }
 
     /// A corrupt-table error.
-    pub(crate) fn garbage(path: &std::path::Path, table: &'static str, reason: impl Into<String>) -> Self {
-        DiskError::Garbage { path: path.to_path_buf(), table, reason: reason.into() }
+    pub(crate) fn garbage(
+        path: &std::path::Path,
+        table: &'static str,
+        reason: impl Into<String>,
+    ) -> Self {
+        DiskError::Garbage {
+            path: path.to_path_buf(),
+            table,
+            reason: reason.into(),
+        }
     }
 }

@@ -54,14 +54,23 @@ fn check_header(image: &Path, h: &Header, lba: u64, size: u64) -> Result<(), Dis
         return Err(DiskError::Unsupported {
             path: image.to_path_buf(),
             table: TABLE,
-            reason: format!("partition entries of {} bytes (only 128 is supported)", h.part_size),
+            reason: format!(
+                "partition entries of {} bytes (only 128 is supported)",
+                h.part_size
+            ),
         });
     }
     if h.num_parts == 0 || h.num_parts > MAX_ENTRIES {
-        return bad(format!("the header claims {} partition entries", h.num_parts));
+        return bad(format!(
+            "the header claims {} partition entries",
+            h.num_parts
+        ));
     }
     if h.current_lba != lba {
-        return bad(format!("the header at sector {lba} says it is at sector {}", h.current_lba));
+        return bad(format!(
+            "the header at sector {lba} says it is at sector {}",
+            h.current_lba
+        ));
     }
     if h.first_usable > h.last_usable || h.part_start < 2 {
         return bad("the usable area is empty or overlaps the header".into());
@@ -100,14 +109,21 @@ fn read_copy(
     match file_read_partitions(file, &header, LB) {
         Ok(parts) => Ok((header, parts)),
         Err(e) if e.to_string().contains("CRC") => Err(CopyError::Crc("partition array")),
-        Err(e) => Err(CopyError::Other(DiskError::io(image, "cannot read the GPT partition array", e))),
+        Err(e) => Err(CopyError::Other(DiskError::io(
+            image,
+            "cannot read the GPT partition array",
+            e,
+        ))),
     }
 }
 
 /// Reads the GPT, preferring the primary copy and falling back to the backup with a warning.
 pub(crate) fn read(file: &mut File, image: &Path, size: u64) -> Result<GptTable, DiskError> {
     if size < 3 * SECTOR_SIZE {
-        return Err(DiskError::TooSmall { path: image.to_path_buf(), size });
+        return Err(DiskError::TooSmall {
+            path: image.to_path_buf(),
+            size,
+        });
     }
     let last_lba = size / SECTOR_SIZE - 1;
     let (header, parts, from_backup) = match read_copy(file, image, 1, size) {
@@ -130,7 +146,10 @@ pub(crate) fn read(file: &mut File, image: &Path, size: u64) -> Result<GptTable,
             }
             Err(_) => {
                 return Err(match primary_err {
-                    CopyError::Crc(what) => DiskError::GptCrc { path: image.to_path_buf(), what },
+                    CopyError::Crc(what) => DiskError::GptCrc {
+                        path: image.to_path_buf(),
+                        what,
+                    },
                     CopyError::Other(e) => e,
                 })
             }
@@ -140,7 +159,10 @@ pub(crate) fn read(file: &mut File, image: &Path, size: u64) -> Result<GptTable,
     let mut extents = Vec::new();
     let mut partitions = Vec::new();
     for (&number, p) in &parts {
-        if p.first_lba < header.first_usable || p.last_lba < p.first_lba || p.last_lba > header.last_usable {
+        if p.first_lba < header.first_usable
+            || p.last_lba < p.first_lba
+            || p.last_lba > header.last_usable
+        {
             return Err(DiskError::garbage(
                 image,
                 TABLE,
@@ -151,8 +173,17 @@ pub(crate) fn read(file: &mut File, image: &Path, size: u64) -> Result<GptTable,
             ));
         }
         let sectors = p.last_lba - p.first_lba + 1;
-        extents.push(Extent { number, first: p.first_lba, sectors });
-        let type_id = p.part_type_guid.guid.as_hyphenated().to_string().to_uppercase();
+        extents.push(Extent {
+            number,
+            first: p.first_lba,
+            sectors,
+        });
+        let type_id = p
+            .part_type_guid
+            .guid
+            .as_hyphenated()
+            .to_string()
+            .to_uppercase();
         partitions.push(Partition {
             number,
             start: p.first_lba * SECTOR_SIZE,
@@ -171,7 +202,11 @@ pub(crate) fn read(file: &mut File, image: &Path, size: u64) -> Result<GptTable,
         disk_size: size,
         partitions,
     };
-    Ok(GptTable { layout, header, from_backup })
+    Ok(GptTable {
+        layout,
+        header,
+        from_backup,
+    })
 }
 
 fn write_at(file: &mut File, image: &Path, offset: u64, data: &[u8]) -> Result<(), DiskError> {
@@ -183,9 +218,17 @@ fn write_at(file: &mut File, image: &Path, offset: u64, data: &[u8]) -> Result<(
 /// Moves the backup table to the end of a disk that now has `new_sectors` sectors and extends
 /// partition `number` to the new last usable sector. The caller has extended the file and
 /// checked that the partition is the last one. Entry order, GUIDs and names stay unchanged.
-pub(crate) fn grow(file: &mut File, image: &Path, table: &GptTable, number: u32, new_sectors: u64) -> Result<(), DiskError> {
+pub(crate) fn grow(
+    file: &mut File,
+    image: &Path,
+    table: &GptTable,
+    number: u32,
+    new_sectors: u64,
+) -> Result<(), DiskError> {
     if table.from_backup {
-        return Err(DiskError::GptPrimaryDamaged { path: image.to_path_buf() });
+        return Err(DiskError::GptPrimaryDamaged {
+            path: image.to_path_buf(),
+        });
     }
     let old = &table.header;
     let array_len = u64::from(old.num_parts) * u64::from(old.part_size);
@@ -218,7 +261,8 @@ pub(crate) fn grow(file: &mut File, image: &Path, table: &GptTable, number: u32,
     write_at(file, image, old.part_start * SECTOR_SIZE, &array)?;
     write_at(file, image, backup_part_start * SECTOR_SIZE, &array)?;
 
-    let gpt_err = |e: HeaderError| DiskError::garbage(image, TABLE, format!("cannot write a header: {e}"));
+    let gpt_err =
+        |e: HeaderError| DiskError::garbage(image, TABLE, format!("cannot write a header: {e}"));
     let mut primary = old.clone();
     primary.backup_lba = new_backup_lba;
     primary.last_usable = new_last_usable;

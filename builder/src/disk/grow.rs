@@ -13,7 +13,8 @@ use super::{gpt, mbr, DiskError, Layout, TableKind, SECTOR_SIZE};
 /// The disk identifier and every PARTUUID stay unchanged, so `root=PARTUUID=…` and fstab keep
 /// working. The filesystem inside is not touched: growing it is the filesystem module's job.
 /// MBR partitions are limited to 2 TiB; for GPT the backup header and array move to the new
-/// end and every CRC is recomputed. Everything is checked before the file is extended.
+/// end and every CRC is recomputed. Everything is checked before the file is extended, but
+/// the rewrite itself is not atomic: run it on a working copy, never on a cached base.
 pub fn grow(image: &Path, new_size: u64, partition: u32) -> Result<Layout, DiskError> {
     let mut file = OpenOptions::new()
         .read(true)
@@ -24,12 +25,20 @@ pub fn grow(image: &Path, new_size: u64, partition: u32) -> Result<Layout, DiskE
         .metadata()
         .map_err(|e| DiskError::io(image, "cannot stat", e))?
         .len();
-    let bad_size = |reason: String| DiskError::BadSize { path: image.to_path_buf(), requested: new_size, reason };
+    let bad_size = |reason: String| DiskError::BadSize {
+        path: image.to_path_buf(),
+        requested: new_size,
+        reason,
+    };
     if new_size % SECTOR_SIZE != 0 {
-        return Err(bad_size(format!("not a multiple of the {SECTOR_SIZE}-byte sector size")));
+        return Err(bad_size(format!(
+            "not a multiple of the {SECTOR_SIZE}-byte sector size"
+        )));
     }
     if new_size < size {
-        return Err(bad_size(format!("the image already has {size} bytes; shrinking is not supported")));
+        return Err(bad_size(format!(
+            "the image already has {size} bytes; shrinking is not supported"
+        )));
     }
 
     let sector0 = read_sector0(&mut file, image, size)?;
@@ -43,17 +52,23 @@ pub fn grow(image: &Path, new_size: u64, partition: u32) -> Result<Layout, DiskE
         None => mbr::read(&mut file, image, size)?,
     };
     check_last(image, &layout, partition)?;
+    if layout.kind == TableKind::Mbr {
+        mbr::check_growable(image, &layout, partition)?;
+    }
 
     let new_sectors = new_size / SECTOR_SIZE;
     if layout.kind == TableKind::Mbr && new_sectors > u64::from(u32::MAX) {
-        return Err(bad_size("an MBR disk cannot address more than 2^32 sectors (2 TiB)".into()));
+        return Err(bad_size(
+            "an MBR disk cannot address more than 2^32 sectors (2 TiB)".into(),
+        ));
     }
     extend(&file, image, new_size)?;
     match &gpt_table {
         Some(t) => gpt::grow(&mut file, image, t, partition, new_sectors)?,
-        None => mbr::grow(&mut file, image, &layout, partition, new_sectors)?,
+        None => mbr::grow(&mut file, image, partition, new_sectors)?,
     }
-    file.sync_all().map_err(|e| DiskError::io(image, "cannot sync", e))?;
+    file.sync_all()
+        .map_err(|e| DiskError::io(image, "cannot sync", e))?;
     tracing::info!(image = %image.display(), new_size, partition, "grew image and partition");
     drop(file);
     Layout::read(image)
@@ -62,12 +77,22 @@ pub fn grow(image: &Path, new_size: u64, partition: u32) -> Result<Layout, DiskE
 /// Refuses a partition that does not exist or is not the last on the disk.
 fn check_last(image: &Path, layout: &Layout, number: u32) -> Result<(), DiskError> {
     if layout.partition(number).is_none() {
-        return Err(DiskError::NoSuchPartition { path: image.to_path_buf(), number });
+        return Err(DiskError::NoSuchPartition {
+            path: image.to_path_buf(),
+            number,
+        });
     }
     match layout.last_on_disk() {
         Some(last) if last.number == number => Ok(()),
-        Some(last) => Err(DiskError::NotLast { path: image.to_path_buf(), number, last: last.number }),
-        None => Err(DiskError::NoSuchPartition { path: image.to_path_buf(), number }),
+        Some(last) => Err(DiskError::NotLast {
+            path: image.to_path_buf(),
+            number,
+            last: last.number,
+        }),
+        None => Err(DiskError::NoSuchPartition {
+            path: image.to_path_buf(),
+            number,
+        }),
     }
 }
 

@@ -106,24 +106,31 @@ impl Layout {
     /// The partition that ends last on the disk: the one that can grow into added space.
     /// On a tie (an MBR extended container and its last logical) the logical one wins.
     pub fn last_on_disk(&self) -> Option<&Partition> {
-        self.partitions
-            .iter()
-            .max_by_key(|p| (p.end(), p.number))
+        self.partitions.iter().max_by_key(|p| (p.end(), p.number))
     }
 }
 
 /// Reads the first sector, refusing files too small to be images and sectors without the
 /// 0x55AA boot signature.
-pub(crate) fn read_sector0(file: &mut File, image: &Path, size: u64) -> Result<[u8; 512], DiskError> {
+pub(crate) fn read_sector0(
+    file: &mut File,
+    image: &Path,
+    size: u64,
+) -> Result<[u8; 512], DiskError> {
     if size < SECTOR_SIZE {
-        return Err(DiskError::TooSmall { path: image.to_path_buf(), size });
+        return Err(DiskError::TooSmall {
+            path: image.to_path_buf(),
+            size,
+        });
     }
     let mut sector0 = [0u8; 512];
     file.seek(SeekFrom::Start(0))
         .and_then(|_| file.read_exact(&mut sector0))
         .map_err(|e| DiskError::io(image, "cannot read the first sector", e))?;
     if sector0[510..512] != [0x55, 0xAA] {
-        return Err(DiskError::NoTable { path: image.to_path_buf() });
+        return Err(DiskError::NoTable {
+            path: image.to_path_buf(),
+        });
     }
     Ok(sector0)
 }
@@ -148,7 +155,11 @@ pub(crate) fn check_extents(
             .checked_add(e.sectors)
             .and_then(|s| s.checked_mul(SECTOR_SIZE))
             .ok_or_else(|| {
-                DiskError::garbage(image, table, format!("partition {} has an impossible extent", e.number))
+                DiskError::garbage(
+                    image,
+                    table,
+                    format!("partition {} has an impossible extent", e.number),
+                )
             })?;
         if end > size {
             return Err(DiskError::Truncated {

@@ -44,7 +44,8 @@ fn partition(disk_id: &str, number: u32, sys: u8, first: u64, sectors: u64) -> P
 
 /// Reads an MBR table (the caller has checked the boot signature and that it is not GPT).
 pub(crate) fn read(file: &mut File, image: &Path, size: u64) -> Result<Layout, DiskError> {
-    let header = MBRHeader::read_from(file).map_err(|e| DiskError::garbage(image, TABLE, e.to_string()))?;
+    let header =
+        MBRHeader::read_from(file).map_err(|e| DiskError::garbage(image, TABLE, e.to_string()))?;
     let disk_id = format!("{:08x}", u32::from_le_bytes(header.disk_signature));
 
     let mut partitions = Vec::new();
@@ -59,17 +60,28 @@ pub(crate) fn read(file: &mut File, image: &Path, size: u64) -> Result<Layout, D
             return Err(DiskError::garbage(
                 image,
                 TABLE,
-                format!("partition {number} starts at sector {} with {} sectors", e.starting_lba, e.sectors),
+                format!(
+                    "partition {number} starts at sector {} with {} sectors",
+                    e.starting_lba, e.sectors
+                ),
             ));
         }
         let (first, sectors) = (u64::from(e.starting_lba), u64::from(e.sectors));
         if is_extended(e.sys) {
             if extended.is_some() {
-                return Err(DiskError::garbage(image, TABLE, "more than one extended partition"));
+                return Err(DiskError::garbage(
+                    image,
+                    TABLE,
+                    "more than one extended partition",
+                ));
             }
             extended = Some((first, sectors));
         }
-        primaries.push(Extent { number, first, sectors });
+        primaries.push(Extent {
+            number,
+            first,
+            sectors,
+        });
         partitions.push(partition(&disk_id, number, e.sys, first, sectors));
     }
     check_extents(image, TABLE, &primaries, size)?;
@@ -78,7 +90,11 @@ pub(crate) fn read(file: &mut File, image: &Path, size: u64) -> Result<Layout, D
         let logicals = read_logicals(file, image, ext_first, ext_sectors)?;
         let extents: Vec<Extent> = logicals
             .iter()
-            .map(|&(number, _, first, sectors)| Extent { number, first, sectors })
+            .map(|&(number, _, first, sectors)| Extent {
+                number,
+                first,
+                sectors,
+            })
             .collect();
         check_extents(image, TABLE, &extents, size)?;
         for (number, sys, first, sectors) in logicals {
@@ -86,7 +102,13 @@ pub(crate) fn read(file: &mut File, image: &Path, size: u64) -> Result<Layout, D
         }
     }
     partitions.sort_by_key(|p| p.number);
-    Ok(Layout { kind: TableKind::Mbr, disk_id, sector_size: SECTOR_SIZE, disk_size: size, partitions })
+    Ok(Layout {
+        kind: TableKind::Mbr,
+        disk_id,
+        sector_size: SECTOR_SIZE,
+        disk_size: size,
+        partitions,
+    })
 }
 
 /// Walks the chain of extended boot records; every logical partition must lie inside the
@@ -103,7 +125,11 @@ fn read_logicals(
     for number in 5..5 + MAX_LOGICAL {
         let ebr_lba = ext_first + rel;
         if ebr_lba >= ext_end {
-            return Err(DiskError::garbage(image, TABLE, "an extended boot record lies outside the extended partition"));
+            return Err(DiskError::garbage(
+                image,
+                TABLE,
+                "an extended boot record lies outside the extended partition",
+            ));
         }
         let mut sector = [0u8; 512];
         file.seek(SeekFrom::Start(ebr_lba * SECTOR_SIZE))
@@ -113,7 +139,11 @@ fn read_logicals(
             if rel == 0 {
                 return Ok(out); // an empty extended partition needs no EBR
             }
-            return Err(DiskError::garbage(image, TABLE, format!("the extended boot record of partition {number} has no signature")));
+            return Err(DiskError::garbage(
+                image,
+                TABLE,
+                format!("the extended boot record of partition {number} has no signature"),
+            ));
         }
         let (boot, sys, start, sectors) = raw_entry(&sector[446..462]);
         let (_, next_sys, next_rel, _) = raw_entry(&sector[462..478]);
@@ -121,7 +151,11 @@ fn read_logicals(
             let first = ebr_lba + u64::from(start);
             let sectors = u64::from(sectors);
             if boot & 0x7f != 0 || start == 0 || sectors == 0 || first + sectors > ext_end {
-                return Err(DiskError::garbage(image, TABLE, format!("logical partition {number} is not inside the extended partition")));
+                return Err(DiskError::garbage(
+                    image,
+                    TABLE,
+                    format!("logical partition {number} is not inside the extended partition"),
+                ));
             }
             out.push((number, sys, first, sectors));
         }
@@ -129,17 +163,24 @@ fn read_logicals(
             return Ok(out);
         }
         if u64::from(next_rel) <= rel {
-            return Err(DiskError::garbage(image, TABLE, "the extended boot record chain goes backwards"));
+            return Err(DiskError::garbage(
+                image,
+                TABLE,
+                "the extended boot record chain goes backwards",
+            ));
         }
         rel = u64::from(next_rel);
     }
-    Err(DiskError::garbage(image, TABLE, format!("more than {MAX_LOGICAL} logical partitions")))
+    Err(DiskError::garbage(
+        image,
+        TABLE,
+        format!("more than {MAX_LOGICAL} logical partitions"),
+    ))
 }
 
-/// Extends primary partition `number` of an MBR disk of `new_sectors` sectors to the end of
-/// the disk. The caller has checked that it is the last partition and the file is already
-/// extended; the disk signature and every other byte of the boot sector stay as they were.
-pub(crate) fn grow(file: &mut File, image: &Path, layout: &Layout, number: u32, new_sectors: u64) -> Result<(), DiskError> {
+/// Refuses what [`grow`] cannot do on this table, before anything is written: disks with
+/// logical partitions (their EBR chain would need rewriting).
+pub(crate) fn check_growable(image: &Path, layout: &Layout, number: u32) -> Result<(), DiskError> {
     if layout.partitions.iter().any(|p| p.number > 4) || !(1..=4).contains(&number) {
         return Err(DiskError::Unsupported {
             path: image.to_path_buf(),
@@ -147,10 +188,27 @@ pub(crate) fn grow(file: &mut File, image: &Path, layout: &Layout, number: u32, 
             reason: "growing a disk with logical partitions is not supported".into(),
         });
     }
-    let mut header = MBRHeader::read_from(file).map_err(|e| DiskError::garbage(image, TABLE, e.to_string()))?;
+    Ok(())
+}
+
+/// Extends primary partition `number` of an MBR disk of `new_sectors` sectors to the end of
+/// the disk. The caller has run [`check_growable`], checked that it is the last partition and
+/// extended the file; the disk signature and every other byte of the boot sector stay as they
+/// were.
+pub(crate) fn grow(
+    file: &mut File,
+    image: &Path,
+    number: u32,
+    new_sectors: u64,
+) -> Result<(), DiskError> {
+    let mut header =
+        MBRHeader::read_from(file).map_err(|e| DiskError::garbage(image, TABLE, e.to_string()))?;
     let entry = header
         .get_mut(number as usize)
-        .ok_or_else(|| DiskError::NoSuchPartition { path: image.to_path_buf(), number })?;
+        .ok_or_else(|| DiskError::NoSuchPartition {
+            path: image.to_path_buf(),
+            number,
+        })?;
     let count = new_sectors - u64::from(entry.starting_lba);
     entry.sectors = u32::try_from(count).map_err(|_| DiskError::BadSize {
         path: image.to_path_buf(),

@@ -33,7 +33,9 @@ fn read_at(view: &mut (impl Read + Seek), offset: u64, buf: &mut [u8]) -> io::Re
 /// A label from a fixed-size, NUL- or space-padded field; `None` when empty.
 fn label(bytes: &[u8]) -> Option<String> {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    let s = String::from_utf8_lossy(&bytes[..end]).trim_end().to_string();
+    let s = String::from_utf8_lossy(&bytes[..end])
+        .trim_end()
+        .to_string();
     (!s.is_empty() && s != "NO NAME").then_some(s)
 }
 
@@ -63,7 +65,9 @@ pub fn probe(view: &mut (impl Read + Seek)) -> io::Result<(FsKind, Option<String
 
     for page in [4096u64, 8192, 16384, 65536] {
         let mut magic = [0u8; 10];
-        if read_at(view, page - 10, &mut magic)? == 10 && (&magic == b"SWAPSPACE2" || &magic == b"SWAP-SPACE") {
+        if read_at(view, page - 10, &mut magic)? == 10
+            && (&magic == b"SWAPSPACE2" || &magic == b"SWAP-SPACE")
+        {
             let mut name = [0u8; 16];
             let n = read_at(view, 1052, &mut name)?;
             return Ok((FsKind::Swap, label(&name[..n])));

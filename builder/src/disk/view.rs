@@ -29,7 +29,12 @@ impl<F: Seek> PartitionView<F> {
                 format!("partition range {start}+{len} overflows a 64-bit offset"),
             ));
         }
-        Ok(PartitionView { inner, start, len, pos: 0 })
+        Ok(PartitionView {
+            inner,
+            start,
+            len,
+            pos: 0,
+        })
     }
 }
 
@@ -121,10 +126,16 @@ impl<F> Seek for PartitionView<F> {
 ///
 /// Refuses a partition that ends past the end of the file (a truncated image), so that reads
 /// never silently return short data.
-pub fn open_partition(image: &Path, p: &Partition, writable: bool) -> io::Result<PartitionView<File>> {
-    let file = OpenOptions::new().read(true).write(writable).open(image).map_err(|e| {
-        io::Error::new(e.kind(), format!("{}: cannot open: {e}", image.display()))
-    })?;
+pub fn open_partition(
+    image: &Path,
+    p: &Partition,
+    writable: bool,
+) -> io::Result<PartitionView<File>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .open(image)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: cannot open: {e}", image.display())))?;
     let size = file.metadata()?.len();
     let end = p.start.checked_add(p.size);
     if end.is_none_or(|e| e > size) {
@@ -138,4 +149,44 @@ pub fn open_partition(image: &Path, p: &Partition, writable: bool) -> io::Result
         ));
     }
     PartitionView::new(file, p.start, p.size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn view() -> PartitionView<Cursor<Vec<u8>>> {
+        PartitionView::new(Cursor::new((0u8..32).collect()), 8, 8).unwrap()
+    }
+
+    #[test]
+    fn reads_stop_at_the_end() {
+        let mut v = view();
+        let mut buf = [0u8; 32];
+        assert_eq!(v.read(&mut buf).unwrap(), 8);
+        assert_eq!(&buf[..8], &[8, 9, 10, 11, 12, 13, 14, 15]);
+        assert_eq!(v.read(&mut buf).unwrap(), 0);
+        v.seek(SeekFrom::Start(100)).unwrap();
+        assert_eq!(v.read(&mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn writes_past_the_end_fail_without_writing() {
+        let mut v = view();
+        v.seek(SeekFrom::Start(6)).unwrap();
+        assert!(v.write(&[0xff; 3]).is_err());
+        v.write_all(&[0xee; 2]).unwrap();
+        let inner = v.into_inner().into_inner();
+        assert_eq!(&inner[14..17], &[0xee, 0xee, 16]);
+    }
+
+    #[test]
+    fn seeks_are_relative_to_the_window() {
+        let mut v = view();
+        assert_eq!(v.seek(SeekFrom::End(-2)).unwrap(), 6);
+        assert_eq!(v.seek(SeekFrom::Current(1)).unwrap(), 7);
+        assert!(v.seek(SeekFrom::Current(-8)).is_err());
+        assert!(PartitionView::new(Cursor::new(Vec::<u8>::new()), u64::MAX, 2).is_err());
+    }
 }

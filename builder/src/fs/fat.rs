@@ -6,9 +6,12 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::sync::{Mutex, OnceLock};
+use std::io::{Seek, SeekFrom};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use fatfs::{Date, DateTime, FileSystem, FsOptions, Time, TimeProvider};
+
+use super::fat_dot_entries;
 
 /// Why a FAT operation failed. Each message names the filesystem and the path.
 #[derive(Debug, thiserror::Error)]
@@ -82,13 +85,57 @@ pub struct FatEntry {
 
 /// A mounted FAT filesystem with deterministic timestamps.
 pub struct BootFs<T: fatfs::ReadWriteSeek> {
-    fs: FileSystem<T>,
+    fs: FileSystem<SharedIo<T>>,
+    /// The same device, for the raw repair pass that works around fatfs' directory bug.
+    io: SharedIo<T>,
     name: String,
+}
+
+/// One device used both by fatfs and by the raw repair pass, one at a time.
+struct SharedIo<T>(Arc<Mutex<T>>);
+
+impl<T> Clone for SharedIo<T> {
+    fn clone(&self) -> Self {
+        SharedIo(Arc::clone(&self.0))
+    }
+}
+
+impl<T> SharedIo<T> {
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> io::Result<R>) -> io::Result<R> {
+        let mut guard = self
+            .0
+            .lock()
+            .map_err(|_| io::Error::other("FAT device lock poisoned"))?;
+        f(&mut guard)
+    }
+}
+
+impl<T: Read> Read for SharedIo<T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.with(|io| io.read(buf))
+    }
+}
+
+impl<T: Write> Write for SharedIo<T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.with(|io| io.write(buf))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.with(|io| io.flush())
+    }
+}
+
+impl<T: Seek> Seek for SharedIo<T> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.with(|io| io.seek(to))
+    }
 }
 
 impl<T: fatfs::ReadWriteSeek> std::fmt::Debug for BootFs<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BootFs").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("BootFs")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -103,9 +150,12 @@ impl<T: fatfs::ReadWriteSeek> BootFs<T> {
     /// "worker-2.img partition 1"), so a message points at the right image.
     pub fn open_named(io: T, epoch: i64, name: impl Into<String>) -> Result<Self, FatError> {
         let name = name.into();
-        let options = FsOptions::new().update_accessed_date(false).time_provider(clock(epoch));
-        match FileSystem::new(io, options) {
-            Ok(fs) => Ok(BootFs { fs, name }),
+        let options = FsOptions::new()
+            .update_accessed_date(false)
+            .time_provider(clock(epoch));
+        let io = SharedIo(Arc::new(Mutex::new(io)));
+        match FileSystem::new(io.clone(), options) {
+            Ok(fs) => Ok(BootFs { fs, io, name }),
             Err(source) => Err(FatError::Open { fs: name, source }),
         }
     }
@@ -125,9 +175,14 @@ impl<T: fatfs::ReadWriteSeek> BootFs<T> {
     /// The whole content of the file at `path`.
     pub fn read_file(&self, path: &str) -> Result<Vec<u8>, FatError> {
         let p = self.path(path)?;
-        let mut file = self.fs.root_dir().open_file(&p).map_err(|e| self.lookup_err(&p, e, false))?;
+        let mut file = self
+            .fs
+            .root_dir()
+            .open_file(&p)
+            .map_err(|e| self.lookup_err(&p, e, false))?;
         let mut data = Vec::new();
-        file.read_to_end(&mut data).map_err(|e| self.io_err("read", &p, e))?;
+        file.read_to_end(&mut data)
+            .map_err(|e| self.io_err("read", &p, e))?;
         Ok(data)
     }
 
@@ -139,7 +194,8 @@ impl<T: fatfs::ReadWriteSeek> BootFs<T> {
         let d = if p.is_empty() {
             root
         } else {
-            root.open_dir(&p).map_err(|e| self.lookup_err(&p, e, true))?
+            root.open_dir(&p)
+                .map_err(|e| self.lookup_err(&p, e, true))?
         };
         let mut out = Vec::new();
         for entry in d.iter() {
@@ -148,7 +204,11 @@ impl<T: fatfs::ReadWriteSeek> BootFs<T> {
             if name == "." || name == ".." {
                 continue;
             }
-            out.push(FatEntry { is_dir: entry.is_dir(), size: if entry.is_dir() { 0 } else { entry.len() }, name });
+            out.push(FatEntry {
+                is_dir: entry.is_dir(),
+                size: if entry.is_dir() { 0 } else { entry.len() },
+                name,
+            });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -163,14 +223,19 @@ impl<T: fatfs::ReadWriteSeek> BootFs<T> {
         }
         let root = self.fs.root_dir();
         if let Some((parent, _)) = p.rsplit_once('/') {
-            root.open_dir(parent).map_err(|e| self.lookup_err(parent, e, true))?;
+            root.open_dir(parent)
+                .map_err(|e| self.lookup_err(parent, e, true))?;
         }
         if root.open_dir(&p).is_ok() {
             return Err(self.wrong_kind(&p, "a directory", "a file"));
         }
-        let mut file = root.create_file(&p).map_err(|e| self.io_err("create", &p, e))?;
-        file.write_all(data).map_err(|e| self.io_err("write", &p, e))?;
-        file.truncate().map_err(|e| self.io_err("truncate", &p, e))?;
+        let mut file = root
+            .create_file(&p)
+            .map_err(|e| self.io_err("create", &p, e))?;
+        file.write_all(data)
+            .map_err(|e| self.io_err("write", &p, e))?;
+        file.truncate()
+            .map_err(|e| self.io_err("truncate", &p, e))?;
         file.flush().map_err(|e| self.io_err("write", &p, e))?;
         tracing::debug!(fs = %self.name, path = %p, bytes = data.len(), "wrote FAT file");
         Ok(())
@@ -184,7 +249,11 @@ impl<T: fatfs::ReadWriteSeek> BootFs<T> {
         }
         let root = self.fs.root_dir();
         if !(root.open_file(&p).is_ok() || root.open_dir(&p).is_ok()) {
-            return Err(FatError::NotFound { fs: self.name.clone(), path: p, hint: "" });
+            return Err(FatError::NotFound {
+                fs: self.name.clone(),
+                path: p,
+                hint: "",
+            });
         }
         root.remove(&p).map_err(|e| self.io_err("remove", &p, e))
     }
@@ -194,6 +263,7 @@ impl<T: fatfs::ReadWriteSeek> BootFs<T> {
         let p = self.path(path)?;
         let root = self.fs.root_dir();
         let mut prefix = String::new();
+        let mut created = false;
         for component in p.split('/').filter(|c| !c.is_empty()) {
             if !prefix.is_empty() {
                 prefix.push('/');
@@ -205,7 +275,15 @@ impl<T: fatfs::ReadWriteSeek> BootFs<T> {
             if root.open_file(&prefix).is_ok() {
                 return Err(self.wrong_kind(&prefix, "a file", "a directory"));
             }
-            root.create_dir(&prefix).map_err(|e| self.io_err("create directory", &prefix, e))?;
+            root.create_dir(&prefix)
+                .map_err(|e| self.io_err("create directory", &prefix, e))?;
+            created = true;
+        }
+        if created {
+            let mut raw = self.io.clone();
+            let fixed = fat_dot_entries::repair(&mut raw)
+                .map_err(|e| self.io_err("repair directory", &p, e))?;
+            tracing::debug!(fs = %self.name, path = %p, fixed, "repaired fatfs dot entries");
         }
         Ok(())
     }
@@ -214,7 +292,12 @@ impl<T: fatfs::ReadWriteSeek> BootFs<T> {
     /// and the firmware see a clean volume.
     pub fn close(self) -> Result<(), FatError> {
         let name = self.name;
-        self.fs.unmount().map_err(|source| FatError::Io { fs: name, action: "unmount", path: "/".into(), source })
+        self.fs.unmount().map_err(|source| FatError::Io {
+            fs: name,
+            action: "unmount",
+            path: "/".into(),
+            source,
+        })
     }
 
     fn path(&self, path: &str) -> Result<String, FatError> {
@@ -222,25 +305,51 @@ impl<T: fatfs::ReadWriteSeek> BootFs<T> {
     }
 
     fn bad_path(&self, path: &str, reason: &'static str) -> FatError {
-        FatError::BadPath { fs: self.name.clone(), path: path.to_string(), reason }
+        FatError::BadPath {
+            fs: self.name.clone(),
+            path: path.to_string(),
+            reason,
+        }
     }
 
     fn wrong_kind(&self, path: &str, found: &'static str, expected: &'static str) -> FatError {
-        FatError::WrongKind { fs: self.name.clone(), path: path.to_string(), found, expected }
+        FatError::WrongKind {
+            fs: self.name.clone(),
+            path: path.to_string(),
+            found,
+            expected,
+        }
     }
 
     fn io_err(&self, action: &'static str, path: &str, source: io::Error) -> FatError {
-        FatError::Io { fs: self.name.clone(), action, path: path.to_string(), source }
+        FatError::Io {
+            fs: self.name.clone(),
+            action,
+            path: path.to_string(),
+            source,
+        }
     }
 
     /// Maps a failed open: not found, the wrong kind of entry, or an I/O error.
     fn lookup_err(&self, path: &str, e: io::Error, want_dir: bool) -> FatError {
         if e.kind() == io::ErrorKind::NotFound {
-            let hint = if want_dir { " (create it with mkdir_all first)" } else { "" };
-            return FatError::NotFound { fs: self.name.clone(), path: path.to_string(), hint };
+            let hint = if want_dir {
+                " (create it with mkdir_all first)"
+            } else {
+                ""
+            };
+            return FatError::NotFound {
+                fs: self.name.clone(),
+                path: path.to_string(),
+                hint,
+            };
         }
         let root = self.fs.root_dir();
-        match (want_dir, root.open_file(path).is_ok(), root.open_dir(path).is_ok()) {
+        match (
+            want_dir,
+            root.open_file(path).is_ok(),
+            root.open_dir(path).is_ok(),
+        ) {
             (true, true, _) => self.wrong_kind(path, "a file", "a directory"),
             (false, _, true) => self.wrong_kind(path, "a directory", "a file"),
             _ => self.io_err("open", path, e),
@@ -259,7 +368,9 @@ fn normalize(path: &str) -> Result<String, &'static str> {
         match c {
             "" => return Err("empty path component ('//')"),
             "." | ".." => return Err("'.' and '..' are not allowed"),
-            c if c.contains('\\') || c.contains('\0') => return Err("'\\' and NUL are not allowed"),
+            c if c.contains('\\') || c.contains('\0') => {
+                return Err("'\\' and NUL are not allowed")
+            }
             c => parts.push(c),
         }
     }
@@ -310,7 +421,11 @@ pub(crate) fn dos_date_time(epoch: i64) -> DateTime {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     DateTime {
-        date: Date { year: year as u16, month: month as u16, day: day as u16 },
+        date: Date {
+            year: year as u16,
+            month: month as u16,
+            day: day as u16,
+        },
         time: Time {
             hour: (secs / 3600) as u16,
             min: (secs / 60 % 60) as u16,
@@ -330,14 +445,20 @@ mod tests {
         assert_eq!((dt.date.year, dt.date.month, dt.date.day), (2023, 11, 14));
         assert_eq!((dt.time.hour, dt.time.min, dt.time.sec), (22, 13, 20));
         let leap = dos_date_time(951_782_400); // 2000-02-29T00:00:00Z
-        assert_eq!((leap.date.year, leap.date.month, leap.date.day), (2000, 2, 29));
+        assert_eq!(
+            (leap.date.year, leap.date.month, leap.date.day),
+            (2000, 2, 29)
+        );
         assert_eq!(dos_date_time(0).date.year, 1980);
         assert_eq!(dos_date_time(i64::MAX).date.year, 2107);
     }
 
     #[test]
     fn paths_are_normalized_or_refused() {
-        assert_eq!(normalize("/current/cmdline.txt").as_deref(), Ok("current/cmdline.txt"));
+        assert_eq!(
+            normalize("/current/cmdline.txt").as_deref(),
+            Ok("current/cmdline.txt")
+        );
         assert_eq!(normalize("/").as_deref(), Ok(""));
         assert!(normalize("a//b").is_err());
         assert!(normalize("../x").is_err());

@@ -2,3 +2,4 @@
 
 pub mod fat;
 pub mod ext4;
+mod fat_dot_entries;

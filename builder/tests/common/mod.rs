@@ -11,7 +11,9 @@ pub const MIB: u64 = 1024 * 1024;
 
 /// Runs a command, failing the test with its output when it does not succeed.
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}\n{}",
@@ -31,7 +33,12 @@ pub fn dd_into(image: &Path, src: &Path, offset: u64) {
     run(Command::new("dd")
         .arg(format!("if={}", src.display()))
         .arg(format!("of={}", image.display()))
-        .args(["bs=1M", "conv=notrunc,sparse", "status=none", "oflag=seek_bytes"])
+        .args([
+            "bs=1M",
+            "conv=notrunc,sparse",
+            "status=none",
+            "oflag=seek_bytes",
+        ])
         .arg(format!("seek={offset}")));
 }
 
@@ -48,9 +55,18 @@ pub fn sfdisk(image: &Path, script: &str) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "sfdisk failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "sfdisk failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn sfdisk_json(image: &Path) -> serde_json::Value {
@@ -60,27 +76,51 @@ pub fn sfdisk_json(image: &Path) -> serde_json::Value {
 
 /// `sfdisk --verify` must pass and report no problem.
 pub fn assert_sfdisk_verify_clean(image: &Path) {
-    let out = Command::new("sfdisk").arg("--verify").arg(image).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("sfdisk")
+        .arg("--verify")
+        .arg(image)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "sfdisk --verify failed:\n{text}");
-    assert!(text.contains("No errors detected"), "sfdisk --verify:\n{text}");
-    assert!(!text.to_lowercase().contains("warning"), "sfdisk --verify warns:\n{text}");
+    assert!(
+        text.contains("No errors detected"),
+        "sfdisk --verify:\n{text}"
+    );
+    assert!(
+        !text.to_lowercase().contains("warning"),
+        "sfdisk --verify warns:\n{text}"
+    );
 }
 
 pub fn assert_e2fsck_clean(image: &Path, offset: u64) {
-    run(Command::new("e2fsck").arg("-fn").arg(format!("{}?offset={offset}", image.display())));
+    run(Command::new("e2fsck")
+        .arg("-fn")
+        .arg(format!("{}?offset={offset}", image.display())));
 }
 
-/// A staged FAT32 "bootfs" with cmdline.txt and config.txt, as on Raspberry Pi OS.
-fn make_bootfs(dir: &Path, size: u64, label: &str) -> PathBuf {
+/// A FAT "bootfs" with cmdline.txt and config.txt, as on Raspberry Pi OS.
+fn make_bootfs(dir: &Path, size: u64, label: &str, fat_bits: &str) -> PathBuf {
     let part = dir.join(format!("{label}.part"));
     sparse_file(&part, size);
-    run(Command::new("mkfs.vfat").args(["-F", "32", "-n", label, "-i", "12345678"]).arg(&part));
+    run(Command::new("mkfs.vfat")
+        .args(["-F", fat_bits, "-n", label, "-i", "12345678"])
+        .arg(&part));
     let cmdline = dir.join("cmdline.txt");
     fs::write(&cmdline, "console=serial0,115200 console=tty1 root=PARTUUID=deadbeef-02 rootfstype=ext4 fsck.repair=yes rootwait\n").unwrap();
     let config = dir.join("config.txt");
     fs::write(&config, "arm_64bit=1\n").unwrap();
-    run(Command::new("mcopy").env("MTOOLS_SKIP_CHECK", "1").arg("-i").arg(&part).arg(&cmdline).arg(&config).arg("::/"));
+    run(Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(&part)
+        .arg(&cmdline)
+        .arg(&config)
+        .arg("::/"));
     part
 }
 
@@ -88,7 +128,16 @@ fn make_ext4(dir: &Path, size: u64, label: &str) -> PathBuf {
     let part = dir.join(format!("{label}.part"));
     sparse_file(&part, size);
     run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", label, "-U", "11111111-2222-3333-4444-555555555555", "-E", "root_owner=0:0"])
+        .args([
+            "-q",
+            "-F",
+            "-L",
+            label,
+            "-U",
+            "11111111-2222-3333-4444-555555555555",
+            "-E",
+            "root_owner=0:0",
+        ])
         .env("E2FSPROGS_FAKE_TIME", "1700000000")
         .arg(&part));
     part
@@ -99,17 +148,20 @@ pub fn rpi_image(dir: &Path) -> PathBuf {
     let img = dir.join("rpi.img");
     let (boot, root) = (64 * MIB, 32 * MIB);
     sparse_file(&img, 8 * MIB + boot + root);
-    sfdisk(&img, &format!(
-        "label: dos\nlabel-id: 0xdeadbeef\nstart=16384, size={}, type=c\nstart={}, type=83\n",
-        boot / 512,
-        (8 * MIB + boot) / 512
-    ));
-    dd_into(&img, &make_bootfs(dir, boot, "bootfs"), 8 * MIB);
+    sfdisk(
+        &img,
+        &format!(
+            "label: dos\nlabel-id: 0xdeadbeef\nstart=16384, size={}, type=c\nstart={}, type=83\n",
+            boot / 512,
+            (8 * MIB + boot) / 512
+        ),
+    );
+    dd_into(&img, &make_bootfs(dir, boot, "bootfs", "32"), 8 * MIB);
     dd_into(&img, &make_ext4(dir, root, "rootfs"), 8 * MIB + boot);
     img
 }
 
-/// Ubuntu amd64 layout: p14 BIOS boot, p15 ESP (FAT, "UEFI"), p1 ext4 "cloudimg-rootfs" last.
+/// Ubuntu amd64 layout: p14 BIOS boot, p15 ESP (FAT16 here, to cover FAT16, "UEFI"), p1 ext4 "cloudimg-rootfs" last.
 pub fn ubuntu_gpt_image(dir: &Path) -> PathBuf {
     let img = dir.join("ubuntu.img");
     sparse_file(&img, 128 * MIB);
@@ -120,9 +172,13 @@ pub fn ubuntu_gpt_image(dir: &Path) -> PathBuf {
          {img}1 : start=141312, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=00000000-0000-4000-8000-000000000001\n",
         img = img.display()
     ));
-    dd_into(&img, &make_bootfs(dir, 64 * MIB, "UEFI"), 10240 * 512);
+    dd_into(&img, &make_bootfs(dir, 64 * MIB, "UEFI", "16"), 10240 * 512);
     let root_size = 128 * MIB - 141312 * 512 - 33 * 512;
-    dd_into(&img, &make_ext4(dir, root_size / 4096 * 4096, "cloudimg-rootfs"), 141312 * 512);
+    dd_into(
+        &img,
+        &make_ext4(dir, root_size / 4096 * 4096, "cloudimg-rootfs"),
+        141312 * 512,
+    );
     img
 }
 
