@@ -82,7 +82,9 @@ fn make_image(tmp: &Path, size_mib: u64, mkfs_opts: &[&str]) -> PathBuf {
     }
     let fsimg = tmp.join("fs.img");
     let _ = fs::remove_file(&fsimg);
-    run(Command::new("mkfs.ext4")
+    // fakeroot: staged files count as root-owned even when the tests run as a normal user.
+    run(Command::new("fakeroot")
+        .arg("mkfs.ext4")
         .args([
             "-q",
             "-F",
@@ -316,6 +318,10 @@ fn new_files_in_htree_etc() {
     }
     fs.close().unwrap();
     fsck_clean(&img);
+    assert!(
+        String::from_utf8_lossy(&debugfs(&img, "htree_dump /etc")).contains("Root node dump"),
+        "/etc lost its htree index"
+    );
     assert_file(
         &img,
         "/etc/added-by-piimg-with-a-rather-long-name-0000.conf",
@@ -456,6 +462,9 @@ fn secret_file_in_new_nested_dirs() {
         );
     }
     assert_eq!(dstat(&img, "/lib").unwrap().kind, "symlink");
+    let fs = Ext4::open(&img, OFFSET, Access::ReadOnly).unwrap();
+    assert_eq!(fs.stat("/etc/rancher/k3s/config.yaml").unwrap().mtime, T);
+    assert_eq!(fs.stat("/etc/rancher").unwrap().mtime, T);
 }
 
 #[test]
@@ -601,6 +610,14 @@ fn refuses_unclean_filesystem() {
     let err = Ext4::open(&img, OFFSET, Access::ReadWrite).unwrap_err();
     assert!(matches!(err, Ext4Error::NotClean { .. }), "{err}");
     assert!(err.to_string().contains("e2fsck"), "{err}");
+
+    let (_tmp, img) = base(32);
+    run(Command::new("debugfs")
+        .args(["-w", "-R", "feature needs_recovery"])
+        .arg(spec(&img)));
+    let err = Ext4::open(&img, OFFSET, Access::ReadOnly).unwrap_err();
+    assert!(matches!(err, Ext4Error::NotClean { .. }), "{err}");
+    assert!(err.to_string().contains("journal needs recovery"), "{err}");
 }
 
 #[test]

@@ -550,7 +550,7 @@ impl Inode {
         };
         i64::from(self.0.i_mtime as i32) + (epoch << 32)
     }
-    /// Sets atime, ctime, mtime and crtime to `t` (seconds, whole).
+    /// Sets atime, ctime, mtime and crtime to `t` (whole seconds; ext4 holds 1901..2446).
     pub fn set_all_times(&mut self, t: i64) {
         let (lo, extra) = encode_time(t);
         self.0.i_atime = lo;
@@ -592,5 +592,34 @@ impl Inode {
         unsafe {
             ffi::ext2fs_is_fast_symlink((&mut copy as *mut ffi::ext2_inode_large).cast()) != 0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip_past_2038() {
+        for t in [
+            0,
+            1_700_000_000,
+            (1 << 31) - 1,
+            1 << 31,
+            4_000_000_000,
+            16_000_000_000,
+        ] {
+            let mut inode = Inode::default();
+            inode.0.i_extra_isize = 32;
+            inode.set_all_times(t);
+            assert_eq!(inode.mtime(), t, "{t}");
+        }
+    }
+
+    #[test]
+    fn owner_uses_high_halves() {
+        let mut inode = Inode::default();
+        inode.set_owner(70_000, 1_000_000);
+        assert_eq!((inode.uid(), inode.gid()), (70_000, 1_000_000));
     }
 }
