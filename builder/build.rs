@@ -35,7 +35,7 @@ fn main() {
         .allowlist_function("ext2fs_(new_inode|link|unlink|expand_dir|inode_alloc_stats2)")
         .allowlist_function("ext2fs_(mkdir|symlink|block_iterate3|fallocate|dir_iterate2)")
         .allowlist_function("ext2fs_extent_(open2|free)")
-        .allowlist_function("ext2fs_file_(open2|read|write|close|llseek)")
+        .allowlist_function("ext2fs_file_(open2|read|write|close|llseek|set_size2)")
         .allowlist_function("ext2fs_(is_fast_symlink|inode_has_valid_blocks2)")
         .allowlist_function("ext2fs_(adjust_ea_refcount3|block_alloc_stats2)")
         .allowlist_function("ext2fs_(blocks_count|free_blocks_count)")

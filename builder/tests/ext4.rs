@@ -364,6 +364,19 @@ fn replace_longer_then_shorter() {
     fs.close().unwrap();
     fsck_clean(&img);
     assert_file(&img, "/etc/hostname", b"w2\n", 0o644, 0, 0);
+
+    // The block after the data holds zeros, not bytes of whatever used the block before.
+    let blocks = String::from_utf8_lossy(&debugfs(&img, "blocks /etc/hostname")).into_owned();
+    let block: u64 = blocks.trim().parse().expect("one block");
+    let mut bytes = vec![0u8; 4096];
+    std::os::unix::fs::FileExt::read_exact_at(
+        &fs::File::open(&img).unwrap(),
+        &mut bytes,
+        OFFSET + block * 4096,
+    )
+    .unwrap();
+    assert_eq!(&bytes[..3], b"w2\n");
+    assert!(bytes[3..].iter().all(|&b| b == 0), "stale bytes after EOF");
 }
 
 #[test]

@@ -466,6 +466,14 @@ impl File<'_> {
         Ok(written as usize)
     }
 
+    /// Sets the file size (zeroing the last block past it, freeing blocks beyond it).
+    pub fn set_size(&mut self, size: u64) -> Result<(), Errcode> {
+        let size =
+            ffi::ext2_off64_t::try_from(size).map_err(|_| ffi::EXT2_ET_FILE_TOO_BIG as Errcode)?;
+        // SAFETY: open file handle.
+        check(unsafe { ffi::ext2fs_file_set_size2(self.raw, size) })
+    }
+
     /// Flushes the file's buffer and inode and releases it.
     pub fn close(mut self) -> Result<(), Errcode> {
         self.close_inner()

@@ -312,15 +312,24 @@ impl Ext4 {
             self.fs
                 .fallocate(ino, first, blocks)
                 .map_err(CopyError::Lib)?;
+            // Offsets are block-aligned (chunks are whole blocks), so only the last chunk can
+            // end mid-block: write that block whole with zeros after the data, then set the
+            // size back, so no stale bytes from the disk end up in the file's last block.
+            let padded = (got as u64).div_ceil(self.block_size) * self.block_size;
+            let padded = usize::try_from(padded).unwrap_or(got).min(buf.len());
+            buf[got..padded].fill(0);
             let mut file = self.fs.open_file(ino, true).map_err(CopyError::Lib)?;
             seek_to(&mut file, offset)?;
             let mut done = 0;
-            while done < got {
-                let n = file.write(&buf[done..got]).map_err(CopyError::Lib)?;
+            while done < padded {
+                let n = file.write(&buf[done..padded]).map_err(CopyError::Lib)?;
                 if n == 0 {
                     return Err(CopyError::Lib(ffi::EXT2_ET_SHORT_WRITE as Errcode));
                 }
                 done += n;
+            }
+            if padded != got {
+                file.set_size(offset + got as u64).map_err(CopyError::Lib)?;
             }
             file.close().map_err(CopyError::Lib)?;
             offset += got as u64;
