@@ -116,6 +116,11 @@ fn kind_name(kind: FileKind) -> &'static str {
 }
 
 /// An ext4 filesystem inside an image file, open for reading or editing.
+///
+/// Edits go straight to the image through libext2fs' cache; `close` flushes the bitmaps,
+/// group descriptors and superblock and reports failure. Dropping without `close` flushes
+/// too, but can only log an error, so call `close` after editing. Not `Sync`: one thread at
+/// a time (libext2fs is not thread-safe), though it may move between threads.
 pub struct Ext4 {
     fs: sys::Fs,
     image: PathBuf,
