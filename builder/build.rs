@@ -18,36 +18,46 @@ fn main() {
         .atleast_version("1.47")
         .probe("ext2fs")
         .unwrap_or_else(|e| {
-            panic!("libext2fs >= 1.47 not found via pkg-config ({e}); install Debian's libext2fs-dev")
+            panic!(
+                "libext2fs >= 1.47 not found via pkg-config ({e}); install Debian's libext2fs-dev"
+            )
         });
     let com_err = pkg_config::Config::new()
         .probe("com_err")
-        .unwrap_or_else(|e| panic!("libcom_err not found via pkg-config ({e}); install comerr-dev"));
+        .unwrap_or_else(|e| {
+            panic!("libcom_err not found via pkg-config ({e}); install comerr-dev")
+        });
 
     let mut builder = bindgen::Builder::default()
         .header(HEADER)
         .allowlist_function("ext2fs_(open2|close2|free|flush|read_bitmaps|namei|lookup)")
         .allowlist_function("ext2fs_(read|write)_inode_full|ext2fs_write_new_inode")
         .allowlist_function("ext2fs_(new_inode|link|unlink|expand_dir|inode_alloc_stats2)")
-        .allowlist_function("ext2fs_(mkdir|symlink|punch|fallocate|dir_iterate2)")
+        .allowlist_function("ext2fs_(mkdir|symlink|block_iterate3|fallocate|dir_iterate2)")
         .allowlist_function("ext2fs_extent_(open2|free)")
-        .allowlist_function("ext2fs_file_(open2|read|write|close|llseek)")
+        .allowlist_function("ext2fs_file_(open2|read|write|close|llseek|set_size2)")
         .allowlist_function("ext2fs_(is_fast_symlink|inode_has_valid_blocks2)")
         .allowlist_function("ext2fs_(adjust_ea_refcount3|block_alloc_stats2)")
         .allowlist_function("ext2fs_(blocks_count|free_blocks_count)")
         .allowlist_function("error_message|initialize_ext2_error_table")
         .allowlist_var("unix_io_manager")
         .allowlist_var("EXT2_ET_.*|EXT2_FLAG_(RW|64BITS)|EXT2_FILE_WRITE")
-        .allowlist_var("EXT2_FALLOCATE_.*|DIRENT_(FLAG|ABORT).*")
+        .allowlist_var("EXT2_FALLOCATE_.*|BLOCK_FLAG_READ_ONLY")
         .allowlist_var("EXT[234]_FEATURE_(COMPAT|INCOMPAT|RO_COMPAT)_.*")
-        .allowlist_var("EXT2_(ROOT_INO|VALID_FS|ERROR_FS|INDEX_FL|FT_.*)|EXT4_(EXTENTS|INLINE_DATA)_FL")
+        .allowlist_var(
+            "EXT2_(ROOT_INO|VALID_FS|ERROR_FS|INDEX_FL|FT_.*)|EXT4_(EXTENTS|INLINE_DATA)_FL",
+        )
         .allowlist_type("ext2_inode_large|ext2_super_block|ext2_dir_entry")
         .allowlist_type("struct_ext2_filsys")
         .derive_default(true)
         .layout_tests(false)
         .generate_comments(false)
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()));
-    for path in ext2fs.include_paths.iter().chain(com_err.include_paths.iter()) {
+    for path in ext2fs
+        .include_paths
+        .iter()
+        .chain(com_err.include_paths.iter())
+    {
         builder = builder.clang_arg(format!("-I{}", path.display()));
     }
     let bindings = builder

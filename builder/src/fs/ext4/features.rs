@@ -78,7 +78,11 @@ pub(super) fn unsupported(compat: u32, incompat: u32, ro_compat: u32) -> Vec<Str
     let words = [
         ("compat", compat, COMPAT_OK),
         ("incompat", incompat & !INCOMPAT_RECOVER, INCOMPAT_OK),
-        ("ro_compat", ro_compat & !RO_COMPAT_ORPHAN_PRESENT, RO_COMPAT_OK),
+        (
+            "ro_compat",
+            ro_compat & !RO_COMPAT_ORPHAN_PRESENT,
+            RO_COMPAT_OK,
+        ),
     ];
     let mut refused = Vec::new();
     for (index, (word_name, word, ok)) in words.into_iter().enumerate() {
@@ -99,7 +103,13 @@ pub(super) fn unsupported(compat: u32, incompat: u32, ro_compat: u32) -> Vec<Str
 }
 
 /// Why the filesystem is unclean, if it is: journal to replay, errors recorded, orphans.
-pub(super) fn unclean_reason(incompat: u32, ro_compat: u32, state: u16, valid: u16, error: u16) -> Option<String> {
+pub(super) fn unclean_reason(
+    incompat: u32,
+    ro_compat: u32,
+    state: u16,
+    valid: u16,
+    error: u16,
+) -> Option<String> {
     let mut reasons = Vec::new();
     if incompat & INCOMPAT_RECOVER != 0 {
         reasons.push("the journal needs recovery");
@@ -131,15 +141,25 @@ mod tests {
     #[test]
     fn refused_features_are_named() {
         assert_eq!(unsupported(0x3c, 0x82c2, 0x47b), vec!["inline_data"]);
-        assert_eq!(unsupported(0x3c, 0x2c2 | 0x20000, 0x47b | 0x100), vec!["casefold", "quota"]);
-        assert_eq!(unsupported(0x8000_0000, 0x2c2, 0x47b), vec!["compat:0x80000000"]);
+        assert_eq!(
+            unsupported(0x3c, 0x2c2 | 0x20000, 0x47b | 0x100),
+            vec!["casefold", "quota"]
+        );
+        assert_eq!(
+            unsupported(0x8000_0000, 0x2c2, 0x47b),
+            vec!["compat:0x80000000"]
+        );
     }
 
     #[test]
     fn recovery_is_unclean_not_unsupported() {
         assert!(unsupported(0x3c, 0x2c6, 0x47b).is_empty());
-        assert!(unclean_reason(0x2c6, 0x47b, 1, 1, 2).unwrap().contains("journal"));
+        assert!(unclean_reason(0x2c6, 0x47b, 1, 1, 2)
+            .unwrap()
+            .contains("journal"));
         assert!(unclean_reason(0x2c2, 0x47b, 1, 1, 2).is_none());
-        assert!(unclean_reason(0x2c2, 0x47b, 3, 1, 2).unwrap().contains("errors"));
+        assert!(unclean_reason(0x2c2, 0x47b, 3, 1, 2)
+            .unwrap()
+            .contains("errors"));
     }
 }

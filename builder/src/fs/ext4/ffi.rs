@@ -2,7 +2,12 @@
 //!
 //! Nothing outside `fs::ext4::sys` uses these: `sys` wraps every call in a safe method.
 #![allow(unsafe_code)]
-#![allow(non_camel_case_types, non_upper_case_globals, non_snake_case, dead_code)]
+#![allow(
+    non_camel_case_types,
+    non_upper_case_globals,
+    non_snake_case,
+    dead_code
+)]
 #![allow(missing_docs, clippy::all)]
 
 include!(concat!(env!("OUT_DIR"), "/ext2fs_bindings.rs"));

@@ -116,6 +116,11 @@ fn kind_name(kind: FileKind) -> &'static str {
 }
 
 /// An ext4 filesystem inside an image file, open for reading or editing.
+///
+/// Edits go straight to the image through libext2fs' cache; `close` flushes the bitmaps,
+/// group descriptors and superblock and reports failure. Dropping without `close` flushes
+/// too, but can only log an error, so call `close` after editing. Not `Sync`: one thread at
+/// a time (libext2fs is not thread-safe), though it may move between threads.
 pub struct Ext4 {
     fs: sys::Fs,
     image: PathBuf,
@@ -126,7 +131,10 @@ pub struct Ext4 {
 
 impl std::fmt::Debug for Ext4 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ext4").field("image", &self.image).field("access", &self.access).finish()
+        f.debug_struct("Ext4")
+            .field("image", &self.image)
+            .field("access", &self.access)
+            .finish()
     }
 }
 
@@ -134,21 +142,31 @@ impl Ext4 {
     /// Opens the ext4 filesystem that starts `offset` bytes into `image`, refusing features
     /// and states (unclean journal, recorded errors) the writer does not handle.
     pub fn open(image: &Path, offset: u64, access: Access) -> Result<Ext4, Ext4Error> {
-        let open_err = |message: String| Ext4Error::Open { image: image.to_path_buf(), offset, message };
-        let file_len = std::fs::metadata(image).map_err(|e| open_err(e.to_string()))?.len();
+        let open_err = |message: String| Ext4Error::Open {
+            image: image.to_path_buf(),
+            offset,
+            message,
+        };
+        let file_len = std::fs::metadata(image)
+            .map_err(|e| open_err(e.to_string()))?
+            .len();
         if file_len <= offset {
             return Err(open_err(format!("the image is only {file_len} bytes long")));
         }
         let c_image = CString::new(image.as_os_str().as_bytes())
             .map_err(|_| open_err("the image path contains a NUL byte".into()))?;
-        let options = CString::new(format!("offset={offset}")).map_err(|_| open_err("bad offset".into()))?;
+        let options =
+            CString::new(format!("offset={offset}")).map_err(|_| open_err("bad offset".into()))?;
         let mut fs = sys::Fs::open(&c_image, &options, access == Access::ReadWrite)
             .map_err(|code| open_err(sys::message(code)))?;
         let info = fs.super_info();
 
         let refused = features::unsupported(info.compat, info.incompat, info.ro_compat);
         if !refused.is_empty() {
-            return Err(Ext4Error::UnsupportedFeatures { image: image.to_path_buf(), features: refused });
+            return Err(Ext4Error::UnsupportedFeatures {
+                image: image.to_path_buf(),
+                features: refused,
+            });
         }
         if let Some(reason) = features::unclean_reason(
             info.incompat,
@@ -157,7 +175,11 @@ impl Ext4 {
             ffi::EXT2_VALID_FS as u16,
             ffi::EXT2_ERROR_FS as u16,
         ) {
-            return Err(Ext4Error::NotClean { image: image.to_path_buf(), offset, reason });
+            return Err(Ext4Error::NotClean {
+                image: image.to_path_buf(),
+                offset,
+                reason,
+            });
         }
         let fs_bytes = info.blocks.saturating_mul(info.block_size);
         if fs_bytes > file_len - offset {
@@ -167,7 +189,12 @@ impl Ext4 {
             )));
         }
         if access == Access::ReadWrite {
-            fs.read_bitmaps().map_err(|code| open_err(format!("reading the allocation bitmaps: {}", sys::message(code))))?;
+            fs.read_bitmaps().map_err(|code| {
+                open_err(format!(
+                    "reading the allocation bitmaps: {}",
+                    sys::message(code)
+                ))
+            })?;
             // Until the first edit sets it, stamp with the filesystem's own last-write time,
             // so even a write-open that changes nothing reads no clock.
             fs.set_now(info.wtime);
@@ -196,7 +223,10 @@ impl Ext4 {
 
     /// Free space in bytes (including root-reserved blocks, which libext2fs may use).
     pub fn free_bytes(&self) -> u64 {
-        self.fs.super_info().free_blocks.saturating_mul(self.block_size)
+        self.fs
+            .super_info()
+            .free_blocks
+            .saturating_mul(self.block_size)
     }
 
     /// Flushes every change to the image and closes it; errors are reported, unlike on drop.
@@ -220,14 +250,28 @@ impl Ext4 {
     }
 
     fn lib_err(&self, op: &'static str, path: &FsPath, code: sys::Errcode) -> Ext4Error {
-        Ext4Error::Lib { image: self.image.clone(), path: path.to_string(), op, code, message: sys::message(code) }
+        Ext4Error::Lib {
+            image: self.image.clone(),
+            path: path.to_string(),
+            op,
+            code,
+            message: sys::message(code),
+        }
     }
 
     fn not_found(&self, path: &FsPath) -> Ext4Error {
-        Ext4Error::NotFound { image: self.image.clone(), path: path.to_string() }
+        Ext4Error::NotFound {
+            image: self.image.clone(),
+            path: path.to_string(),
+        }
     }
 
     fn wrong_kind(&self, path: &FsPath, expected: &'static str, found: FileKind) -> Ext4Error {
-        Ext4Error::WrongKind { image: self.image.clone(), path: path.to_string(), expected, found: kind_name(found) }
+        Ext4Error::WrongKind {
+            image: self.image.clone(),
+            path: path.to_string(),
+            expected,
+            found: kind_name(found),
+        }
     }
 }

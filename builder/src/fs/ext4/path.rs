@@ -56,7 +56,9 @@ impl FsPath {
 
     /// Every prefix from the first component down to the whole path (for mkdir -p).
     pub fn ancestors_and_self(&self) -> impl Iterator<Item = FsPath> + '_ {
-        (1..=self.parts.len()).map(|n| FsPath { parts: self.parts[..n].to_vec() })
+        (1..=self.parts.len()).map(|n| FsPath {
+            parts: self.parts[..n].to_vec(),
+        })
     }
 }
 

@@ -38,7 +38,10 @@ impl Ext4 {
         match self.fs.namei(&c) {
             Ok(ino) => Ok(Some(ino)),
             Err(code) if code == ffi::EXT2_ET_NO_DIRECTORY as sys::Errcode => {
-                let kind = self.stat_path(path).map(|s| s.kind).unwrap_or(FileKind::Other);
+                let kind = self
+                    .stat_path(path)
+                    .map(|s| s.kind)
+                    .unwrap_or(FileKind::Other);
                 Err(self.wrong_kind(path, "a directory", kind))
             }
             Err(code) if is_missing(code) => Ok(None),
@@ -62,7 +65,10 @@ impl Ext4 {
     }
 
     pub(super) fn stat_ino(&self, path: &FsPath, ino: u32) -> Result<Stat, Ext4Error> {
-        let inode = self.fs.read_inode(ino).map_err(|code| self.lib_err("reading the inode of", path, code))?;
+        let inode = self
+            .fs
+            .read_inode(ino)
+            .map_err(|code| self.lib_err("reading the inode of", path, code))?;
         let mode = u32::from(inode.mode());
         Ok(Stat {
             kind: kind_of_mode(mode),
@@ -93,11 +99,16 @@ impl Ext4 {
     }
 
     fn copy_out(&self, path: &FsPath, ino: u32, out: &mut dyn Write) -> Result<u64, Ext4Error> {
-        let mut file = self.fs.open_file(ino, false).map_err(|code| self.lib_err("opening", path, code))?;
+        let mut file = self
+            .fs
+            .open_file(ino, false)
+            .map_err(|code| self.lib_err("opening", path, code))?;
         let mut buf = vec![0u8; READ_CHUNK];
         let mut total = 0u64;
         loop {
-            let got = file.read(&mut buf).map_err(|code| self.lib_err("reading", path, code))?;
+            let got = file
+                .read(&mut buf)
+                .map_err(|code| self.lib_err("reading", path, code))?;
             if got == 0 {
                 break;
             }
@@ -108,7 +119,8 @@ impl Ext4 {
             })?;
             total += got as u64;
         }
-        file.close().map_err(|code| self.lib_err("closing", path, code))?;
+        file.close()
+            .map_err(|code| self.lib_err("closing", path, code))?;
         Ok(total)
     }
 
@@ -116,8 +128,13 @@ impl Ext4 {
     /// A symlink to a directory is followed (as `ls path/` would).
     pub fn read_dir(&self, path: &str) -> Result<Vec<DirEntry>, Ext4Error> {
         let path = self.parse(path)?;
-        let ino = self.resolve_dir(&path)?.ok_or_else(|| self.not_found(&path))?;
-        let raw = self.fs.read_dir(ino).map_err(|code| self.lib_err("listing", &path, code))?;
+        let ino = self
+            .resolve_dir(&path)?
+            .ok_or_else(|| self.not_found(&path))?;
+        let raw = self
+            .fs
+            .read_dir(ino)
+            .map_err(|code| self.lib_err("listing", &path, code))?;
         let mut entries = Vec::with_capacity(raw.len());
         for (name, ino, file_type) in raw {
             let kind = match u32::from(file_type) {
@@ -125,12 +142,19 @@ impl Ext4 {
                 ffi::EXT2_FT_DIR => FileKind::Dir,
                 ffi::EXT2_FT_SYMLINK => FileKind::Symlink,
                 ffi::EXT2_FT_UNKNOWN => {
-                    let inode = self.fs.read_inode(ino).map_err(|code| self.lib_err("listing", &path, code))?;
+                    let inode = self
+                        .fs
+                        .read_inode(ino)
+                        .map_err(|code| self.lib_err("listing", &path, code))?;
                     kind_of_mode(u32::from(inode.mode()))
                 }
                 _ => FileKind::Other,
             };
-            entries.push(DirEntry { name: String::from_utf8_lossy(&name).into_owned(), kind, ino });
+            entries.push(DirEntry {
+                name: String::from_utf8_lossy(&name).into_owned(),
+                kind,
+                ino,
+            });
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)
@@ -143,7 +167,10 @@ impl Ext4 {
         if stat.kind != FileKind::Symlink {
             return Err(self.wrong_kind(&path, "a symlink", stat.kind));
         }
-        let inode = self.fs.read_inode(stat.ino).map_err(|code| self.lib_err("reading the inode of", &path, code))?;
+        let inode = self
+            .fs
+            .read_inode(stat.ino)
+            .map_err(|code| self.lib_err("reading the inode of", &path, code))?;
         let target = if inode.is_fast_symlink() {
             let bytes = inode.block_bytes();
             let len = (inode.size() as usize).min(bytes.len());
@@ -159,5 +186,6 @@ impl Ext4 {
 
 /// Error codes that mean "no such path" rather than a real failure.
 pub(super) fn is_missing(code: sys::Errcode) -> bool {
-    code == ffi::EXT2_ET_FILE_NOT_FOUND as sys::Errcode || code == ffi::EXT2_ET_NO_DIRECTORY as sys::Errcode
+    code == ffi::EXT2_ET_FILE_NOT_FOUND as sys::Errcode
+        || code == ffi::EXT2_ET_NO_DIRECTORY as sys::Errcode
 }

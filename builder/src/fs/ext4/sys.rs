@@ -33,7 +33,9 @@ pub(super) fn message(code: Errcode) -> String {
         return format!("error code {code}");
     }
     // SAFETY: checked non-null above; the string lives at least until the next call.
-    unsafe { CStr::from_ptr(text) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(text) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn check(code: ffi::errcode_t) -> Result<(), Errcode> {
@@ -98,7 +100,7 @@ impl Fs {
         // SAFETY: `raw` is open (type invariant), so `super_` points to its superblock.
         unsafe {
             let sb = &*(*self.raw).super_;
-            let label: [u8; 16] = std::array::from_fn(|i| sb.s_volume_name[i] as u8);
+            let label: [u8; 16] = sb.s_volume_name;
             SuperInfo {
                 compat: sb.s_feature_compat,
                 incompat: sb.s_feature_incompat,
@@ -121,8 +123,11 @@ impl Fs {
 
     /// The time libext2fs currently stamps with.
     pub fn now(&self) -> i64 {
-        // SAFETY: `raw` is open; `now` is a plain field.
-        unsafe { (*self.raw).now as i64 }
+        // SAFETY: `raw` is open; `now` is a plain field. (time_t is not i64 everywhere.)
+        #[allow(clippy::unnecessary_cast)]
+        unsafe {
+            (*self.raw).now as i64
+        }
     }
 
     /// Loads the inode and block bitmaps (needed before anything is allocated or freed).
@@ -142,10 +147,18 @@ impl Fs {
     /// Looks one name up in directory `dir`; `None` when it is not there.
     pub fn lookup(&self, dir: u32, name: &[u8]) -> Result<Option<u32>, Errcode> {
         let mut ino = 0;
-        let len = c_int::try_from(name.len()).map_err(|_| ffi::EXT2_ET_INVALID_ARGUMENT as Errcode)?;
+        let len =
+            c_int::try_from(name.len()).map_err(|_| ffi::EXT2_ET_INVALID_ARGUMENT as Errcode)?;
         // SAFETY: `name` is valid for `len` bytes (lookup takes a length, not a C string).
         let code = unsafe {
-            ffi::ext2fs_lookup(self.raw, dir, name.as_ptr().cast(), len, ptr::null_mut(), &mut ino)
+            ffi::ext2fs_lookup(
+                self.raw,
+                dir,
+                name.as_ptr().cast(),
+                len,
+                ptr::null_mut(),
+                &mut ino,
+            )
         };
         if code as Errcode == ffi::EXT2_ET_FILE_NOT_FOUND as Errcode {
             return Ok(None);
@@ -188,7 +201,11 @@ impl Fs {
         let mut copy = inode.0;
         // SAFETY: write_new_inode reads the leading struct ext2_inode of the buffer.
         check(unsafe {
-            ffi::ext2fs_write_new_inode(self.raw, ino, (&mut copy as *mut ffi::ext2_inode_large).cast())
+            ffi::ext2fs_write_new_inode(
+                self.raw,
+                ino,
+                (&mut copy as *mut ffi::ext2_inode_large).cast(),
+            )
         })
     }
 
@@ -196,7 +213,9 @@ impl Fs {
     pub fn new_inode(&mut self, dir: u32, mode: u16) -> Result<u32, Errcode> {
         let mut ino = 0;
         // SAFETY: `raw` is open with bitmaps loaded; NULL map means the fs inode map.
-        check(unsafe { ffi::ext2fs_new_inode(self.raw, dir, c_int::from(mode), ptr::null_mut(), &mut ino) })?;
+        check(unsafe {
+            ffi::ext2fs_new_inode(self.raw, dir, c_int::from(mode), ptr::null_mut(), &mut ino)
+        })?;
         Ok(ino)
     }
 
@@ -257,20 +276,27 @@ impl Fs {
     pub fn has_valid_blocks(&self, inode: &Inode) -> bool {
         let mut copy = inode.0;
         // SAFETY: the function only reads the inode.
-        unsafe { ffi::ext2fs_inode_has_valid_blocks2(self.raw, (&mut copy as *mut ffi::ext2_inode_large).cast()) != 0 }
+        unsafe {
+            ffi::ext2fs_inode_has_valid_blocks2(
+                self.raw,
+                (&mut copy as *mut ffi::ext2_inode_large).cast(),
+            ) != 0
+        }
     }
 
-    /// Frees every data and mapping block of `ino`; the inode is updated and written back.
-    pub fn punch_all(&mut self, ino: u32, inode: &mut Inode) -> Result<(), Errcode> {
-        // SAFETY: the inode buffer is valid; punch writes the updated inode itself.
+    /// Marks every data and extent-tree block of `ino` free, as debugfs' kill_file does.
+    /// (Not `ext2fs_punch`: in 1.47.0 it refuses extents that end at the filesystem's last
+    /// block, an off-by-one that a full filesystem hits.) The inode itself is not changed.
+    pub fn release_blocks(&mut self, ino: u32) -> Result<(), Errcode> {
+        // SAFETY: read-only iteration; the callback only updates the allocation bitmaps.
         check(unsafe {
-            ffi::ext2fs_punch(
+            ffi::ext2fs_block_iterate3(
                 self.raw,
                 ino,
-                (&mut inode.0 as *mut ffi::ext2_inode_large).cast(),
+                ffi::BLOCK_FLAG_READ_ONLY as c_int,
                 ptr::null_mut(),
-                0,
-                !0,
+                Some(release_block),
+                ptr::null_mut(),
             )
         })
     }
@@ -331,10 +357,17 @@ impl Fs {
     /// Opens a file of the filesystem for reading or writing.
     pub fn open_file(&self, ino: u32, write: bool) -> Result<File<'_>, Errcode> {
         let mut raw: ffi::ext2_file_t = ptr::null_mut();
-        let flags = if write { ffi::EXT2_FILE_WRITE as c_int } else { 0 };
+        let flags = if write {
+            ffi::EXT2_FILE_WRITE as c_int
+        } else {
+            0
+        };
         // SAFETY: `raw` is open; a NULL inode makes the library read it.
         check(unsafe { ffi::ext2fs_file_open2(self.raw, ino, ptr::null_mut(), flags, &mut raw) })?;
-        Ok(File { raw, _fs: PhantomData })
+        Ok(File {
+            raw,
+            _fs: PhantomData,
+        })
     }
 
     /// Flushes (when writable and dirty) and frees the filesystem, surfacing flush errors.
@@ -366,6 +399,19 @@ impl Drop for Fs {
     }
 }
 
+unsafe extern "C" fn release_block(
+    fs: ffi::ext2_filsys,
+    blocknr: *mut ffi::blk64_t,
+    _blockcnt: ffi::e2_blkcnt_t,
+    _ref_blk: ffi::blk64_t,
+    _ref_offset: c_int,
+    _priv_data: *mut c_void,
+) -> c_int {
+    // SAFETY: called by ext2fs_block_iterate3 with its open fs and a valid block pointer.
+    unsafe { ffi::ext2fs_block_alloc_stats2(fs, *blocknr, -1) };
+    0
+}
+
 unsafe extern "C" fn collect_entry(
     _dir: ffi::ext2_ino_t,
     _entry: c_int,
@@ -376,7 +422,8 @@ unsafe extern "C" fn collect_entry(
     priv_data: *mut c_void,
 ) -> c_int {
     // SAFETY: libext2fs passes a valid entry inside its block buffer and our priv_data.
-    let (dirent, entries) = unsafe { (&*dirent, &mut *priv_data.cast::<Vec<(Vec<u8>, u32, u8)>>()) };
+    let (dirent, entries) =
+        unsafe { (&*dirent, &mut *priv_data.cast::<Vec<(Vec<u8>, u32, u8)>>()) };
     let len = usize::from(dirent.name_len & 0xff).min(dirent.name.len());
     let file_type = (dirent.name_len >> 8) as u8;
     let name: Vec<u8> = dirent.name[..len].iter().map(|&c| c as u8).collect();
@@ -413,8 +460,18 @@ impl File<'_> {
         let want = buf.len().min(1 << 30) as u32;
         let mut written = 0;
         // SAFETY: `buf` is valid for `want` bytes; the library only reads it.
-        check(unsafe { ffi::ext2fs_file_write(self.raw, buf.as_ptr().cast(), want, &mut written) })?;
+        check(unsafe {
+            ffi::ext2fs_file_write(self.raw, buf.as_ptr().cast(), want, &mut written)
+        })?;
         Ok(written as usize)
+    }
+
+    /// Sets the file size (zeroing the last block past it, freeing blocks beyond it).
+    pub fn set_size(&mut self, size: u64) -> Result<(), Errcode> {
+        let size =
+            ffi::ext2_off64_t::try_from(size).map_err(|_| ffi::EXT2_ET_FILE_TOO_BIG as Errcode)?;
+        // SAFETY: open file handle.
+        check(unsafe { ffi::ext2fs_file_set_size2(self.raw, size) })
     }
 
     /// Flushes the file's buffer and inode and releases it.
@@ -482,7 +539,8 @@ impl Inode {
     }
     pub fn file_acl(&self) -> u64 {
         // SAFETY: as uid.
-        u64::from(self.0.i_file_acl) | (u64::from(unsafe { self.0.osd2.linux2.l_i_file_acl_high }) << 32)
+        u64::from(self.0.i_file_acl)
+            | (u64::from(unsafe { self.0.osd2.linux2.l_i_file_acl_high }) << 32)
     }
     fn set_file_acl(&mut self, blk: u64) {
         self.0.i_file_acl = blk as u32;
@@ -493,10 +551,14 @@ impl Inode {
         self.0.i_extra_isize >= 24
     }
     pub fn mtime(&self) -> i64 {
-        let epoch = if self.has_extra_times() { i64::from(self.0.i_mtime_extra & 3) } else { 0 };
+        let epoch = if self.has_extra_times() {
+            i64::from(self.0.i_mtime_extra & 3)
+        } else {
+            0
+        };
         i64::from(self.0.i_mtime as i32) + (epoch << 32)
     }
-    /// Sets atime, ctime, mtime and crtime to `t` (seconds, whole).
+    /// Sets atime, ctime, mtime and crtime to `t` (whole seconds; ext4 holds 1901..2446).
     pub fn set_all_times(&mut self, t: i64) {
         let (lo, extra) = encode_time(t);
         self.0.i_atime = lo;
@@ -525,12 +587,48 @@ impl Inode {
     }
     /// The raw i_block area: the target text of a fast symlink.
     pub fn block_bytes(&self) -> Vec<u8> {
-        self.0.i_block.iter().flat_map(|w| w.to_ne_bytes()).collect()
+        self.0
+            .i_block
+            .iter()
+            .flat_map(|w| w.to_ne_bytes())
+            .collect()
     }
     /// Whether `ext2fs_is_fast_symlink` holds (target stored in i_block).
     pub fn is_fast_symlink(&self) -> bool {
         let mut copy = self.0;
         // SAFETY: the function only reads the inode.
-        unsafe { ffi::ext2fs_is_fast_symlink((&mut copy as *mut ffi::ext2_inode_large).cast()) != 0 }
+        unsafe {
+            ffi::ext2fs_is_fast_symlink((&mut copy as *mut ffi::ext2_inode_large).cast()) != 0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip_past_2038() {
+        for t in [
+            0,
+            1_700_000_000,
+            (1 << 31) - 1,
+            1 << 31,
+            4_000_000_000,
+            15_000_000_000,
+            -1_000_000_000,
+        ] {
+            let mut inode = Inode::default();
+            inode.0.i_extra_isize = 32;
+            inode.set_all_times(t);
+            assert_eq!(inode.mtime(), t, "{t}");
+        }
+    }
+
+    #[test]
+    fn owner_uses_high_halves() {
+        let mut inode = Inode::default();
+        inode.set_owner(70_000, 1_000_000);
+        assert_eq!((inode.uid(), inode.gid()), (70_000, 1_000_000));
     }
 }

@@ -7,7 +7,10 @@
 
 use super::path::FsPath;
 use super::sys::{Errcode, Inode};
-use super::{ffi, kind_of_mode, sys, Access, Ext4, Ext4Error, FileKind, Meta, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use super::{
+    ffi, kind_of_mode, sys, Access, Ext4, Ext4Error, FileKind, Meta, S_IFDIR, S_IFLNK, S_IFMT,
+    S_IFREG,
+};
 use std::ffi::CString;
 use std::io::{ErrorKind, Read};
 
@@ -44,15 +47,21 @@ impl Ext4 {
     /// Creates `path` (or replaces a file or symlink there: longer or shorter) with the bytes
     /// of `data`, streamed in 4 MiB chunks, owned and stamped as `meta` says. The parent
     /// directory must exist. A full filesystem gives `NoSpace` and leaves no partial file.
-    pub fn write_file(&mut self, path: &str, data: &mut dyn Read, meta: &Meta) -> Result<(), Ext4Error> {
+    pub fn write_file(
+        &mut self,
+        path: &str,
+        data: &mut dyn Read,
+        meta: &Meta,
+    ) -> Result<(), Ext4Error> {
         let path = self.parse(path)?;
         let (parent, name) = self.prepare_edit(&path, meta)?;
         self.remove_existing_non_dir(&path, parent, &name)?;
         let ino = self.create_inode(&path, parent, &name, S_IFREG | (meta.mode & 0o7777), meta)?;
-        match self.copy_in(ino, data) {
+        let mut consumed = 0u64;
+        match self.copy_in(ino, data, &mut consumed) {
             Ok(()) => {}
             Err(CopyError::Lib(code)) if is_no_space(code) => {
-                let written_and_rest = self.drain_count(data);
+                let written_and_rest = consumed + self.drain_count(data);
                 self.remove_entry(&path, parent, &name, ino)?;
                 return Err(Ext4Error::NoSpace {
                     image: self.image.clone(),
@@ -64,7 +73,11 @@ impl Ext4 {
             Err(CopyError::Lib(code)) => return Err(self.lib_err("writing", &path, code)),
             Err(CopyError::Io(source)) => {
                 let _ = self.remove_entry(&path, parent, &name, ino);
-                return Err(Ext4Error::Io { image: self.image.clone(), path: path.to_string(), source });
+                return Err(Ext4Error::Io {
+                    image: self.image.clone(),
+                    path: path.to_string(),
+                    source,
+                });
             }
         }
         self.touch_dir(&path, parent, meta.mtime)
@@ -81,7 +94,9 @@ impl Ext4 {
                 continue;
             }
             let parent_path = dir.parent();
-            let parent = self.resolve_dir(&parent_path)?.ok_or_else(|| self.not_found(&parent_path))?;
+            let parent = self
+                .resolve_dir(&parent_path)?
+                .ok_or_else(|| self.not_found(&parent_path))?;
             let name = c_name(dir.name().unwrap_or_default());
             self.with_room(&dir, parent, |fs| fs.mkdir(parent, &name))?;
             let ino = self.existing(&dir)?;
@@ -103,7 +118,8 @@ impl Ext4 {
             return Err(Ext4Error::InvalidPath {
                 image: self.image.clone(),
                 path: target.to_string(),
-                reason: "a symlink target must be non-empty, without NUL bytes and shorter than a block",
+                reason:
+                    "a symlink target must be non-empty, without NUL bytes and shorter than a block",
             });
         }
         let (parent, name) = self.prepare_edit(&path, meta)?;
@@ -132,7 +148,11 @@ impl Ext4 {
         let Some(parent) = self.resolve_dir(&path.parent()).ok().flatten() else {
             return Ok(());
         };
-        let Some(ino) = self.fs.lookup(parent, name.as_bytes()).map_err(|c| self.lib_err("looking up", &path, c))? else {
+        let Some(ino) = self
+            .fs
+            .lookup(parent, name.as_bytes())
+            .map_err(|c| self.lib_err("looking up", &path, c))?
+        else {
             return Ok(());
         };
         let kind = self.stat_ino(&path, ino)?.kind;
@@ -163,7 +183,10 @@ impl Ext4 {
 
     fn check_writable(&self, path: &FsPath) -> Result<(), Ext4Error> {
         if self.access == Access::ReadOnly {
-            return Err(Ext4Error::ReadOnly { image: self.image.clone(), path: path.to_string() });
+            return Err(Ext4Error::ReadOnly {
+                image: self.image.clone(),
+                path: path.to_string(),
+            });
         }
         Ok(())
     }
@@ -176,13 +199,23 @@ impl Ext4 {
             return Err(self.wrong_kind(path, "a file path", FileKind::Dir));
         };
         let parent_path = path.parent();
-        let parent = self.resolve_dir(&parent_path)?.ok_or_else(|| self.not_found(&parent_path))?;
+        let parent = self
+            .resolve_dir(&parent_path)?
+            .ok_or_else(|| self.not_found(&parent_path))?;
         self.fs.set_now(meta.mtime);
         Ok((parent, name))
     }
 
-    fn remove_existing_non_dir(&mut self, path: &FsPath, parent: u32, name: &str) -> Result<(), Ext4Error> {
-        let existing = self.fs.lookup(parent, name.as_bytes()).map_err(|c| self.lib_err("looking up", path, c))?;
+    fn remove_existing_non_dir(
+        &mut self,
+        path: &FsPath,
+        parent: u32,
+        name: &str,
+    ) -> Result<(), Ext4Error> {
+        let existing = self
+            .fs
+            .lookup(parent, name.as_bytes())
+            .map_err(|c| self.lib_err("looking up", path, c))?;
         if let Some(ino) = existing {
             let kind = self.stat_ino(path, ino)?.kind;
             if kind == FileKind::Dir {
@@ -202,7 +235,9 @@ impl Ext4 {
     ) -> Result<(), Ext4Error> {
         let mut result = call(&mut self.fs);
         if result == Err(ffi::EXT2_ET_DIR_NO_SPACE as Errcode) {
-            self.fs.expand_dir(parent).map_err(|c| self.map_err("growing the directory of", path, c))?;
+            self.fs
+                .expand_dir(parent)
+                .map_err(|c| self.map_err("growing the directory of", path, c))?;
             result = call(&mut self.fs);
         }
         result.map_err(|c| self.map_err("creating", path, c))
@@ -221,10 +256,22 @@ impl Ext4 {
     }
 
     /// Allocates, links and writes a new empty inode (extent-mapped when the fs has extents).
-    fn create_inode(&mut self, path: &FsPath, parent: u32, name: &str, mode: u32, meta: &Meta) -> Result<u32, Ext4Error> {
-        let ino = self.fs.new_inode(parent, mode as u16).map_err(|c| self.map_err("allocating an inode for", path, c))?;
+    fn create_inode(
+        &mut self,
+        path: &FsPath,
+        parent: u32,
+        name: &str,
+        mode: u32,
+        meta: &Meta,
+    ) -> Result<u32, Ext4Error> {
+        let ino = self
+            .fs
+            .new_inode(parent, mode as u16)
+            .map_err(|c| self.map_err("allocating an inode for", path, c))?;
         let c = c_name(name);
-        self.with_room(path, parent, |fs| fs.link(parent, &c, ino, ffi::EXT2_FT_REG_FILE))?;
+        self.with_room(path, parent, |fs| {
+            fs.link(parent, &c, ino, ffi::EXT2_FT_REG_FILE)
+        })?;
         self.fs.inode_alloc_stats(ino, 1, false);
         let mut inode = Inode::default();
         inode.set_mode(mode as u16);
@@ -232,9 +279,13 @@ impl Ext4 {
         inode.set_links(1);
         inode.set_all_times(meta.mtime);
         if self.has_extents {
-            self.fs.init_extents(ino, &mut inode).map_err(|c| self.lib_err("creating", path, c))?;
+            self.fs
+                .init_extents(ino, &mut inode)
+                .map_err(|c| self.lib_err("creating", path, c))?;
         }
-        self.fs.write_new_inode(ino, &inode).map_err(|c| self.lib_err("creating", path, c))?;
+        self.fs
+            .write_new_inode(ino, &inode)
+            .map_err(|c| self.lib_err("creating", path, c))?;
         // write_new_inode only sets up the large-inode tail; now store the full timestamps.
         self.update_inode(path, ino, |inode| inode.set_all_times(meta.mtime))?;
         Ok(ino)
@@ -242,26 +293,43 @@ impl Ext4 {
 
     /// Streams `data` into the (empty) file `ino`, allocating each chunk's blocks in one
     /// contiguous request before writing it.
-    fn copy_in(&mut self, ino: u32, data: &mut dyn Read) -> Result<(), CopyError> {
+    fn copy_in(
+        &mut self,
+        ino: u32,
+        data: &mut dyn Read,
+        consumed: &mut u64,
+    ) -> Result<(), CopyError> {
         let mut buf = vec![0u8; WRITE_CHUNK];
         let mut offset = 0u64;
         loop {
             let got = fill(data, &mut buf).map_err(CopyError::Io)?;
+            *consumed += got as u64;
             if got == 0 {
                 break;
             }
             let first = offset / self.block_size;
             let blocks = (offset + got as u64).div_ceil(self.block_size) - first;
-            self.fs.fallocate(ino, first, blocks).map_err(CopyError::Lib)?;
+            self.fs
+                .fallocate(ino, first, blocks)
+                .map_err(CopyError::Lib)?;
+            // Offsets are block-aligned (chunks are whole blocks), so only the last chunk can
+            // end mid-block: write that block whole with zeros after the data, then set the
+            // size back, so no stale bytes from the disk end up in the file's last block.
+            let padded = (got as u64).div_ceil(self.block_size) * self.block_size;
+            let padded = usize::try_from(padded).unwrap_or(got).min(buf.len());
+            buf[got..padded].fill(0);
             let mut file = self.fs.open_file(ino, true).map_err(CopyError::Lib)?;
             seek_to(&mut file, offset)?;
             let mut done = 0;
-            while done < got {
-                let n = file.write(&buf[done..got]).map_err(CopyError::Lib)?;
+            while done < padded {
+                let n = file.write(&buf[done..padded]).map_err(CopyError::Lib)?;
                 if n == 0 {
                     return Err(CopyError::Lib(ffi::EXT2_ET_SHORT_WRITE as Errcode));
                 }
                 done += n;
+            }
+            if padded != got {
+                file.set_size(offset + got as u64).map_err(CopyError::Lib)?;
             }
             file.close().map_err(CopyError::Lib)?;
             offset += got as u64;
@@ -279,22 +347,41 @@ impl Ext4 {
 
     /// Removes the entry `name` → `ino` from `parent`, dropping one link and freeing the
     /// inode, its blocks and its xattr block when it was the last.
-    fn remove_entry(&mut self, path: &FsPath, parent: u32, name: &str, ino: u32) -> Result<(), Ext4Error> {
+    fn remove_entry(
+        &mut self,
+        path: &FsPath,
+        parent: u32,
+        name: &str,
+        ino: u32,
+    ) -> Result<(), Ext4Error> {
         let c = c_name(name);
-        self.fs.unlink(parent, &c, ino).map_err(|code| self.lib_err("unlinking", path, code))?;
-        let mut inode = self.fs.read_inode(ino).map_err(|code| self.lib_err("unlinking", path, code))?;
+        self.fs
+            .unlink(parent, &c, ino)
+            .map_err(|code| self.lib_err("unlinking", path, code))?;
+        let mut inode = self
+            .fs
+            .read_inode(ino)
+            .map_err(|code| self.lib_err("unlinking", path, code))?;
         let links = inode.links().saturating_sub(1);
         inode.set_links(links);
         if links > 0 {
-            self.fs.write_inode(ino, &inode).map_err(|code| self.lib_err("unlinking", path, code))?;
+            self.fs
+                .write_inode(ino, &inode)
+                .map_err(|code| self.lib_err("unlinking", path, code))?;
         } else {
-            self.fs.release_xattr_block(ino, &mut inode).map_err(|code| self.lib_err("freeing", path, code))?;
+            self.fs
+                .release_xattr_block(ino, &mut inode)
+                .map_err(|code| self.lib_err("freeing", path, code))?;
             if self.fs.has_valid_blocks(&inode) {
-                self.fs.punch_all(ino, &mut inode).map_err(|code| self.lib_err("freeing", path, code))?;
+                self.fs
+                    .release_blocks(ino)
+                    .map_err(|code| self.lib_err("freeing", path, code))?;
             }
             let is_dir = kind_of_mode(u32::from(inode.mode())) == FileKind::Dir;
             inode.set_dtime(self.now());
-            self.fs.write_inode(ino, &inode).map_err(|code| self.lib_err("freeing", path, code))?;
+            self.fs
+                .write_inode(ino, &inode)
+                .map_err(|code| self.lib_err("freeing", path, code))?;
             self.fs.inode_alloc_stats(ino, -1, is_dir);
         }
         let now = self.now();
@@ -305,10 +392,20 @@ impl Ext4 {
         self.fs.now()
     }
 
-    fn update_inode(&mut self, path: &FsPath, ino: u32, change: impl FnOnce(&mut Inode)) -> Result<(), Ext4Error> {
-        let mut inode = self.fs.read_inode(ino).map_err(|c| self.lib_err("reading the inode of", path, c))?;
+    fn update_inode(
+        &mut self,
+        path: &FsPath,
+        ino: u32,
+        change: impl FnOnce(&mut Inode),
+    ) -> Result<(), Ext4Error> {
+        let mut inode = self
+            .fs
+            .read_inode(ino)
+            .map_err(|c| self.lib_err("reading the inode of", path, c))?;
         change(&mut inode);
-        self.fs.write_inode(ino, &inode).map_err(|c| self.lib_err("writing the inode of", path, c))
+        self.fs
+            .write_inode(ino, &inode)
+            .map_err(|c| self.lib_err("writing the inode of", path, c))
     }
 
     /// Stamps a directory's mtime/ctime after one of its entries changed.
