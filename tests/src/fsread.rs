@@ -199,7 +199,14 @@ pub fn blkid_probe(image: &Path, start: u64) -> std::collections::BTreeMap<Strin
 pub fn mtype(image: &Path, start: u64, path: &str) -> Vec<u8> {
     let mut spec = image.as_os_str().to_owned();
     spec.push(format!("@@{start}"));
-    let target = format!("::{}", if path.starts_with('/') { path.to_string() } else { format!("/{path}") });
+    let target = format!(
+        "::{}",
+        if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("/{path}")
+        }
+    );
     let mut command = Command::new("mtype");
     command
         .env("MTOOLS_SKIP_CHECK", "1")

@@ -97,7 +97,12 @@ fn check_layout(kind: Kind, image: &Path) {
         assert_eq!(got.type_id, w.type_id, "{kind}: type of p{}", w.number);
         if let Some((fs, fs_label)) = w.fs {
             let probe = blkid_probe(image, got.start);
-            assert_eq!(probe.get("TYPE").map(String::as_str), Some(fs), "{kind} p{}", w.number);
+            assert_eq!(
+                probe.get("TYPE").map(String::as_str),
+                Some(fs),
+                "{kind} p{}",
+                w.number
+            );
             assert_eq!(
                 probe.get("LABEL").map(String::as_str),
                 Some(fs_label),
@@ -111,7 +116,11 @@ fn check_layout(kind: Kind, image: &Path) {
     }
     // The root partition is the last one on the disk (it is the one that grows).
     let (_, root) = boot_and_root(kind);
-    let last = t.partitions.iter().max_by_key(|p| p.start).expect("partitions");
+    let last = t
+        .partitions
+        .iter()
+        .max_by_key(|p| p.start)
+        .expect("partitions");
     assert_eq!(last.number, root, "{kind}: root must be last on disk");
     let size = std::fs::metadata(image).expect("image metadata").len();
     assert!(size < 300 * MIB, "{kind}: image is {size} bytes");
@@ -126,7 +135,11 @@ fn check_boot_files(kind: Kind, image: &Path, boot: &PartInfo) {
     let read = |p: &str| text(mtype(image, boot.start, p));
     let cmdline = || {
         let c = read("/cmdline.txt");
-        assert_eq!(c.lines().count(), 1, "{kind}: cmdline.txt is one line: {c:?}");
+        assert_eq!(
+            c.lines().count(),
+            1,
+            "{kind}: cmdline.txt is one line: {c:?}"
+        );
         c.trim_end().to_string()
     };
     match kind {
@@ -163,7 +176,10 @@ fn check_boot_files(kind: Kind, image: &Path, boot: &PartInfo) {
             assert!(read("/EFI/ubuntu/grub.cfg").contains("search.fs_label BOOT"));
         }
     }
-    if matches!(kind, Kind::RaspiosBookworm | Kind::RaspiosTrixie | Kind::UbuntuRaspi) {
+    if matches!(
+        kind,
+        Kind::RaspiosBookworm | Kind::RaspiosTrixie | Kind::UbuntuRaspi
+    ) {
         let config = read("/config.txt");
         let sections: Vec<&str> = config.lines().filter(|l| l.starts_with('[')).collect();
         assert!(sections.contains(&"[pi5]"), "{kind}: {sections:?}");
@@ -200,7 +216,11 @@ fn check_root_files(kind: Kind, image: &Path, root: u64) {
     let machine_id = debugfs_cat(image, root, "/etc/machine-id");
     match kind {
         Kind::RaspiosBookworm | Kind::RaspiosTrixie => {
-            let id = if kind == Kind::RaspiosBookworm { "4e639091" } else { "8a31d5c7" };
+            let id = if kind == Kind::RaspiosBookworm {
+                "4e639091"
+            } else {
+                "8a31d5c7"
+            };
             assert_eq!(entry("/")[0], format!("PARTUUID={id}-02"));
             assert_eq!(entry("/")[3], "defaults,noatime");
             assert_eq!(entry("/boot/firmware")[0], format!("PARTUUID={id}-01"));
@@ -211,7 +231,9 @@ fn check_root_files(kind: Kind, image: &Path, root: u64) {
             assert_eq!(entry("/")[0], "LABEL=writable");
             assert_eq!(entry("/boot/firmware")[0], "LABEL=system-boot");
             assert!(os.contains("ID=ubuntu\n") && os.contains("VERSION_CODENAME=noble\n"));
-            assert!(!fstab.iter().any(|f| f.get(2).map(String::as_str) == Some("swap")));
+            assert!(!fstab
+                .iter()
+                .any(|f| f.get(2).map(String::as_str) == Some("swap")));
         }
         Kind::UbuntuAmd64 => {
             assert_eq!(entry("/")[0], "LABEL=cloudimg-rootfs");
@@ -238,7 +260,11 @@ fn check_root_files(kind: Kind, image: &Path, root: u64) {
                 want.link_target.as_deref(),
                 Some("/lib/systemd/system/dphys-swapfile.service")
             );
-            debugfs_inode(image, root, "/usr/lib/systemd/system/dphys-swapfile.service");
+            debugfs_inode(
+                image,
+                root,
+                "/usr/lib/systemd/system/dphys-swapfile.service",
+            );
             debugfs_inode(image, root, "/usr/lib/raspberrypi-sys-mods/firstboot");
         }
         Kind::RaspiosTrixie => {
@@ -246,8 +272,12 @@ fn check_root_files(kind: Kind, image: &Path, root: u64) {
             assert_eq!(machine_id, b"uninitialized\n");
             let conf = text(debugfs_cat(image, root, "/etc/rpi/swap.conf"));
             assert!(conf.lines().any(|l| l == "[Main]"));
-            assert!(!debugfs_ls(image, root, "/etc/rpi").iter().any(|e| e.name == "swap.conf.d"));
-            assert!(!debugfs_ls(image, root, "/etc").iter().any(|e| e.name == "dphys-swapfile"));
+            assert!(!debugfs_ls(image, root, "/etc/rpi")
+                .iter()
+                .any(|e| e.name == "swap.conf.d"));
+            assert!(!debugfs_ls(image, root, "/etc")
+                .iter()
+                .any(|e| e.name == "dphys-swapfile"));
             debugfs_inode(image, root, "/etc/cloud/cloud.cfg");
         }
         Kind::UbuntuRaspi | Kind::UbuntuAmd64 => {
@@ -261,7 +291,10 @@ fn check_root_files(kind: Kind, image: &Path, root: u64) {
     }
     assert!(text(debugfs_cat(image, root, "/etc/ssh/sshd_config")).contains("Include"));
     // /lib is merged into /usr, as in both distributions.
-    assert_eq!(debugfs_inode(image, root, "/lib").link_target.as_deref(), Some("usr/lib"));
+    assert_eq!(
+        debugfs_inode(image, root, "/lib").link_target.as_deref(),
+        Some("usr/lib")
+    );
     debugfs_inode(image, root, "/usr/lib/systemd/system/ssh.service");
     debugfs_inode(image, root, "/usr/local/bin");
 }
@@ -275,7 +308,9 @@ fn check_elf(kind: Kind, image: &Path, root: u64) {
     let want = if kind == Kind::UbuntuAmd64 { 62 } else { 183 };
     assert_eq!(machine, want, "{kind}: e_machine");
     assert_eq!(
-        debugfs_inode(image, root, "/usr/bin/sh").link_target.as_deref(),
+        debugfs_inode(image, root, "/usr/bin/sh")
+            .link_target
+            .as_deref(),
         Some("dash")
     );
 }
@@ -283,8 +318,14 @@ fn check_elf(kind: Kind, image: &Path, root: u64) {
 fn check_indexed(kind: Kind, image: &Path, root: u64) {
     for dir in ["/etc", "/usr/bin"] {
         let inode = debugfs_inode(image, root, dir);
-        assert!(inode.is_indexed(), "{kind}: {dir} is not htree-indexed: {inode:?}");
-        assert!(debugfs_ls(image, root, dir).len() > 300, "{kind}: {dir} is small");
+        assert!(
+            inode.is_indexed(),
+            "{kind}: {dir} is not htree-indexed: {inode:?}"
+        );
+        assert!(
+            debugfs_ls(image, root, dir).len() > 300,
+            "{kind}: {dir} is small"
+        );
     }
 }
 
@@ -295,7 +336,11 @@ fn check_owned_by_root(kind: Kind, image: &Path, start: u64) {
     while let Some(dir) = dirs.pop() {
         for e in debugfs_ls(image, start, &dir) {
             let path = format!("{}/{}", dir.trim_end_matches('/'), e.name);
-            assert_eq!((e.uid, e.gid), (0, 0), "{kind}: {path} is not owned by root");
+            assert_eq!(
+                (e.uid, e.gid),
+                (0, 0),
+                "{kind}: {path} is not owned by root"
+            );
             seen += 1;
             if e.is_dir() {
                 dirs.push(path);
@@ -322,13 +367,21 @@ fn check_kind(kind: Kind) {
         let boot_fs = part(&parts, 16).start;
         check_owned_by_root_shallow(&image, boot_fs);
         let vmlinuz = debugfs_inode(&image, boot_fs, "/vmlinuz");
-        assert_eq!(vmlinuz.link_target.as_deref(), Some("vmlinuz-6.8.0-85-generic"));
+        assert_eq!(
+            vmlinuz.link_target.as_deref(),
+            Some("vmlinuz-6.8.0-85-generic")
+        );
     }
 }
 
 fn check_owned_by_root_shallow(image: &Path, start: u64) {
     for e in debugfs_ls(image, start, "/") {
-        assert_eq!((e.uid, e.gid), (0, 0), "/boot/{} is not owned by root", e.name);
+        assert_eq!(
+            (e.uid, e.gid),
+            (0, 0),
+            "/boot/{} is not owned by root",
+            e.name
+        );
     }
 }
 
@@ -363,7 +416,10 @@ fn fixtures_are_reproducible_and_built_once_under_concurrency() {
             let handles: Vec<_> = (0..3)
                 .map(|_| s.spawn(|| fixture_in(kind, dir.path())))
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("thread")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
         });
         assert!(paths.windows(2).all(|w| w[0] == w[1]), "{paths:?}");
         let images: Vec<_> = std::fs::read_dir(dir.path())
@@ -371,7 +427,11 @@ fn fixtures_are_reproducible_and_built_once_under_concurrency() {
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .filter(|n| !n.ends_with(".lock"))
             .collect();
-        assert_eq!(images.len(), 1, "{kind}: leftovers in the cache: {images:?}");
+        assert_eq!(
+            images.len(),
+            1,
+            "{kind}: leftovers in the cache: {images:?}"
+        );
         assert_eq!(
             sha256_file(&paths[0]),
             sha256_file(&cached),
@@ -398,4 +458,14 @@ fn copy_fixture_is_a_sparse_identical_copy_and_leaves_the_cache_alone() {
         meta.len()
     );
     assert_eq!(sha256_file(&cached), before);
+}
+
+#[test]
+fn piimg_bin_finds_a_runnable_binary() {
+    let bin = piimg_e2e::piimg_bin();
+    let out = std::process::Command::new(&bin)
+        .arg("--help")
+        .output()
+        .expect("run piimg --help");
+    assert!(out.status.success(), "{} --help: {out:?}", bin.display());
 }
