@@ -469,3 +469,63 @@ fn piimg_bin_finds_a_runnable_binary() {
         .expect("run piimg --help");
     assert!(out.status.success(), "{} --help: {out:?}", bin.display());
 }
+
+/// Overwrites `len` bytes at `offset` of `image` with zeros.
+fn zero(image: &Path, offset: u64, len: usize) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(image)
+        .expect("open copy");
+    f.seek(SeekFrom::Start(offset)).expect("seek");
+    f.write_all(&vec![0; len]).expect("write zeros");
+}
+
+fn check_all_fails(image: &Path) -> String {
+    let image = image.to_path_buf();
+    let err = std::panic::catch_unwind(move || check_all(&image))
+        .expect_err("check_all accepted a damaged image");
+    err.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// The checkers are real: damage each part of an image and `check_all` must fail.
+#[test]
+fn check_all_rejects_damaged_images() {
+    let kind = Kind::RaspiosBookworm;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let parts = table(&fixture(kind)).partitions;
+    let (boot, root) = (part(&parts, 1).clone(), part(&parts, 2).clone());
+
+    // The root's block group descriptors (block 1 of a 4 KiB-block fs).
+    let img = copy_fixture(kind, dir.path());
+    zero(&img, root.start + 4096, 4096);
+    assert!(check_all_fails(&img).contains("ext4"));
+
+    // The boot partition's first FAT (after its 32 reserved sectors).
+    let img = copy_fixture(kind, dir.path());
+    zero(&img, boot.start + 32 * 512, 4096);
+    assert!(check_all_fails(&img).contains("FAT"));
+
+    // The boot sector itself: the partition type still says FAT.
+    let img = copy_fixture(kind, dir.path());
+    zero(&img, boot.start, 512);
+    assert!(check_all_fails(&img).contains("should hold Fat"));
+
+    // Two partitions overlapping in the table: p1's sector count (MBR entry 1, bytes 12..16)
+    // made 1 MiB longer so it runs into p2.
+    let img = copy_fixture(kind, dir.path());
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let longer = u32::try_from(boot.size / 512 + 2048).expect("fits");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&img)
+            .expect("open copy");
+        f.seek(SeekFrom::Start(446 + 12)).expect("seek");
+        f.write_all(&longer.to_le_bytes()).expect("write size");
+    }
+    assert!(check_all_fails(&img).contains("partition table"));
+}
