@@ -41,8 +41,20 @@ fn locate_and_build() -> PathBuf {
     build
         .current_dir(crate::fixture::workspace_root())
         .env("CARGO_TARGET_DIR", &target_dir)
-        .args(["build", "--quiet", "-p", "piimg", "--bin", "piimg", "--profile"])
-        .arg(if profile == "debug" { "dev" } else { profile.as_str() });
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "piimg",
+            "--bin",
+            "piimg",
+            "--profile",
+        ])
+        .arg(if profile == "debug" {
+            "dev"
+        } else {
+            profile.as_str()
+        });
     cmd::success(&mut build);
     let bin = profile_dir.join(format!("piimg{}", std::env::consts::EXE_SUFFIX));
     assert!(

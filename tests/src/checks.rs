@@ -126,13 +126,43 @@ pub fn probe(image: &Path, start: u64) -> FsKind {
     FsKind::Other
 }
 
-/// Runs [`check_table`], then [`check_ext4`] or [`check_fat`] on every partition that holds
-/// one of those filesystems. Panics if the image has no ext4 partition at all.
+/// The filesystem a partition type promises: FAT for MBR `b`/`c`/`e`/`ef` and the GPT ESP or
+/// basic-data types, ext4 for MBR `83` and the GPT Linux filesystem / XBOOTLDR types.
+fn expected_by_type(type_id: &str) -> Option<FsKind> {
+    match type_id.to_ascii_uppercase().as_str() {
+        "B"
+        | "C"
+        | "E"
+        | "EF"
+        | "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+        | "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7" => Some(FsKind::Fat),
+        "83" | "0FC63DAF-8483-4772-8E79-3D69D8477DE4" | "BC13C2FF-59E6-4262-A352-B275FD6F7172" => {
+            Some(FsKind::Ext4)
+        }
+        _ => None,
+    }
+}
+
+/// Runs [`check_table`], then [`check_ext4`] or [`check_fat`] on every partition. The
+/// filesystem expected comes from the partition type (so a destroyed boot sector or superblock
+/// fails instead of being skipped), or from probing the content for other types. Panics if
+/// the image has no ext4 partition at all.
 pub fn check_all(image: &Path) {
     check_table(image);
     let mut ext4 = 0;
     for part in partitions(image) {
-        match probe(image, part.start) {
+        let found = probe(image, part.start);
+        let expected = expected_by_type(&part.type_id).unwrap_or(found);
+        assert_eq!(
+            found,
+            expected,
+            "{}: partition {} (type {}) at byte {} should hold {expected:?} but holds {found:?}",
+            image.display(),
+            part.number,
+            part.type_id,
+            part.start
+        );
+        match expected {
             FsKind::Ext4 => {
                 check_ext4(image, part.start);
                 ext4 += 1;
@@ -142,4 +172,23 @@ pub fn check_all(image: &Path) {
         }
     }
     assert!(ext4 > 0, "{}: no ext4 partition found", image.display());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{expected_by_type, FsKind};
+
+    #[test]
+    fn partition_types_name_the_filesystem() {
+        assert_eq!(expected_by_type("c"), Some(FsKind::Fat));
+        assert_eq!(expected_by_type("83"), Some(FsKind::Ext4));
+        assert_eq!(
+            expected_by_type("c12a7328-f81f-11d2-ba4b-00a0c93ec93b"),
+            Some(FsKind::Fat)
+        );
+        assert_eq!(
+            expected_by_type("21686148-6449-6E6F-744E-656564454649"),
+            None
+        );
+    }
 }

@@ -81,10 +81,14 @@ pub fn fixture_dir() -> PathBuf {
 /// renames it into place, the others wait on the lock and then find the file.
 /// Panics with the script's output if the build fails.
 pub fn fixture(kind: Kind) -> PathBuf {
+    fixture_in(kind, &fixture_dir())
+}
+
+/// [`fixture`] with the cache in `dir` instead of [`fixture_dir`].
+pub fn fixture_in(kind: Kind, dir: &Path) -> PathBuf {
     let script = mkfixture_script();
     let digest = sha256_file(&script);
-    let dir = fixture_dir();
-    build_cached(kind, &script, &dir, &format!("{kind}-{}.img", &digest[..12]))
+    build_cached(kind, &script, dir, &format!("{kind}-{}.img", &digest[..12]))
 }
 
 fn build_cached(kind: Kind, script: &Path, dir: &Path, name: &str) -> PathBuf {

@@ -84,12 +84,19 @@ impl InodeInfo {
 pub fn debugfs_inode(image: &Path, start: u64, path: &str) -> InodeInfo {
     let out = debugfs(image, start, &format!("stat {}", quoted(path)));
     let text = String::from_utf8_lossy(&out.stdout);
-    parse_stat(&text).unwrap_or_else(|| {
+    let mut info = parse_stat(&text).unwrap_or_else(|| {
         panic!(
             "{} @ {start}: cannot parse debugfs stat of {path}:\n{text}",
             image.display()
         )
-    })
+    });
+    // A symlink whose target is kept in a data block ("slow" symlink, as mkfs.ext4 -d makes
+    // for longer targets): its target is the block's content, which `cat` prints.
+    if info.file_type == "symlink" && info.link_target.is_none() {
+        let target = debugfs_cat(image, start, path);
+        info.link_target = Some(String::from_utf8_lossy(&target).into_owned());
+    }
+    info
 }
 
 /// `(mode, uid, gid, size)` of `path`; mode holds the permission bits only (see [`InodeInfo`]).
@@ -125,14 +132,66 @@ fn parse_stat(text: &str) -> Option<InodeInfo> {
     })
 }
 
-/// Names in directory `path` of the ext4 filesystem at `start` (without `.` and `..`).
-pub fn debugfs_ls(image: &Path, start: u64, path: &str) -> Vec<String> {
+/// One entry of a directory listing, as `debugfs ls -p` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The entry's name.
+    pub name: String,
+    /// Inode number.
+    pub inode: u64,
+    /// Full mode with type bits, as stat(2) gives it (`0o40755` for a directory).
+    pub mode: u32,
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+}
+
+impl DirEntry {
+    /// Whether the entry is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.mode & 0o170000 == 0o040000
+    }
+}
+
+/// The entries of directory `path` in the ext4 filesystem at `start`, without `.` and `..`.
+pub fn debugfs_ls(image: &Path, start: u64, path: &str) -> Vec<DirEntry> {
     let out = debugfs(image, start, &format!("ls -p {}", quoted(path)));
-    // `ls -p` lines: /inode/mode/uid/gid/name/size/
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| l.split('/').nth(5).map(str::to_string))
-        .filter(|n| !n.is_empty() && n != "." && n != "..")
+        .filter_map(parse_ls_line)
+        .filter(|e| e.name != "." && e.name != "..")
+        .collect()
+}
+
+/// `/inode/mode/uid/gid/name/size/` (the size is empty for devices and absent entries).
+fn parse_ls_line(line: &str) -> Option<DirEntry> {
+    let fields: Vec<&str> = line.trim().split('/').collect();
+    if fields.len() < 6 || fields[5].is_empty() {
+        return None;
+    }
+    Some(DirEntry {
+        inode: fields[1].parse().ok()?,
+        mode: u32::from_str_radix(fields[2], 8).ok()?,
+        uid: fields[3].parse().ok()?,
+        gid: fields[4].parse().ok()?,
+        name: fields[5].to_string(),
+    })
+}
+
+/// What `blkid -p` finds at byte `start` (`TYPE`, `LABEL`, `UUID`, `VERSION`, ...): a second
+/// opinion on filesystem labels that does not come from piimg.
+pub fn blkid_probe(image: &Path, start: u64) -> std::collections::BTreeMap<String, String> {
+    let out = cmd::success(
+        Command::new("blkid")
+            .args(["-p", "-o", "export", "-O"])
+            .arg(start.to_string())
+            .arg(image),
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
@@ -140,7 +199,14 @@ pub fn debugfs_ls(image: &Path, start: u64, path: &str) -> Vec<String> {
 pub fn mtype(image: &Path, start: u64, path: &str) -> Vec<u8> {
     let mut spec = image.as_os_str().to_owned();
     spec.push(format!("@@{start}"));
-    let target = format!("::{}", if path.starts_with('/') { path.to_string() } else { format!("/{path}") });
+    let target = format!(
+        "::{}",
+        if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("/{path}")
+        }
+    );
     let mut command = Command::new("mtype");
     command
         .env("MTOOLS_SKIP_CHECK", "1")
@@ -165,6 +231,17 @@ mod tests {
         assert_eq!((i.mode, i.uid, i.gid, i.size), (0o777, 0, 0, 21));
         assert_eq!(i.link_target.as_deref(), Some("../usr/lib/os-release"));
         assert!(!i.is_indexed());
+    }
+
+    #[test]
+    fn parses_ls_p_lines() {
+        let e = parse_ls_line(" /19/040755/0/0/etc//").expect("dir");
+        assert_eq!((e.inode, e.mode, e.uid, e.gid), (19, 0o40755, 0, 0));
+        assert_eq!(e.name, "etc");
+        assert!(e.is_dir());
+        let f = parse_ls_line("/366/100755/0/0/dash/64/").expect("file");
+        assert!(!f.is_dir());
+        assert_eq!(parse_ls_line(""), None);
     }
 
     #[test]

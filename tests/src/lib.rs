@@ -16,11 +16,11 @@ pub use bins::piimg_bin;
 pub use checks::{check_all, check_ext4, check_fat, check_table, probe, FsKind};
 pub use digest::sha256_file;
 pub use fixture::{
-    build_fixture_to, copy_fixture, fixture, fixture_dir, mkfixture_script, workspace_root, Kind,
-    FIXTURE_EPOCH,
+    build_fixture_to, copy_fixture, fixture, fixture_dir, fixture_in, mkfixture_script,
+    workspace_root, Kind, FIXTURE_EPOCH,
 };
 pub use fsread::{
-    debugfs_cat, debugfs_inode, debugfs_ls, debugfs_stat, mtype, offset_spec, InodeInfo,
-    EXT4_INDEX_FL,
+    blkid_probe, debugfs_cat, debugfs_inode, debugfs_ls, debugfs_stat, mtype, offset_spec,
+    DirEntry, InodeInfo, EXT4_INDEX_FL,
 };
 pub use partitions::{partitions, table, PartInfo, TableInfo};
