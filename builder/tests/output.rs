@@ -202,15 +202,20 @@ fn publish_under_a_file_size_limit_leaves_no_file() {
     std::fs::create_dir(&out).expect("mkdir");
     let exe = std::env::current_exe().expect("test binary");
     for format in ["raw", "zstd"] {
-        let status = std::process::Command::new("sh")
+        let child = std::process::Command::new("sh")
             .arg("-c")
             .arg("trap '' XFSZ; ulimit -f 4096; exec \"$0\" --exact publish_child --nocapture --test-threads=1")
             .arg(&exe)
             .env(CHILD_ENV, dir.path())
             .env("PIIMG_TEST_FORMAT", format)
-            .status()
+            .output()
             .expect("run child");
-        assert!(status.success(), "child failed for {format}");
+        assert!(
+            child.status.success(),
+            "child failed for {format}: {}{}",
+            String::from_utf8_lossy(&child.stdout),
+            String::from_utf8_lossy(&child.stderr)
+        );
         assert!(names(&out).is_empty(), "left behind: {:?}", names(&out));
     }
 }

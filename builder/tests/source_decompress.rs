@@ -35,10 +35,12 @@ fn every_format_decodes_to_the_raw_image_sparse() {
     let bytes = standard_image(&raw);
     let r = raw.display();
     let p = d.display();
-    sh(&format!("xz -T1 -k -c {r} > {p}/single.xz"));
-    sh(&format!("xz -T2 --block-size=1MiB -c {r} > {p}/blocks.xz"));
+    sh(&format!("xz -1 -T1 -c {r} > {p}/single.xz"));
     sh(&format!(
-        "head -c 5000000 {r} | xz -c > {p}/multi.xz && tail -c +5000001 {r} | xz -c >> {p}/multi.xz"
+        "xz -1 -T2 --block-size=1MiB -c {r} > {p}/blocks.xz"
+    ));
+    sh(&format!(
+        "head -c 5000000 {r} | xz -1 -c > {p}/multi.xz && tail -c +5000001 {r} | xz -1 -c >> {p}/multi.xz"
     ));
     sh(&format!(
         "head -c 5000000 {r} | gzip -n -c > {p}/multi.gz && tail -c +5000001 {r} | gzip -n -c >> {p}/multi.gz"
@@ -87,7 +89,7 @@ fn truncated_or_corrupt_input_is_an_error_and_leaves_no_file() {
     let r = raw.display();
     let p = d.display();
     sh(&format!(
-        "xz -c {r} > {p}/a.xz && gzip -n -c {r} > {p}/a.gz && zstd -q -c {r} > {p}/a.zst"
+        "xz -1 -c {r} > {p}/a.xz && gzip -n -c {r} > {p}/a.gz && zstd -q -c {r} > {p}/a.zst"
     ));
     let out_dir = d.join("out");
     std::fs::create_dir(&out_dir).expect("mkdir");
@@ -140,7 +142,7 @@ fn open_image_uses_raw_as_is_and_decompresses_to_a_temp_file() {
     assert_eq!(image.compression(), Compression::None);
 
     sh(&format!(
-        "xz -c {} > {}/base.img.xz",
+        "xz -1 -c {} > {}/base.img.xz",
         raw.display(),
         d.display()
     ));

@@ -217,7 +217,7 @@ fn a_base_is_decompressed_once_into_the_cache() {
     let raw = dir.path().join("base.img");
     let bytes = standard_image(&raw);
     sh(&format!(
-        "xz -T2 --block-size=4MiB -c {} > {}/base.img.xz",
+        "xz -1 -T2 --block-size=4MiB -c {} > {}/base.img.xz",
         raw.display(),
         dir.path().display()
     ));

@@ -37,21 +37,37 @@ pub struct Bmap {
 impl Bmap {
     /// Maps the image at `path`: reads only its data extents.
     pub fn of_image(path: &Path) -> Result<Bmap, OutputError> {
+        Self::scan(path, None)
+    }
+
+    /// Maps the image and also returns the SHA-256 of the whole image, from the same single
+    /// read of its data (holes are hashed as zeros without being read): publishing a raw
+    /// image needs both, and reading a multi-GB image twice would double the cost.
+    pub fn of_image_with_sha256(path: &Path) -> Result<(Bmap, String), OutputError> {
+        let mut whole = Sha256::new();
+        let bmap = Self::scan(path, Some(&mut whole))?;
+        Ok((bmap, hex::encode(whole.finalize())))
+    }
+
+    fn scan(path: &Path, mut whole: Option<&mut Sha256>) -> Result<Bmap, OutputError> {
         let file = File::open(path).map_err(|e| read_error(path, e))?;
         let size = file.metadata().map_err(|e| read_error(path, e))?.len();
         let extents = extents_of(&file).map_err(|e| read_error(path, e))?;
-        let ranges = block_ranges(&extents)
-            .into_iter()
-            .map(|(first, last)| {
-                let sha256 = hash_blocks(&file, size, first, last)?;
-                Ok(BlockRange {
-                    first,
-                    last,
-                    sha256,
-                })
-            })
-            .collect::<io::Result<Vec<_>>>()
-            .map_err(|e| read_error(path, e))?;
+        let mut reader = RangeHasher::new(&file, size);
+        let mut ranges = Vec::new();
+        for (first, last) in block_ranges(&extents) {
+            let sha256 = reader
+                .hash_blocks(first, last, whole.as_deref_mut())
+                .map_err(|e| read_error(path, e))?;
+            ranges.push(BlockRange {
+                first,
+                last,
+                sha256,
+            });
+        }
+        if let Some(whole) = whole {
+            reader.hash_zeros_to(size, whole);
+        }
         Ok(Bmap {
             image_size: size,
             ranges,
@@ -166,20 +182,63 @@ fn block_ranges(extents: &[Extent]) -> Vec<(u64, u64)> {
     ranges
 }
 
-/// SHA-256 of blocks `first..=last`, the last cut at the end of the image (as bmaptool reads).
-fn hash_blocks(file: &File, size: u64, first: u64, last: u64) -> io::Result<String> {
-    let start = first * BMAP_BLOCK_SIZE;
-    let end = ((last + 1) * BMAP_BLOCK_SIZE).min(size);
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut pos = start;
-    while pos < end {
-        let n = ((end - pos) as usize).min(buf.len());
-        file.read_exact_at(&mut buf[..n], pos)?;
-        hasher.update(&buf[..n]);
-        pos += n as u64;
+/// Reads mapped ranges in order, hashing each on its own and, optionally, feeding the whole
+/// image (zeros for the holes between ranges) into a second hasher.
+struct RangeHasher<'a> {
+    file: &'a File,
+    size: u64,
+    /// Bytes of the image already fed to the whole-image hasher.
+    pos: u64,
+    buf: Vec<u8>,
+}
+
+impl<'a> RangeHasher<'a> {
+    fn new(file: &'a File, size: u64) -> Self {
+        RangeHasher {
+            file,
+            size,
+            pos: 0,
+            buf: vec![0u8; 1 << 20],
+        }
     }
-    Ok(hex::encode(hasher.finalize()))
+
+    /// SHA-256 of blocks `first..=last`, the last cut at the end of the image (as bmaptool
+    /// reads it).
+    fn hash_blocks(
+        &mut self,
+        first: u64,
+        last: u64,
+        mut whole: Option<&mut Sha256>,
+    ) -> io::Result<String> {
+        let start = first * BMAP_BLOCK_SIZE;
+        let end = ((last + 1) * BMAP_BLOCK_SIZE).min(self.size);
+        if let Some(w) = whole.as_deref_mut() {
+            self.hash_zeros_to(start, w);
+        }
+        let mut hasher = Sha256::new();
+        let mut at = start;
+        while at < end {
+            let n = ((end - at) as usize).min(self.buf.len());
+            self.file.read_exact_at(&mut self.buf[..n], at)?;
+            hasher.update(&self.buf[..n]);
+            if let Some(w) = whole.as_deref_mut() {
+                w.update(&self.buf[..n]);
+            }
+            at += n as u64;
+        }
+        self.pos = end;
+        Ok(hex::encode(hasher.finalize()))
+    }
+
+    /// Feeds zeros from the current position up to `to` (a hole: nothing is read).
+    fn hash_zeros_to(&mut self, to: u64, whole: &mut Sha256) {
+        self.buf.fill(0);
+        while self.pos < to {
+            let n = ((to - self.pos) as usize).min(self.buf.len());
+            whole.update(&self.buf[..n]);
+            self.pos += n as u64;
+        }
+    }
 }
 
 /// bmaptool's human size: "1.5 MiB".

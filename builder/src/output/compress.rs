@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Uncompressed bytes per frame. Large enough that frame overhead and lost context cost
 /// well under 1% of ratio, small enough that every core has work and memory stays bounded.
@@ -163,7 +164,7 @@ pub(crate) fn compress_image_to(
     let extents = extents_of(&file).map_err(|e| read_error(src, e))?;
     let all: Vec<Chunk> = chunks(size).collect();
     let workers = format.workers().max(1);
-    let batch = workers * 2;
+    let batch = workers * 3;
     let zero_frame = ZeroFrames::new(format);
     let mut written = 0u64;
     for group in all.chunks(batch) {
@@ -189,13 +190,19 @@ fn compress_group(
     workers: usize,
     zeros: &ZeroFrames,
 ) -> io::Result<Vec<Frame>> {
+    let next = AtomicUsize::new(0);
     let results: Vec<io::Result<Vec<(usize, Frame)>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers.min(group.len()))
-            .map(|worker| {
+            .map(|_| {
+                let next = &next;
                 scope.spawn(move || {
                     let mut buf = Vec::new();
                     let mut done = Vec::new();
-                    for (i, chunk) in group.iter().enumerate().skip(worker).step_by(workers) {
+                    // Workers take the next chunk when free, so a worker that drew holes
+                    // does not sit idle while another compresses data.
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(chunk) = group.get(i) else { break };
                         let hole = read_chunk(file, extents, *chunk, &mut buf)?;
                         let frame = if hole {
                             zeros.frame(*chunk)?

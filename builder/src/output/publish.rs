@@ -7,11 +7,9 @@ use super::bmap::Bmap;
 use super::compress::{compress_image_to, Format};
 use super::copy::{clone_into, Side};
 use super::error::{read_error, write_error, OutputError};
-use super::extents::extents_of;
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
 
@@ -59,7 +57,7 @@ pub fn publish(req: &PublishRequest<'_>) -> Result<Published, OutputError> {
     };
 
     let image_tmp = temp_for(&finals.image)?;
-    let image_sha256 = write_image(req, image_tmp.as_file(), &finals.image)?;
+    let (image_sha256, bmap) = write_image(req, image_tmp.as_file(), &finals.image)?;
 
     let checksum_tmp = temp_for(&finals.checksum)?;
     write_bytes(
@@ -69,7 +67,6 @@ pub fn publish(req: &PublishRequest<'_>) -> Result<Published, OutputError> {
     )?;
 
     let bmap_tmp = temp_for(&finals.bmap)?;
-    let bmap = Bmap::of_image(req.image)?;
     write_bytes(&bmap_tmp, bmap.to_xml().as_bytes(), &finals.bmap)?;
 
     let json_tmp = temp_for(&finals.build_json)?;
@@ -123,12 +120,13 @@ fn temp_for(final_path: &Path) -> Result<NamedTempFile, OutputError> {
         .map_err(|e| write_error(final_path, e))
 }
 
-/// Writes the image in its format into `out` and syncs it; returns the SHA-256 of the bytes.
+/// Writes the image in its format into `out` and syncs it; returns the SHA-256 of the bytes
+/// written and the block map of the raw image.
 fn write_image(
     req: &PublishRequest<'_>,
     out: &File,
     final_path: &Path,
-) -> Result<String, OutputError> {
+) -> Result<(String, Bmap), OutputError> {
     if req.format == Format::Raw {
         let src = File::open(req.image).map_err(|e| read_error(req.image, e))?;
         clone_into(&src, out).map_err(|e| match e {
@@ -136,7 +134,8 @@ fn write_image(
             Side::Write(e) => write_error(final_path, e),
         })?;
         out.sync_all().map_err(|e| write_error(final_path, e))?;
-        return sparse_sha256(&src).map_err(|e| read_error(req.image, e));
+        let (bmap, sha256) = Bmap::of_image_with_sha256(req.image)?;
+        return Ok((sha256, bmap));
     }
     let mut writer = HashingWriter {
         inner: BufWriter::with_capacity(1 << 20, out),
@@ -149,36 +148,7 @@ fn write_image(
         .map_err(|e| write_error(final_path, e.into_error()))?
         .sync_all()
         .map_err(|e| write_error(final_path, e))?;
-    Ok(hex::encode(hasher.finalize()))
-}
-
-/// SHA-256 of a sparse file, reading only its data extents (holes are hashed as zeros).
-fn sparse_sha256(file: &File) -> io::Result<String> {
-    let size = file.metadata()?.len();
-    let zeros = vec![0u8; 1 << 20];
-    let mut buf = vec![0u8; 1 << 20];
-    let mut hasher = Sha256::new();
-    let mut pos = 0u64;
-    let hash_zeros = |hasher: &mut Sha256, mut n: u64| {
-        while n > 0 {
-            let k = n.min(zeros.len() as u64) as usize;
-            hasher.update(&zeros[..k]);
-            n -= k as u64;
-        }
-    };
-    for extent in extents_of(file)? {
-        hash_zeros(&mut hasher, extent.offset - pos);
-        let mut at = extent.offset;
-        while at < extent.end() {
-            let n = ((extent.end() - at) as usize).min(buf.len());
-            file.read_exact_at(&mut buf[..n], at)?;
-            hasher.update(&buf[..n]);
-            at += n as u64;
-        }
-        pos = extent.end();
-    }
-    hash_zeros(&mut hasher, size - pos);
-    Ok(hex::encode(hasher.finalize()))
+    Ok((hex::encode(hasher.finalize()), Bmap::of_image(req.image)?))
 }
 
 fn write_bytes(temp: &NamedTempFile, bytes: &[u8], final_path: &Path) -> Result<(), OutputError> {

@@ -201,7 +201,13 @@ fn download(url: &str, partial: &Path) -> Result<Sha256Hex, SourceError> {
     let status = response.status();
     let append = match status.as_u16() {
         206 if content_range_start(&response) == Some(have) => true,
-        200 | 206 => false,
+        // A part that does not start where our file ends cannot be appended: start over.
+        206 if have > 0 => {
+            drop(response);
+            std::fs::remove_file(partial).map_err(|e| write_error(partial, e))?;
+            return download(url, partial);
+        }
+        200 => false,
         // Nothing left to send: the partial file is already complete.
         416 if have > 0 => return Ok(Sha256Hex::from_hasher(hasher)),
         _ => return Err(http(format!("HTTP {status}"))),
