@@ -1,5 +1,5 @@
 //! Filesystems inside a partition: the FAT boot partition and the ext4 root filesystem.
 
-pub mod fat;
 pub mod ext4;
+pub mod fat;
 mod fat_dot_entries;
