@@ -22,6 +22,9 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Print every edit a build would make to each selected node's image, secrets masked.
     Plan(PlanArgs),
+    /// Bake each selected node's image from its base: the edits `plan` shows, then the outputs
+    /// (`<node>.img[.zst|.xz|.gz]`, `.sha256`, `.bmap`, `.build.json`) in `--out`.
+    Build(BuildArgs),
     /// Manage the cluster secrets file.
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -93,4 +96,41 @@ pub struct SecretsInitArgs {
     /// The profiles folder holding cluster.toml.
     #[arg(long = "profiles", value_name = "DIR", default_value = "profiles")]
     pub profiles_dir: std::path::PathBuf,
+}
+
+/// The encoding of a built image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Raw, sparse `.img` (what `dd` writes).
+    Img,
+    /// zstd frames, decoded by `zstd -d`, rpi-imager and bmaptool.
+    Zst,
+    /// xz streams (rpi-imager's favourite).
+    Xz,
+    /// gzip members.
+    Gz,
+}
+
+/// `piimg build (--profile NAME… | --all) [--profiles DIR] [--base …] [--k3s-bin …]
+/// [--firstboot-bin …] [--out DIR] [--format img|zst|xz|gz] [--offline]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BuildArgs {
+    /// Which nodes.
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Source overrides.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// Where the outputs go (created if missing).
+    #[arg(long, value_name = "DIR", default_value = "out")]
+    pub out: std::path::PathBuf,
+    /// The image encoding.
+    #[arg(long, value_enum, default_value = "zst")]
+    pub format: OutputFormat,
+    /// Use only what is cached; fail, naming the missing digest, instead of downloading.
+    #[arg(long)]
+    pub offline: bool,
+    /// The download and base cache (default: $XDG_CACHE_HOME/piimg, else ~/.cache/piimg).
+    #[arg(long, value_name = "DIR", env = "PIIMG_CACHE_DIR")]
+    pub cache_dir: Option<std::path::PathBuf>,
 }

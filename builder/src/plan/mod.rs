@@ -11,7 +11,7 @@ pub mod text;
 mod units;
 pub mod user;
 
-pub use compute::compute;
+pub use compute::{compute, BUILD_RECORD_PATH};
 pub use edit::{Content, Edit};
 pub use units::FIRSTBOOT_UNIT;
 

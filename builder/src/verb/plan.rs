@@ -75,7 +75,7 @@ pub fn inputs_for_plan(
 }
 
 /// Overrides from the source args and the environment.
-fn overrides(sources: &SourceArgs) -> anyhow::Result<Overrides> {
+pub(super) fn overrides(sources: &SourceArgs) -> anyhow::Result<Overrides> {
     Ok(Overrides {
         base: sources.base.clone(),
         k3s_bin: sources.k3s_bin.clone(),

@@ -1,0 +1,183 @@
+//! `piimg build`: profile → spec → sources → plan → apply onto a copy of the base → outputs.
+//!
+//! Every selected node is resolved (and every problem reported) before anything is fetched or
+//! written. Each node is built in a work folder inside `--out`, so the final rename is on the
+//! same filesystem, and the work folder disappears whatever happens: a failed build leaves no
+//! file where its outputs go.
+
+use crate::cli::{BuildArgs, OutputFormat};
+use crate::output::{self, Format, PublishRequest, Published};
+use crate::plan::{compute, Inputs, RenderedManifest, SourceFile};
+use crate::source::{self, Cache, SourceSpec};
+use crate::spec::{self, NodeSpec, Overrides, SpecErrors};
+use anyhow::Context;
+use std::io::Write;
+use std::path::Path;
+
+/// What one node's build produced, for the summary line.
+#[derive(Debug)]
+pub struct Built {
+    /// The node.
+    pub node: String,
+    /// The published files.
+    pub published: Published,
+    /// The build id baked into the image.
+    pub build_id: String,
+}
+
+/// Runs `piimg build` for every selected node; prints one line per image to `out`.
+pub fn build(args: &BuildArgs, out: &mut dyn Write) -> anyhow::Result<Vec<Built>> {
+    let overrides = super::plan::overrides(&args.sources)?;
+    let specs = resolve_all(args, &overrides)?;
+    let cache = match &args.cache_dir {
+        Some(dir) => Cache::new(dir.clone()),
+        None => Cache::from_env()?,
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create the output folder", args.out.display()))?;
+    let mut built = Vec::new();
+    for spec in &specs {
+        let b = build_node(spec, &cache, args)
+            .with_context(|| format!("building {}", spec.node))?;
+        writeln!(
+            out,
+            "{}  {}  (build {})",
+            b.published.image.display(),
+            b.published.image_sha256,
+            &b.build_id[..16.min(b.build_id.len())]
+        )?;
+        built.push(b);
+    }
+    Ok(built)
+}
+
+fn resolve_all(args: &BuildArgs, overrides: &Overrides) -> anyhow::Result<Vec<NodeSpec>> {
+    let mut specs = Vec::new();
+    let mut errors = Vec::new();
+    for node in super::selected_nodes(&args.selection)? {
+        match spec::resolve(&args.selection.profiles_dir, &node, overrides) {
+            Ok(s) => specs.push(s),
+            Err(SpecErrors(e)) => errors.extend(e.into_iter().filter(|e| !errors.contains(e)).collect::<Vec<_>>()),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(SpecErrors(errors).into());
+    }
+    Ok(specs)
+}
+
+fn build_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Result<Built> {
+    tracing::info!(node = %spec.node, base = %spec.base.name, "building");
+    let base_override = spec
+        .overrides
+        .base
+        .as_ref()
+        .is_some_and(|b| *b != spec.base.name);
+    let base_spec = SourceSpec {
+        location: locate(&spec.profiles_dir, &spec.base.url),
+        // An explicit --base file is recorded by digest, not held to the catalogue's pin.
+        sha256: (!base_override).then(|| spec.base.sha256.clone()),
+    };
+    let base = source::resolve_base(&base_spec, cache, args.offline)?;
+    let k3s = match &spec.overrides.k3s_bin {
+        Some(p) => fetch(cache, args, p.display().to_string(), None)?,
+        None => fetch(
+            cache,
+            args,
+            locate(&spec.profiles_dir, &spec.k3s.artifact.url),
+            Some(spec.k3s.artifact.sha256.clone()),
+        )?,
+    };
+    let firstboot = match (&spec.overrides.firstboot_bin, &spec.firstboot_artifact) {
+        (Some(p), _) => fetch(cache, args, p.display().to_string(), None)?,
+        (None, Some(a)) => fetch(
+            cache,
+            args,
+            locate(&spec.profiles_dir, &a.url),
+            Some(a.sha256.clone()),
+        )?,
+        (None, None) => {
+            let path = super::firstboot_bin::own_build(spec.base.arch)?;
+            fetch(cache, args, path.display().to_string(), None)?
+        }
+    };
+    let manifests: Vec<RenderedManifest> = super::manifests_for(spec)?;
+    let inputs = Inputs {
+        k3s_bin: k3s,
+        firstboot_bin: firstboot,
+        airgap_images: None,
+        manifests,
+        base_sha256: base.sha256.as_str().to_string(),
+    };
+    let plan = compute(spec, &inputs);
+
+    let work_dir = tempfile::Builder::new()
+        .prefix(&format!(".{}.work-", spec.node))
+        .tempdir_in(&args.out)
+        .with_context(|| format!("{}: cannot create a work folder", args.out.display()))?;
+    let work = work_dir.path().join(format!("{}.img", spec.node));
+    let method = output::clone_sparse(&base.image, &work)?;
+    tracing::debug!(?method, "copied base");
+    let report = crate::apply::apply(&plan, &work)?;
+    tracing::info!(
+        changed = report.changed,
+        unchanged = report.unchanged,
+        "applied plan"
+    );
+    let record = build_record(&work, &plan.build_id)?;
+    let published = output::publish(&PublishRequest {
+        out_dir: &args.out,
+        node: &spec.node,
+        image: &work,
+        format: format_of(args.format),
+        build_json: &record,
+    })?;
+    Ok(Built {
+        node: spec.node.clone(),
+        published,
+        build_id: plan.build_id,
+    })
+}
+
+/// The sidecar `<node>.build.json` is the record baked into the image, read back from it, so
+/// the two can never disagree.
+fn build_record(image: &Path, build_id: &str) -> anyhow::Result<serde_json::Value> {
+    let located = crate::apply::locate(image)?;
+    let fs = crate::fs::ext4::Ext4::open(image, located.root.start, crate::fs::ext4::Access::ReadOnly)?;
+    let bytes = fs.read_file(crate::plan::BUILD_RECORD_PATH)?;
+    let record: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("the build record of {build_id} is not JSON"))?;
+    Ok(record)
+}
+
+fn fetch(
+    cache: &Cache,
+    args: &BuildArgs,
+    location: String,
+    sha256: Option<String>,
+) -> anyhow::Result<SourceFile> {
+    let fetched = source::resolve(&SourceSpec { location, sha256 }, cache, args.offline)?;
+    Ok(SourceFile {
+        path: fetched.path,
+        sha256: fetched.sha256.as_str().to_string(),
+    })
+}
+
+/// Catalogue paths are relative to the profiles folder; URLs stay as they are.
+fn locate(profiles_dir: &Path, location: &str) -> String {
+    if location.contains("://") || Path::new(location).is_absolute() {
+        location.to_string()
+    } else {
+        profiles_dir.join(location).display().to_string()
+    }
+}
+
+fn format_of(f: OutputFormat) -> Format {
+    match f {
+        OutputFormat::Img => Format::Raw,
+        OutputFormat::Zst => Format::Zstd,
+        OutputFormat::Xz => Format::Xz,
+        OutputFormat::Gz => Format::Gzip,
+    }
+}
+
