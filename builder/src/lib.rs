@@ -8,3 +8,4 @@
 pub mod cli;
 pub mod disk;
 pub mod fs;
+pub mod watch;

@@ -19,6 +19,19 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Inspect(_args) => anyhow::bail!("inspect is not implemented yet"),
+        Command::Watch(args) => {
+            let Some(key_file) = &args.key_file else {
+                anyhow::bail!("watch needs --key-file PATH (the cluster report key, hex) until profiles are wired");
+            };
+            let setup = piimg::watch::WatchSetup {
+                nodes: args.nodes,
+                key: piimg::watch::read_key_file(key_file)?,
+                listen: args.listen,
+                until_ready: args.until_ready,
+                timeout: args.timeout,
+            };
+            Ok(piimg::watch::run(&setup)?)
+        }
     }
 }
 
