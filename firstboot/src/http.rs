@@ -77,7 +77,7 @@ pub fn request(
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
-    let host = authority.trim_end_matches(":80");
+    let host = authority.strip_suffix(":80").unwrap_or(&authority);
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: piimg-firstboot\r\nContent-Length: {}\r\n",
         body.len()

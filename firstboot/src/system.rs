@@ -306,22 +306,27 @@ impl System for Host {
         let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
             return Vec::new();
         };
-        let mut out: Vec<String> = addrs
-            .filter_map(|a| {
-                let sa = a.address?;
-                if let Some(v4) = sa.as_sockaddr_in() {
-                    let ip = v4.ip();
-                    (!ip.is_loopback()).then(|| ip.to_string())
-                } else if let Some(v6) = sa.as_sockaddr_in6() {
-                    let ip = v6.ip();
-                    (!ip.is_loopback()).then(|| ip.to_string())
-                } else {
-                    None
+        // IPv4 first, then routable IPv6: the first address is the one people are shown.
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for a in addrs {
+            let Some(sa) = a.address else { continue };
+            if let Some(sin) = sa.as_sockaddr_in() {
+                let ip = sin.ip();
+                if !ip.is_loopback() {
+                    v4.push(ip.to_string());
                 }
-            })
-            .collect();
-        out.dedup();
-        out
+            } else if let Some(sin6) = sa.as_sockaddr_in6() {
+                let ip = sin6.ip();
+                let link_local = (ip.segments()[0] & 0xffc0) == 0xfe80;
+                if !ip.is_loopback() && !link_local {
+                    v6.push(ip.to_string());
+                }
+            }
+        }
+        v4.extend(v6);
+        v4.dedup();
+        v4
     }
 
     fn sleep(&self, d: Duration) {

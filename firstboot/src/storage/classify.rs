@@ -53,7 +53,7 @@ pub fn classify(
     if let Some(entries) = gpt::entries(head, disk.sector_size) {
         if let [only] = entries.as_slice() {
             if only.name == ours_name {
-                let start = only.first_lba * disk.sector_size;
+                let start = only.first_lba.saturating_mul(disk.sector_size);
                 let fs = signature::filesystem(&read_at(disk, start, 70 * 1024)?);
                 return Ok(match fs {
                     Some(signature::Signature::Ext { label }) if label == cfg.storage.label => {

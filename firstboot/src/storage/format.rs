@@ -84,8 +84,20 @@ pub fn format(ctx: &mut Ctx<'_>, disk: &Disk, wipe: bool) -> Result<u64, Storage
             detail: "sfdisk finished but no partition is in the new GPT; check the disk's health"
                 .into(),
         })?;
-    let start = entry.first_lba * disk.sector_size;
-    let len = (entry.last_lba + 1 - entry.first_lba) * disk.sector_size;
+    let bad = || StorageError::Format {
+        disk: disk.display_name(),
+        detail: "the new GPT's first partition has impossible bounds; check the disk's health"
+            .into(),
+    };
+    let start = entry
+        .first_lba
+        .checked_mul(disk.sector_size)
+        .ok_or_else(bad)?;
+    let len = (entry.last_lba + 1)
+        .checked_sub(entry.first_lba)
+        .and_then(|n| n.checked_mul(disk.sector_size))
+        .filter(|&n| n > 0)
+        .ok_or_else(bad)?;
     let target = ctx.sys.partition(disk, entry.index, start)?;
     let mut mkfs = Command::new("mkfs.ext4");
     mkfs.args(["-q", "-F", "-L", &cfg.storage.label]);
