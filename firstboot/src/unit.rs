@@ -5,6 +5,10 @@
 //! ready, so its unit cannot be `Before=k3s.service` (k3s's start job would wait for first boot,
 //! and first boot for k3s: a deadlock until the timeout). Instead the builder leaves the k3s
 //! unit disabled and adds [`k3s_dropin`], so k3s never starts with its data-dir on the SD card.
+//!
+//! `After=time-sync.target`: reports carry a timestamp that `piimg watch` checks, and a Pi has
+//! no battery-backed clock; enable `systemd-time-wait-sync.service` in the image so the target
+//! means "the clock is synchronised".
 
 /// Where the builder installs the binary.
 pub const BINARY_PATH: &str = "/usr/local/bin/piimg-firstboot";
@@ -18,7 +22,7 @@ pub const UNIT: &str = "\
 [Unit]
 Description=piimg first boot: prepare the SSD, join k3s, report readiness
 Documentation=https://example.invalid/piimg
-After=local-fs.target network-online.target
+After=local-fs.target network-online.target time-sync.target
 Wants=network-online.target
 ConditionPathExists=/etc/piimg/node.toml
 
@@ -51,6 +55,9 @@ mod tests {
         assert!(super::UNIT.contains(&format!("ExecStart={} run", super::BINARY_PATH)));
         assert!(super::UNIT.contains("Type=oneshot"));
         assert!(super::UNIT.contains("After=local-fs.target network-online.target"));
+        assert!(
+            super::k3s_dropin("/mnt/storage").contains("ConditionPathIsMountPoint=/mnt/storage")
+        );
         assert!(!super::UNIT.contains("Before=k3s"));
     }
 }
