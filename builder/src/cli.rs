@@ -28,6 +28,8 @@ pub enum Command {
     /// Manage the cluster secrets file.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Receive the nodes' signed readiness reports and show a live table of the cluster.
+    Watch(WatchArgs),
 }
 
 /// `piimg inspect IMAGE [--json]`.
@@ -133,4 +135,23 @@ pub struct BuildArgs {
     /// The download and base cache (default: $XDG_CACHE_HOME/piimg, else ~/.cache/piimg).
     #[arg(long, value_name = "DIR", env = "PIIMG_CACHE_DIR")]
     pub cache_dir: Option<std::path::PathBuf>,
+/// `piimg watch [--profiles DIR] [--listen ADDR] [--until-ready] [--timeout DURATION]`.
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// Profiles directory (cluster.toml); not wired yet: use --nodes and --key-file.
+    #[arg(long, value_name = "DIR")]
+    pub profiles: Option<std::path::PathBuf>,
+    /// Address to receive reports on.
+    #[arg(long, value_name = "ADDR", default_value = crate::watch::DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Exit 0 once every node is ready; non-zero on timeout or a node's failure.
+    pub until_ready: bool,
+    /// Give up after this long, e.g. `20m`, `90s`.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Stop-gap until profiles are wired: the expected node names, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub nodes: Vec<String>,
+    /// Stop-gap until secrets are wired: a file holding the cluster report key as hex.
+    pub key_file: Option<std::path::PathBuf>,
 }

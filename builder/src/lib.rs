@@ -17,3 +17,4 @@ pub mod secrets;
 pub mod source;
 pub mod spec;
 pub mod verb;
+pub mod watch;

@@ -99,7 +99,9 @@ pub struct K3sConfig {
 }
 
 /// Where and how readiness reports are sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Debug` is written by hand so the key can never reach a log line or an error message.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReportConfig {
     /// `http://host:port/...` of `piimg watch`; absent means: only write local status.
@@ -107,6 +109,26 @@ pub struct ReportConfig {
     pub url: Option<String>,
     /// Hex HMAC-SHA256 key shared by the cluster (secret: this file is 0600).
     pub key: String,
+}
+
+impl std::fmt::Debug for ReportConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReportConfig")
+            .field("url", &self.url)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl ReportConfig {
+    /// The report key as bytes; refuses a key that is not hex or is too short to be a key.
+    pub fn key_bytes(&self) -> Result<Vec<u8>, ConfigError> {
+        let key = hex::decode(self.key.trim()).map_err(|_| ConfigError::Key)?;
+        if key.len() < 16 {
+            return Err(ConfigError::Key);
+        }
+        Ok(key)
+    }
 }
 
 /// Why a node configuration cannot be used.
@@ -121,6 +143,9 @@ pub enum ConfigError {
         /// The schema found in the file.
         found: u32,
     },
+    /// The report key is unusable (its value is never shown).
+    #[error("node config: report.key must be at least 16 bytes of hex: rebuild the image after `piimg secrets init`")]
+    Key,
 }
 
 impl NodeConfig {
@@ -183,6 +208,14 @@ mod tests {
         cfg.schema = SCHEMA_VERSION + 1;
         let err = NodeConfig::from_toml(&cfg.to_toml()).unwrap_err();
         assert!(matches!(err, ConfigError::Schema { .. }), "{err}");
+    }
+
+    #[test]
+    fn debug_never_shows_the_report_key() {
+        let mut cfg = sample();
+        cfg.report.key = "5ec7e75ec7e75ec7e75ec7e75ec7e75e".into();
+        assert!(!format!("{cfg:?}").contains("5ec7e7"));
+        assert_eq!(cfg.report.key_bytes().unwrap().len(), 16);
     }
 
     #[test]

@@ -2,6 +2,38 @@
 //!
 //! The library half owns the schemas that cross the boundary between the builder (which writes
 //! them into an image) and the node (which reads them at first boot), so the two can never drift:
-//! both crates compile against the same types.
+//! both crates compile against the same types: [`config`] (`/etc/piimg/node.toml`), [`report`]
+//! (the signed readiness report and its `sign`/`verify`), [`unit`] (the systemd unit text).
+//!
+//! The rest is the init itself: [`run`] sequences the steps [`storage`], [`k3s`] and
+//! [`announce`], saving progress in [`state`]; [`system`] is the seam to the machine.
+//!
+//! # Test seams
+//! Not product features, hidden from `--help`, documented here so tests can drive the real
+//! binary without a real node:
+//! - `--root DIR`: prefix for every node path.
+//! - `--devices FILE`: TOML `[[disk]]` entries (`path`, `ids`, `serial`, `size`, `transport`,
+//!   `root`) replace sysfs discovery; partitions are then opened at an offset in the file.
+//! - `--fake-mount DIR`: mounts are recorded as files in DIR (and the mount point created).
+//! - `--systemctl PATH`, `--k3s PATH`, `--kubelet-healthz URL`: stand-ins for systemd, k3s and
+//!   the kubelet.
+//! - `--backoff-ms N`: backoff unit (1000 on a node).
+//! - `PIIMG_FIRSTBOOT_CRASH_AFTER=<point>`: SIGKILL after `partition`, `format`, `storage`,
+//!   `k3s-data`, `join` or `report`.
 
+pub mod announce;
+pub mod cli;
 pub mod config;
+pub mod crash;
+pub mod http;
+pub mod k3s;
+pub mod notify;
+pub mod paths;
+pub mod report;
+pub mod run;
+pub mod state;
+pub mod status;
+pub mod storage;
+mod sysfs;
+pub mod system;
+pub mod unit;

@@ -1,6 +1,79 @@
-//! `piimg-firstboot`: entry point only; the work lives in the library.
+//! `piimg-firstboot`: parses, dispatches, prints the error chain; the work lives in the library.
 
-fn main() {
-    eprintln!("piimg-firstboot: not implemented yet");
-    std::process::exit(2);
+use clap::Parser;
+use piimg_firstboot::cli::{Cli, Verb};
+use piimg_firstboot::paths::NodePaths;
+use piimg_firstboot::run::{run, Options};
+use piimg_firstboot::system::{DeviceSource, Host, Mounter};
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let s = &cli.seams;
+    let host = Host {
+        devices: s
+            .devices
+            .clone()
+            .map_or(DeviceSource::Sysfs, DeviceSource::File),
+        mounter: s
+            .fake_mount
+            .clone()
+            .map_or(Mounter::Kernel, Mounter::Record),
+        systemctl: s.systemctl.clone(),
+        k3s: s.k3s.clone(),
+        backoff_unit: Duration::from_millis(s.backoff_ms),
+        http_timeout: Duration::from_secs(10),
+    };
+    let opts = Options {
+        config: cli.config.clone(),
+        root: s.root.clone(),
+        dry_run: cli.dry_run,
+        host,
+        kubelet_healthz: s.kubelet_healthz.clone(),
+    };
+    match cli.command.unwrap_or(Verb::Run) {
+        Verb::Run => match run(&opts) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("piimg-firstboot: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Verb::Status => {
+            let paths = NodePaths::new(&opts.root);
+            let state_path = paths.node(piimg_firstboot::state::STATE_PATH);
+            let state = match piimg_firstboot::state::State::load(&state_path) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("piimg-firstboot: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let last = std::fs::read(paths.node(piimg_firstboot::announce::STATUS_PATH))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            print!("{}", piimg_firstboot::status::render(&state, last.as_ref()));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .without_time()
+        .init();
 }

@@ -1,0 +1,202 @@
+//! The live table: one row per expected node, updated by events, rendered as a screen (TTY)
+//! or as one line per event (logs, CI).
+
+use super::server::Event;
+use piimg_firstboot::report::{Report, Stage};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+/// What is known of one node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeRow {
+    /// Latest stage, `None` before the first report.
+    pub stage: Option<Stage>,
+    /// First address it reported.
+    pub address: String,
+    /// Image build id.
+    pub build_id: String,
+    /// Time since watch started when its latest report arrived.
+    pub seen_at: Option<Duration>,
+    /// Its latest error.
+    pub last_error: Option<String>,
+}
+
+/// All rows plus the latest rejections.
+#[derive(Debug, Default)]
+pub struct Board {
+    rows: BTreeMap<String, NodeRow>,
+    rejections: Vec<String>,
+}
+
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
+impl Board {
+    /// A board for these nodes, all waiting.
+    pub fn new(nodes: &[String]) -> Self {
+        Board {
+            rows: nodes
+                .iter()
+                .map(|n| (n.clone(), NodeRow::default()))
+                .collect(),
+            rejections: Vec::new(),
+        }
+    }
+
+    /// Applies an event; returns its one-line description.
+    pub fn apply(&mut self, event: Event, at: Duration) -> String {
+        match event {
+            Event::Accepted { report, peer } => self.accept(&report, &peer, at),
+            Event::Rejected { peer, reason } => {
+                let line = format!("rejected report from {peer}: {reason}");
+                self.rejections.push(line.clone());
+                if self.rejections.len() > 5 {
+                    self.rejections.remove(0);
+                }
+                line
+            }
+        }
+    }
+
+    fn accept(&mut self, report: &Report, peer: &str, at: Duration) -> String {
+        let row = self.rows.entry(report.node.clone()).or_default();
+        row.stage = Some(report.stage);
+        row.address = report
+            .addresses
+            .first()
+            .cloned()
+            .unwrap_or_else(|| peer.split(':').next().unwrap_or(peer).to_owned());
+        row.build_id = report.build_id.clone();
+        row.seen_at = Some(at);
+        row.last_error = report.error.clone();
+        let mut line = format!(
+            "{} {} address {} build {} at {}",
+            report.node,
+            report.stage.as_str(),
+            row.address,
+            row.build_id,
+            secs(at)
+        );
+        if let Some(e) = &row.last_error {
+            let _ = write!(line, ": {e}");
+        }
+        line
+    }
+
+    /// Names of the nodes not (yet) ready.
+    pub fn not_ready(&self) -> Vec<String> {
+        self.rows
+            .iter()
+            .filter(|(_, r)| r.stage != Some(Stage::Ready))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// The first node whose latest report is a failure.
+    pub fn failed(&self) -> Option<(String, String)> {
+        self.rows.iter().find_map(|(n, r)| {
+            (r.stage == Some(Stage::Failed))
+                .then(|| (n.clone(), r.last_error.clone().unwrap_or_default()))
+        })
+    }
+
+    /// The table as text.
+    pub fn render_table(&self, now: Duration) -> String {
+        let mut out = format!(
+            "{:<16} {:<9} {:<16} {:<14} {:>8}  {}\n",
+            "NODE", "STAGE", "ADDRESS", "BUILD", "ELAPSED", "LAST ERROR"
+        );
+        for (name, r) in &self.rows {
+            let build: String = r.build_id.chars().take(14).collect();
+            let _ = writeln!(
+                out,
+                "{:<16} {:<9} {:<16} {:<14} {:>8}  {}",
+                name,
+                r.stage.map_or("waiting", Stage::as_str),
+                if r.address.is_empty() {
+                    "-"
+                } else {
+                    &r.address
+                },
+                if build.is_empty() { "-" } else { &build },
+                r.seen_at.map_or_else(|| secs(now), secs),
+                r.last_error.as_deref().unwrap_or("")
+            );
+        }
+        out
+    }
+
+    /// A full screen: clear, table, recent rejections.
+    pub fn render_screen(&self, now: Duration) -> String {
+        let mut out = String::from("\x1b[H\x1b[2J");
+        out.push_str(&self.render_table(now));
+        for r in &self.rejections {
+            out.push_str(r);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use piimg_firstboot::config::Role;
+
+    fn report(node: &str, stage: Stage, error: Option<&str>) -> Report {
+        Report {
+            schema: 1,
+            cluster: "homelab".into(),
+            node: node.into(),
+            role: Role::Agent,
+            build_id: "build-42".into(),
+            k3s_version: "v1".into(),
+            stage,
+            addresses: vec!["192.0.2.7".into()],
+            storage: None,
+            steps: vec![],
+            error: error.map(Into::into),
+            timestamp: 0,
+            nonce: "n".into(),
+        }
+    }
+
+    #[test]
+    fn rows_follow_reports() {
+        let mut b = Board::new(&["a".into(), "b".into()]);
+        assert_eq!(b.not_ready(), vec!["a", "b"]);
+        let line = b.apply(
+            Event::Accepted {
+                report: Box::new(report("a", Stage::Ready, None)),
+                peer: "192.0.2.7:5555".into(),
+            },
+            Duration::from_secs(3),
+        );
+        assert_eq!(line, "a ready address 192.0.2.7 build build-42 at 3s");
+        assert_eq!(b.not_ready(), vec!["b"]);
+        b.apply(
+            Event::Accepted {
+                report: Box::new(report("b", Stage::Failed, Some("storage: no disk"))),
+                peer: "p".into(),
+            },
+            Duration::from_secs(4),
+        );
+        assert_eq!(b.failed(), Some(("b".into(), "storage: no disk".into())));
+        let table = b.render_table(Duration::from_secs(5));
+        assert!(table.contains("a                ready"), "{table}");
+        assert!(table.contains("storage: no disk"), "{table}");
+        let line = b.apply(
+            Event::Rejected {
+                peer: "p".into(),
+                reason: "stale".into(),
+            },
+            Duration::ZERO,
+        );
+        assert_eq!(line, "rejected report from p: stale");
+        assert!(b
+            .render_screen(Duration::ZERO)
+            .contains("rejected report from p"));
+    }
+}

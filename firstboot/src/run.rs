@@ -1,0 +1,228 @@
+//! The first-boot sequence: storage → k3s data → join → report, each step recorded in the
+//! state file as it finishes, and a report sent whatever happened.
+
+use crate::config::{ConfigError, NodeConfig, NODE_CONFIG_PATH};
+use crate::paths::NodePaths;
+use crate::report::{Report, Stage, StepReport, StorageSummary, REPORT_SCHEMA};
+use crate::state::{State, StateError, STATE_PATH};
+use crate::system::{Host, System};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// What one run works with; handed to every step.
+pub struct Ctx<'a> {
+    /// The node configuration.
+    pub cfg: &'a NodeConfig,
+    /// The machine.
+    pub sys: &'a dyn System,
+    /// Node paths (under the test root, if any).
+    pub paths: NodePaths,
+    /// Saved progress.
+    pub state: State,
+    /// Where it is saved.
+    pub state_path: PathBuf,
+    /// Print what would be done; change nothing.
+    pub dry_run: bool,
+    /// Unit of backoff delays.
+    pub backoff_unit: Duration,
+    /// The kubelet health URL an agent polls.
+    pub kubelet_healthz: String,
+}
+
+impl Ctx<'_> {
+    /// Saves the state (not in a dry run).
+    pub fn save(&self) -> Result<(), StateError> {
+        if self.dry_run {
+            return Ok(());
+        }
+        self.state.save(&self.state_path)
+    }
+}
+
+/// How the binary was asked to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Node config file; default `<root>/etc/piimg/node.toml`.
+    pub config: Option<PathBuf>,
+    /// Root prefix for all node paths (`/` on a node).
+    pub root: PathBuf,
+    /// Print instead of doing.
+    pub dry_run: bool,
+    /// The machine and its seams.
+    pub host: Host,
+    /// The kubelet health URL.
+    pub kubelet_healthz: String,
+}
+
+impl Options {
+    /// The config path in effect.
+    pub fn config_path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| NodePaths::new(&self.root).node(NODE_CONFIG_PATH))
+    }
+}
+
+/// Why the run could not even start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The config file cannot be read.
+    #[error("{path}: cannot read the node config: {source} (is this a piimg image?)")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The config file is not valid.
+    #[error("{path}: {source}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: ConfigError,
+    },
+}
+
+/// Reads and checks the node config.
+pub fn load_config(path: &std::path::Path) -> Result<NodeConfig, RunError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RunError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    NodeConfig::from_toml(&text).map_err(|source| RunError::Config {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+struct Progress {
+    steps: Vec<StepReport>,
+    error: Option<String>,
+    stage: Stage,
+}
+
+impl Progress {
+    fn step<T, E: std::fmt::Display>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        name: &str,
+        stage: Stage,
+        f: impl FnOnce(&mut Ctx<'_>) -> Result<T, E>,
+    ) -> Option<T> {
+        if self.error.is_some() {
+            self.steps.push(StepReport {
+                step: name.into(),
+                status: "skipped".into(),
+                duration_ms: 0,
+                error: None,
+            });
+            return None;
+        }
+        self.stage = stage;
+        crate::notify::status(&format!("{name}…"));
+        tracing::info!(step = name, "starting");
+        let started = Instant::now();
+        let result = f(ctx);
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (value, error) = match result {
+            Ok(v) => (Some(v), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        if let Some(e) = &error {
+            tracing::error!(step = name, error = %e, "step failed");
+            self.error = Some(format!("{name}: {e}"));
+            self.stage = Stage::Failed;
+        }
+        let now = ctx.sys.now_unix();
+        ctx.state.record(name, error.clone(), now);
+        if let Err(e) = ctx.save() {
+            tracing::error!(error = %e, "cannot save progress");
+        }
+        self.steps.push(StepReport {
+            step: name.into(),
+            status: if error.is_some() { "failed" } else { "ok" }.into(),
+            duration_ms,
+            error,
+        });
+        if !ctx.dry_run {
+            crate::crash::point(name);
+        }
+        value
+    }
+}
+
+/// Runs first boot; `Ok(true)` when every step succeeded.
+pub fn run(opts: &Options) -> Result<bool, RunError> {
+    let cfg = load_config(&opts.config_path())?;
+    let key = cfg.report.key_bytes().map_err(|source| RunError::Config {
+        path: opts.config_path(),
+        source,
+    })?;
+    let paths = NodePaths::new(&opts.root);
+    let state_path = paths.node(STATE_PATH);
+    let state = State::load(&state_path).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "starting from a fresh state");
+        State::default()
+    });
+    let mut ctx = Ctx {
+        cfg: &cfg,
+        sys: &opts.host,
+        paths,
+        state,
+        state_path,
+        dry_run: opts.dry_run,
+        backoff_unit: opts.host.backoff_unit,
+        kubelet_healthz: opts.kubelet_healthz.clone(),
+    };
+    ctx.state.build_id = cfg.build_id.clone();
+    let mut p = Progress {
+        steps: Vec::new(),
+        error: None,
+        stage: Stage::Storage,
+    };
+    let storage: Option<StorageSummary> =
+        p.step(&mut ctx, "storage", Stage::Storage, crate::storage::prepare);
+    if let Some(s) = &storage {
+        ctx.state.storage = Some(s.clone());
+        let _ = ctx.save();
+    }
+    p.step(&mut ctx, "k3s-data", Stage::K3sData, |c| {
+        crate::k3s::sync::sync(c)
+    });
+    p.step(&mut ctx, "join", Stage::Joining, |c| {
+        crate::k3s::join::join(c)
+    });
+    if p.error.is_none() {
+        p.stage = Stage::Ready;
+    }
+    let report = Report {
+        schema: REPORT_SCHEMA,
+        cluster: cfg.cluster.clone(),
+        node: cfg.node.clone(),
+        role: cfg.role,
+        build_id: cfg.build_id.clone(),
+        k3s_version: cfg.k3s_version.clone(),
+        stage: p.stage,
+        addresses: ctx.sys.addresses(),
+        storage: storage.or_else(|| ctx.state.storage.clone()),
+        steps: p.steps.clone(),
+        error: p.error.clone(),
+        timestamp: ctx.sys.now_unix(),
+        nonce: crate::announce::nonce(),
+    };
+    let ok = p.error.is_none();
+    let delivered = {
+        let mut r = Progress {
+            steps: Vec::new(),
+            error: None,
+            stage: p.stage,
+        };
+        r.step(&mut ctx, "report", p.stage, |c| {
+            crate::announce::announce(c, &report, &key)
+        })
+        .is_some()
+    };
+    crate::notify::status(&crate::announce::summary_line(&report));
+    Ok(ok && delivered)
+}

@@ -1,0 +1,186 @@
+//! Real device discovery: whole disks from `/sys/block`, their by-id names, serials, transports,
+//! and which one holds the root filesystem (from `/proc/self/mountinfo`).
+
+use crate::system::{BlockTarget, Disk, SystemError};
+use std::path::{Path, PathBuf};
+
+const SKIP_PREFIXES: &[&str] = &["loop", "ram", "zram", "sr", "fd", "dm-", "md", "nbd"];
+
+fn read_trim(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+/// Every whole disk in `/sys/block`, without virtual devices and eMMC boot areas.
+pub fn disks() -> Result<Vec<Disk>, SystemError> {
+    let sys_block = Path::new("/sys/block");
+    let entries = std::fs::read_dir(sys_block).map_err(|source| SystemError::Io {
+        path: sys_block.into(),
+        what: "listing block devices".into(),
+        source,
+    })?;
+    let root = root_device();
+    let by_id = by_id_names();
+    let mut disks = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if SKIP_PREFIXES.iter().any(|p| name.starts_with(p))
+            || name.contains("boot")
+            || name.contains("rpmb")
+        {
+            continue;
+        }
+        let dir = sys_block.join(&name);
+        let sectors: u64 = read_trim(&dir.join("size"))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if sectors == 0 {
+            continue;
+        }
+        let dev = PathBuf::from("/dev").join(&name);
+        let real = std::fs::canonicalize(&dir).unwrap_or_default();
+        let real_s = real.to_string_lossy();
+        let transport = if real_s.contains("/usb") {
+            Some("usb")
+        } else if name.starts_with("nvme") {
+            Some("nvme")
+        } else if name.starts_with("mmcblk") {
+            Some("mmc")
+        } else if real_s.contains("/ata") {
+            Some("sata")
+        } else if name.starts_with("vd") {
+            Some("virtio")
+        } else {
+            None
+        };
+        let holds_root = root.as_ref().is_some_and(|r| {
+            let mut devs = vec![read_trim(&dir.join("dev")).unwrap_or_default()];
+            if let Ok(parts) = std::fs::read_dir(&dir) {
+                for p in parts.flatten() {
+                    if p.path().join("partition").exists() {
+                        devs.push(read_trim(&p.path().join("dev")).unwrap_or_default());
+                    }
+                }
+            }
+            devs.iter().any(|d| d == r)
+        });
+        disks.push(Disk {
+            ids: by_id
+                .iter()
+                .filter(|(_, target)| *target == dev)
+                .map(|(id, _)| id.clone())
+                .collect(),
+            serial: serial_of(&dir),
+            size: sectors * 512,
+            transport: transport.map(str::to_owned),
+            holds_root,
+            sector_size: read_trim(&dir.join("queue/logical_block_size"))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(512),
+            path: dev,
+        });
+    }
+    disks.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(disks)
+}
+
+/// The serial: the nearest `serial` file walking up from the device (USB bridges keep it on
+/// the USB device, NVMe on the controller).
+fn serial_of(dir: &Path) -> Option<String> {
+    let mut cur = std::fs::canonicalize(dir.join("device")).ok()?;
+    for _ in 0..8 {
+        if let Some(s) = read_trim(&cur.join("serial")).filter(|s| !s.is_empty()) {
+            return Some(s);
+        }
+        if !cur.pop() {
+            break;
+        }
+    }
+    None
+}
+
+fn by_id_names() -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir("/dev/disk/by-id") else {
+        return Vec::new();
+    };
+    let mut names: Vec<(String, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.contains("-part") {
+                return None;
+            }
+            Some((name, std::fs::canonicalize(e.path()).ok()?))
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// `major:minor` of the filesystem mounted at `/`.
+fn root_device() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    text.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(' ').collect();
+        (f.get(4) == Some(&"/")).then(|| f.get(2).map(|s| s.to_string()))?
+    })
+}
+
+fn unescape(field: &str) -> String {
+    field
+        .replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Whether `target` is a mount point.
+pub fn is_mount_point(target: &Path) -> Result<bool, SystemError> {
+    let info = Path::new("/proc/self/mountinfo");
+    let text = std::fs::read_to_string(info).map_err(|source| SystemError::Io {
+        path: info.into(),
+        what: "reading".into(),
+        source,
+    })?;
+    Ok(text.lines().any(|line| {
+        line.split(' ')
+            .nth(4)
+            .is_some_and(|m| Path::new(&unescape(m)) == target)
+    }))
+}
+
+/// The device node of partition `index` of `disk`, waiting for the kernel to show it after
+/// `sfdisk` re-read the table.
+pub fn partition_node(
+    disk: &Disk,
+    index: u32,
+    wait: impl Fn(),
+) -> Result<BlockTarget, SystemError> {
+    let name = disk
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = Path::new("/sys/block").join(&name);
+    for _ in 0..20 {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                if read_trim(&e.path().join("partition")) == Some(index.to_string()) {
+                    let node = PathBuf::from("/dev").join(e.file_name());
+                    if node.exists() {
+                        return Ok(BlockTarget {
+                            path: node,
+                            offset: 0,
+                        });
+                    }
+                }
+            }
+        }
+        wait();
+    }
+    Err(SystemError::Other(format!(
+        "{}: partition {index} did not appear; unplug and replug the disk, then reboot",
+        disk.path.display()
+    )))
+}

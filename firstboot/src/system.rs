@@ -1,0 +1,370 @@
+//! The seam between first boot's logic and what only a real node has: block devices found in
+//! sysfs, the kernel's `mount`, systemd, k3s and the network.
+//!
+//! [`Host`] is the one implementation. Its test seams (see the crate docs) swap device discovery
+//! for a devices file and `mount` for a record in a directory; signature detection,
+//! partitioning and `mkfs.ext4` always run for real on the disk's bytes.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A whole disk the node can see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    /// Device node (or, through the devices-file seam, an image file).
+    pub path: PathBuf,
+    /// Its names under `/dev/disk/by-id/`.
+    pub ids: Vec<String>,
+    /// Serial number, when the device reports one.
+    pub serial: Option<String>,
+    /// Size in bytes.
+    pub size: u64,
+    /// `usb`, `nvme`, `sata`, `mmc`, … when known.
+    pub transport: Option<String>,
+    /// Whether the root filesystem lives on it.
+    pub holds_root: bool,
+    /// Logical sector size in bytes.
+    pub sector_size: u64,
+}
+
+impl Disk {
+    /// How the disk is named to people: its first by-id name, else its path.
+    pub fn display_name(&self) -> String {
+        self.ids
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.path.display().to_string())
+    }
+}
+
+/// Where a partition's bytes are, for `mkfs` and `mount`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockTarget {
+    /// The device (or file) to open.
+    pub path: PathBuf,
+    /// Byte offset of the partition inside `path` (0 for a partition device node).
+    pub offset: u64,
+}
+
+/// Why talking to the system failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SystemError {
+    /// I/O on a named path.
+    #[error("{path}: {what}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A command failed.
+    #[error("{command} failed: {detail}")]
+    Command {
+        /// The command line, without secrets (none of ours carry any).
+        command: String,
+        /// Exit status and stderr.
+        detail: String,
+    },
+    /// The devices file is not valid.
+    #[error("devices file {path}: {detail}")]
+    Devices {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Something else about the system, explained.
+    #[error("{0}")]
+    Other(String),
+}
+
+fn io(path: &Path, what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SystemError {
+    let path = path.to_owned();
+    let what = what.into();
+    move |source| SystemError::Io { path, what, source }
+}
+
+/// What first boot needs from the machine.
+pub trait System {
+    /// Every whole disk.
+    fn disks(&self) -> Result<Vec<Disk>, SystemError>;
+    /// Where partition `index` (1-based), starting at byte `start`, of `disk` can be opened.
+    fn partition(&self, disk: &Disk, index: u32, start: u64) -> Result<BlockTarget, SystemError>;
+    /// Whether something is mounted at `target`.
+    fn is_mounted(&self, target: &Path) -> Result<bool, SystemError>;
+    /// Mounts an ext4 filesystem at `target`.
+    fn mount_ext4(&self, source: &BlockTarget, target: &Path) -> Result<(), SystemError>;
+    /// `systemctl start --no-block UNIT`.
+    fn start_unit(&self, unit: &str) -> Result<(), SystemError>;
+    /// Runs the k3s binary (for `kubectl`) and returns its stdout.
+    fn k3s(&self, args: &[&str]) -> Result<String, SystemError>;
+    /// GET a local URL; the status code and body.
+    fn http_get(&self, url: &str) -> Result<crate::http::Response, SystemError>;
+    /// POST a body with headers; the status code and body.
+    fn http_post(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<crate::http::Response, SystemError>;
+    /// Non-loopback addresses of the node.
+    fn addresses(&self) -> Vec<String>;
+    /// Waits (backoff between retries).
+    fn sleep(&self, d: Duration);
+    /// Seconds since the epoch (node clock; used for report timestamps only).
+    fn now_unix(&self) -> u64;
+}
+
+/// How disks are found.
+#[derive(Debug, Clone)]
+pub enum DeviceSource {
+    /// `/sys/block` and `/dev/disk/by-id` (the product).
+    Sysfs,
+    /// Test seam: a TOML file listing image files as disks.
+    File(PathBuf),
+}
+
+/// How filesystems are mounted.
+#[derive(Debug, Clone)]
+pub enum Mounter {
+    /// The kernel's mount(2) (the product).
+    Kernel,
+    /// Test seam: record each mount as a file in this directory and create the mount point.
+    Record(PathBuf),
+}
+
+/// The real machine, with its test seams.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Disk discovery.
+    pub devices: DeviceSource,
+    /// Mounting.
+    pub mounter: Mounter,
+    /// The `systemctl` to run.
+    pub systemctl: PathBuf,
+    /// The k3s binary.
+    pub k3s: PathBuf,
+    /// Base delay for backoff; tests make it tiny.
+    pub backoff_unit: Duration,
+    /// Timeout for one HTTP request.
+    pub http_timeout: Duration,
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Host {
+            devices: DeviceSource::Sysfs,
+            mounter: Mounter::Kernel,
+            systemctl: "systemctl".into(),
+            k3s: "/usr/local/bin/k3s".into(),
+            backoff_unit: Duration::from_secs(1),
+            http_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevicesFile {
+    #[serde(default)]
+    disk: Vec<DeviceEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceEntry {
+    path: PathBuf,
+    #[serde(default)]
+    ids: Vec<String>,
+    serial: Option<String>,
+    size: Option<u64>,
+    transport: Option<String>,
+    #[serde(default)]
+    root: bool,
+}
+
+fn run(mut cmd: Command) -> Result<String, SystemError> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().map_err(|e| SystemError::Command {
+        command: shown.clone(),
+        detail: e.to_string(),
+    })?;
+    if !out.status.success() {
+        return Err(SystemError::Command {
+            command: shown,
+            detail: format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn mount_record_name(target: &Path) -> String {
+    target.to_string_lossy().trim_matches('/').replace('/', "-")
+}
+
+impl System for Host {
+    fn disks(&self) -> Result<Vec<Disk>, SystemError> {
+        match &self.devices {
+            DeviceSource::File(path) => disks_from_file(path),
+            DeviceSource::Sysfs => crate::sysfs::disks(),
+        }
+    }
+
+    fn partition(&self, disk: &Disk, index: u32, start: u64) -> Result<BlockTarget, SystemError> {
+        match &self.devices {
+            DeviceSource::File(_) => Ok(BlockTarget {
+                path: disk.path.clone(),
+                offset: start,
+            }),
+            DeviceSource::Sysfs => {
+                crate::sysfs::partition_node(disk, index, || self.sleep(self.backoff_unit / 2))
+            }
+        }
+    }
+
+    fn is_mounted(&self, target: &Path) -> Result<bool, SystemError> {
+        match &self.mounter {
+            Mounter::Record(dir) => Ok(dir.join(mount_record_name(target)).exists()),
+            Mounter::Kernel => crate::sysfs::is_mount_point(target),
+        }
+    }
+
+    fn mount_ext4(&self, source: &BlockTarget, target: &Path) -> Result<(), SystemError> {
+        std::fs::create_dir_all(target).map_err(io(target, "creating the mount point"))?;
+        match &self.mounter {
+            Mounter::Record(dir) => {
+                std::fs::create_dir_all(dir).map_err(io(dir, "creating the record directory"))?;
+                let record = dir.join(mount_record_name(target));
+                let text = format!(
+                    "source={} offset={} fstype=ext4\n",
+                    source.path.display(),
+                    source.offset
+                );
+                std::fs::write(&record, text).map_err(io(&record, "recording the mount"))
+            }
+            Mounter::Kernel => {
+                if source.offset != 0 {
+                    return Err(SystemError::Other(format!(
+                        "{}: cannot mount at an offset without a partition device",
+                        source.path.display()
+                    )));
+                }
+                nix::mount::mount(
+                    Some(source.path.as_path()),
+                    target,
+                    Some("ext4"),
+                    nix::mount::MsFlags::MS_NOATIME,
+                    None::<&str>,
+                )
+                .map_err(|e| {
+                    SystemError::Other(format!(
+                        "mounting {} at {}: {e}",
+                        source.path.display(),
+                        target.display()
+                    ))
+                })
+            }
+        }
+    }
+
+    fn start_unit(&self, unit: &str) -> Result<(), SystemError> {
+        let mut cmd = Command::new(&self.systemctl);
+        cmd.args(["start", "--no-block", unit]);
+        run(cmd).map(|_| ())
+    }
+
+    fn k3s(&self, args: &[&str]) -> Result<String, SystemError> {
+        let mut cmd = Command::new(&self.k3s);
+        cmd.args(args);
+        run(cmd)
+    }
+
+    fn http_get(&self, url: &str) -> Result<crate::http::Response, SystemError> {
+        crate::http::request("GET", url, &[], &[], self.http_timeout)
+            .map_err(|e| SystemError::Other(e.to_string()))
+    }
+
+    fn http_post(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<crate::http::Response, SystemError> {
+        crate::http::request("POST", url, headers, body, self.http_timeout)
+            .map_err(|e| SystemError::Other(e.to_string()))
+    }
+
+    fn addresses(&self) -> Vec<String> {
+        let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+            return Vec::new();
+        };
+        // IPv4 first, then routable IPv6: the first address is the one people are shown.
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for a in addrs {
+            let Some(sa) = a.address else { continue };
+            if let Some(sin) = sa.as_sockaddr_in() {
+                let ip = sin.ip();
+                if !ip.is_loopback() {
+                    v4.push(ip.to_string());
+                }
+            } else if let Some(sin6) = sa.as_sockaddr_in6() {
+                let ip = sin6.ip();
+                let link_local = (ip.segments()[0] & 0xffc0) == 0xfe80;
+                if !ip.is_loopback() && !link_local {
+                    v6.push(ip.to_string());
+                }
+            }
+        }
+        v4.extend(v6);
+        v4.dedup();
+        v4
+    }
+
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d);
+    }
+
+    fn now_unix(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+}
+
+fn disks_from_file(path: &Path) -> Result<Vec<Disk>, SystemError> {
+    let text = std::fs::read_to_string(path).map_err(io(path, "reading the devices file"))?;
+    let file: DevicesFile = toml::from_str(&text).map_err(|e| SystemError::Devices {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    })?;
+    file.disk
+        .into_iter()
+        .map(|d| {
+            let size = match d.size {
+                Some(size) => size,
+                None => std::fs::metadata(&d.path)
+                    .map_err(io(&d.path, "reading the disk image's size"))?
+                    .len(),
+            };
+            Ok(Disk {
+                path: d.path,
+                ids: d.ids,
+                serial: d.serial,
+                size,
+                transport: d.transport,
+                holds_root: d.root,
+                sector_size: 512,
+            })
+        })
+        .collect()
+}

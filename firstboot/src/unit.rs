@@ -1,0 +1,63 @@
+//! The systemd units the builder installs, kept here so the builder installs exactly what this
+//! binary expects.
+//!
+//! Ordering: first boot starts k3s itself once the SSD is mounted and waits for the node to be
+//! ready, so its unit cannot be `Before=k3s.service` (k3s's start job would wait for first boot,
+//! and first boot for k3s: a deadlock until the timeout). Instead the builder leaves the k3s
+//! unit disabled and adds [`k3s_dropin`], so k3s never starts with its data-dir on the SD card.
+//!
+//! `After=time-sync.target`: reports carry a timestamp that `piimg watch` checks, and a Pi has
+//! no battery-backed clock; enable `systemd-time-wait-sync.service` in the image so the target
+//! means "the clock is synchronised".
+
+/// Where the builder installs the binary.
+pub const BINARY_PATH: &str = "/usr/local/bin/piimg-firstboot";
+
+/// The unit's file name.
+pub const UNIT_NAME: &str = "piimg-firstboot.service";
+
+/// `/etc/systemd/system/piimg-firstboot.service`; enable it with a `multi-user.target.wants`
+/// symlink.
+pub const UNIT: &str = "\
+[Unit]
+Description=piimg first boot: prepare the SSD, join k3s, report readiness
+Documentation=https://example.invalid/piimg
+After=local-fs.target network-online.target time-sync.target
+Wants=network-online.target
+ConditionPathExists=/etc/piimg/node.toml
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/bin/piimg-firstboot run
+NotifyAccess=main
+TimeoutStartSec=25min
+StandardOutput=journal+console
+StandardError=journal+console
+SyslogIdentifier=piimg-firstboot
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// Drop-in for `k3s.service` / `k3s-agent.service`
+/// (`/etc/systemd/system/<unit>.d/10-piimg.conf`): k3s only runs on a mounted SSD.
+pub fn k3s_dropin(mount_point: &str) -> String {
+    format!(
+        "[Unit]\n# k3s keeps its data-dir on the SSD; piimg-firstboot mounts it and starts k3s.\nConditionPathIsMountPoint={mount_point}\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unit_runs_the_binary_and_waits_for_the_network() {
+        assert!(super::UNIT.contains(&format!("ExecStart={} run", super::BINARY_PATH)));
+        assert!(super::UNIT.contains("Type=oneshot"));
+        assert!(super::UNIT.contains("After=local-fs.target network-online.target"));
+        assert!(
+            super::k3s_dropin("/mnt/storage").contains("ConditionPathIsMountPoint=/mnt/storage")
+        );
+        assert!(!super::UNIT.contains("Before=k3s"));
+    }
+}

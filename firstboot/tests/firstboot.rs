@@ -1,0 +1,523 @@
+//! Runs the real `piimg-firstboot` binary against file-backed disks, with stand-ins for
+//! systemctl and k3s and mounts recorded by the `--fake-mount` seam. Formatting, signature
+//! detection, `sfdisk` and `mkfs.ext4` are real; results are checked with `e2fsck -fn`,
+//! `sfdisk --verify` and `dumpe2fs`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_piimg-firstboot");
+const CLUSTER_ID: &str = "c0ffee0123456789";
+const LABEL: &str = "piimg-c0ffee01";
+const KEY: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7";
+const DISK_MB: u64 = 32;
+const PART_OFFSET: u64 = 1 << 20;
+
+struct Node {
+    dir: tempfile::TempDir,
+    disks: Vec<(PathBuf, String)>,
+    role: &'static str,
+    cluster_id: String,
+    wipe: Option<String>,
+    url: Option<String>,
+}
+
+fn sh(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"))
+}
+
+/// The disk's bytes, for byte-identical checks (compared directly: hashing in a debug build
+/// is slow).
+fn digest(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+impl Node {
+    fn new() -> Node {
+        let node = Node {
+            dir: tempfile::tempdir().unwrap(),
+            disks: Vec::new(),
+            role: "server",
+            cluster_id: CLUSTER_ID.into(),
+            wipe: None,
+            url: None,
+        };
+        let stand_ins = node.root().join("stand-ins");
+        std::fs::create_dir_all(&stand_ins).unwrap();
+        let log = node.path("calls.log");
+        let systemctl = format!("#!/bin/sh\necho systemctl \"$@\" >> {}\n", log.display());
+        let k3s = format!(
+            "#!/bin/sh\necho k3s \"$@\" >> {}\ncase \"$*\" in *readyz*) echo ok;; *Ready*) echo True;; esac\n",
+            log.display()
+        );
+        for (name, text) in [("systemctl", systemctl), ("k3s", k3s)] {
+            let p = stand_ins.join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        node
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn node_path(&self, abs: &str) -> PathBuf {
+        self.root().join(abs.trim_start_matches('/'))
+    }
+
+    /// Adds a blank (sparse) disk that the selector matches.
+    fn add_disk(&mut self, serial: &str) -> PathBuf {
+        let path = self.path(&format!("{serial}.img"));
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(DISK_MB << 20).unwrap();
+        self.disks.push((path.clone(), serial.into()));
+        path
+    }
+
+    fn write_config(&self) {
+        let mut toml = format!(
+            r#"schema = 1
+cluster = "homelab"
+cluster_id = "{}"
+node = "worker-1"
+role = "{}"
+build_id = "build-42"
+k3s_version = "v1.31.4+k3s1"
+
+[storage]
+label = "{LABEL}"
+mount_point = "/mnt/storage"
+"#,
+            self.cluster_id, self.role
+        );
+        if let Some(w) = &self.wipe {
+            toml.push_str(&format!("wipe = \"{w}\"\n"));
+        }
+        toml.push_str(
+            r#"
+[storage.selector]
+by_id = "usb-Samsung_SSD_*"
+
+[k3s]
+data_dir = "/mnt/storage/k3s"
+staged_manifests = "/var/lib/piimg/manifests"
+staged_images = "/var/lib/piimg/images"
+
+[report]
+"#,
+        );
+        if let Some(u) = &self.url {
+            toml.push_str(&format!("url = \"{u}\"\n"));
+        }
+        toml.push_str(&format!("key = \"{KEY}\"\n"));
+        let cfg = self.node_path("/etc/piimg/node.toml");
+        std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+        std::fs::write(cfg, toml).unwrap();
+        let mut devices = String::new();
+        for (path, serial) in &self.disks {
+            devices.push_str(&format!(
+                "[[disk]]\npath = \"{}\"\nids = [\"usb-Samsung_SSD_T7_{serial}-0:0\"]\nserial = \"{serial}\"\ntransport = \"usb\"\n\n",
+                path.display()
+            ));
+        }
+        std::fs::write(self.path("devices.toml"), devices).unwrap();
+    }
+
+    fn command(&self, extra: &[&str]) -> Command {
+        self.write_config();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--root")
+            .arg(self.root())
+            .arg("--devices")
+            .arg(self.path("devices.toml"))
+            .arg("--fake-mount")
+            .arg(self.path("mounts"))
+            .arg("--systemctl")
+            .arg(self.root().join("stand-ins/systemctl"))
+            .arg("--k3s")
+            .arg(self.root().join("stand-ins/k3s"))
+            .args(["--backoff-ms", "1"])
+            .args(extra)
+            .env("RUST_LOG", "trace")
+            .env_remove("PIIMG_FIRSTBOOT_CRASH_AFTER");
+        cmd
+    }
+
+    fn run(&self, extra: &[&str]) -> Output {
+        let out = self.command(extra).output().unwrap();
+        assert_no_secret(&out);
+        out
+    }
+
+    fn run_ok(&self) -> Output {
+        let out = self.run(&[]);
+        assert!(out.status.success(), "{}", text(&out));
+        out
+    }
+
+    fn status_json(&self) -> serde_json::Value {
+        let p = self.node_path("/run/piimg/status.json");
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(!text.contains(KEY));
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn state_json(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.node_path("/var/lib/piimg/state.json")).unwrap();
+        assert!(!text.contains(KEY));
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// What the fake-mount seam recorded for the storage mount point.
+    fn mount_record(&self) -> Option<String> {
+        let entries = std::fs::read_dir(self.path("mounts")).ok()?;
+        let found = entries.flatten().find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .ends_with("root-mnt-storage")
+        })?;
+        std::fs::read_to_string(found.path()).ok()
+    }
+
+    /// Forget everything on the root filesystem, as a re-image does.
+    fn reimage(&self) {
+        for d in ["/var/lib/piimg/state.json", "/run/piimg"] {
+            let p = self.node_path(d);
+            let _ = std::fs::remove_file(&p);
+            let _ = std::fs::remove_dir_all(&p);
+        }
+        let _ = std::fs::remove_dir_all(self.path("mounts"));
+        let _ = std::fs::remove_file(self.path("calls.log"));
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn assert_no_secret(out: &Output) {
+    let all = text(out);
+    assert!(!all.contains(KEY), "the report key leaked:\n{all}");
+    assert!(
+        !all.contains(&KEY[..16]),
+        "part of the report key leaked:\n{all}"
+    );
+}
+
+fn assert_formatted(disk: &Path) {
+    let spec = format!("{}?offset={PART_OFFSET}", disk.display());
+    let fsck = sh("e2fsck", &["-fn", &spec]);
+    assert!(fsck.status.success(), "e2fsck: {}", text(&fsck));
+    let verify = sh("sfdisk", &["--verify", disk.to_str().unwrap()]);
+    assert!(
+        verify.status.success(),
+        "sfdisk --verify: {}",
+        text(&verify)
+    );
+    let dump = sh("dumpe2fs", &["-h", &spec]);
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        dump.contains(&format!("Filesystem volume name:   {LABEL}")),
+        "{dump}"
+    );
+    let json = sh("sfdisk", &["--json", disk.to_str().unwrap()]);
+    let json = String::from_utf8_lossy(&json.stdout);
+    assert!(json.contains(&format!("piimg-{CLUSTER_ID}")), "{json}");
+    assert!(json.contains("\"label\":\"gpt\"") || json.contains("\"label\": \"gpt\""));
+}
+
+#[test]
+fn blank_disk_is_formatted_labelled_mounted_and_k3s_started() {
+    let mut node = Node::new();
+    let disk = node.add_disk("S1");
+    let out = node.run_ok();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("piimg: worker-1 ready"));
+    assert_formatted(&disk);
+    let record = node.mount_record().expect("mounted");
+    assert!(
+        record.contains(&format!("offset={PART_OFFSET}")),
+        "{record}"
+    );
+    let status = node.status_json();
+    assert_eq!(status["stage"], "ready");
+    assert_eq!(status["storage"]["action"], "formatted");
+    let state = node.state_json();
+    for step in ["storage", "k3s-data", "join", "report"] {
+        assert_eq!(state["steps"][step]["status"], "ok", "{state}");
+    }
+    let calls = std::fs::read_to_string(node.path("calls.log")).unwrap();
+    assert!(
+        calls.contains("systemctl start --no-block k3s.service"),
+        "{calls}"
+    );
+    assert!(calls.contains("get node worker-1"), "{calls}");
+    let issue = std::fs::read_to_string(node.node_path("/etc/issue.d/piimg.issue")).unwrap();
+    assert!(issue.starts_with("piimg: worker-1 ready"), "{issue}");
+
+    let status_cmd = node.run(&["status"]);
+    let shown = String::from_utf8_lossy(&status_cmd.stdout);
+    assert!(
+        shown.contains("storage: ok") && shown.contains("formatted"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn our_disk_with_data_is_mounted_never_reformatted() {
+    let mut node = Node::new();
+    let disk = node.add_disk("S1");
+    node.run_ok();
+    let hello = node.path("hello.txt");
+    std::fs::write(&hello, "kept across re-images\n").unwrap();
+    let spec = format!("{}?offset={PART_OFFSET}", disk.display());
+    let w = sh(
+        "debugfs",
+        &[
+            "-w",
+            "-R",
+            &format!("write {} hello.txt", hello.display()),
+            &spec,
+        ],
+    );
+    assert!(w.status.success(), "{}", text(&w));
+    let before = digest(&disk);
+
+    node.reimage();
+    let out = node.run_ok();
+    assert!(digest(&disk) == before, "the disk was written to");
+    assert!(node.mount_record().is_some());
+    assert_eq!(node.status_json()["storage"]["action"], "mounted");
+    let cat = sh("debugfs", &["-R", "cat hello.txt", &spec]);
+    assert_eq!(
+        String::from_utf8_lossy(&cat.stdout),
+        "kept across re-images\n",
+        "{}",
+        text(&out)
+    );
+    assert_formatted(&disk);
+}
+
+fn assert_refused(node: &Node, disks: &[PathBuf], reason: &str) {
+    let before: Vec<Vec<u8>> = disks.iter().map(|d| digest(d)).collect();
+    let out = node.run(&[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let after: Vec<Vec<u8>> = disks.iter().map(|d| digest(d)).collect();
+    assert!(before == after, "a refused disk was modified");
+    assert!(node.mount_record().is_none(), "a refused disk was mounted");
+    let status = node.status_json();
+    assert_eq!(status["stage"], "failed");
+    let error = status["error"].as_str().unwrap().to_owned();
+    assert!(error.contains(reason), "{error}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("FAILED"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(node.state_json()["steps"]["storage"]["status"], "failed");
+    let calls = std::fs::read_to_string(node.path("calls.log")).unwrap_or_default();
+    assert!(
+        !calls.contains("systemctl"),
+        "k3s started without storage: {calls}"
+    );
+}
+
+#[test]
+fn another_filesystem_is_refused_untouched() {
+    let mut node = Node::new();
+    let disk = node.add_disk("S1");
+    assert!(sh("mkfs.vfat", &[disk.to_str().unwrap()]).status.success());
+    assert_refused(&node, &[disk], "FAT filesystem");
+}
+
+#[test]
+fn a_partition_table_is_refused_untouched() {
+    let mut node = Node::new();
+    let disk = node.add_disk("S1");
+    let mut child = Command::new("sfdisk")
+        .arg(&disk)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"label: dos\n,,83\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_refused(&node, &[disk], "MBR partition table");
+}
+
+#[test]
+fn a_foreign_piimg_disk_is_refused_untouched() {
+    let mut node = Node::new();
+    let disk = node.add_disk("S1");
+    node.cluster_id = "0ther0123456789a".into();
+    node.run_ok();
+    node.reimage();
+    node.cluster_id = CLUSTER_ID.into();
+    assert_refused(&node, &[disk], "another cluster");
+}
+
+#[test]
+fn a_whole_disk_piimg_label_is_refused_untouched() {
+    let mut node = Node::new();
+    let disk = node.add_disk("S1");
+    assert!(
+        sh("mkfs.ext4", &["-q", "-L", LABEL, disk.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert_refused(&node, &[disk], "a piimg label");
+}
+
+#[test]
+fn two_matching_disks_are_refused_untouched() {
+    let mut node = Node::new();
+    let a = node.add_disk("S1");
+    let b = node.add_disk("S2");
+    assert_refused(&node, &[a, b], "2 disks match");
+}
+
+#[test]
+fn wipe_names_the_serial_that_may_be_erased() {
+    let mut node = Node::new();
+    let disk = node.add_disk("S1");
+    assert!(sh("mkfs.vfat", &[disk.to_str().unwrap()]).status.success());
+    node.wipe = Some("OTHER".into());
+    assert_refused(&node, std::slice::from_ref(&disk), "FAT filesystem");
+    node.wipe = Some("S1".into());
+    node.run_ok();
+    assert_formatted(&disk);
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let mut node = Node::new();
+    let disk = node.add_disk("S1");
+    let before = digest(&disk);
+    let out = node.run(&["--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("would format"));
+    assert!(digest(&disk) == before, "dry run wrote to the disk");
+    assert!(!node.node_path("/var/lib/piimg/state.json").exists());
+    assert!(node.mount_record().is_none());
+}
+
+#[test]
+fn a_kill_after_any_step_resumes_to_the_same_result() {
+    for point in [
+        "partition",
+        "format",
+        "storage",
+        "k3s-data",
+        "join",
+        "report",
+    ] {
+        let mut node = Node::new();
+        let disk = node.add_disk("S1");
+        let out = node
+            .command(&[])
+            .env("PIIMG_FIRSTBOOT_CRASH_AFTER", point)
+            .output()
+            .unwrap();
+        assert_no_secret(&out);
+        assert!(!out.status.success(), "{point}: not killed: {}", text(&out));
+        let after_crash = digest(&disk);
+        let out = node.run_ok();
+        assert_formatted(&disk);
+        if !matches!(point, "partition") {
+            assert!(
+                digest(&disk) == after_crash,
+                "{point}: reformatted on resume"
+            );
+        }
+        assert!(node.mount_record().is_some(), "{point}");
+        assert_eq!(
+            node.status_json()["stage"],
+            "ready",
+            "{point}: {}",
+            text(&out)
+        );
+        let state = node.state_json();
+        assert!(state.get("formatting").is_none(), "{point}: {state}");
+    }
+}
+
+#[test]
+fn manifests_follow_the_image_and_hand_added_files_stay() {
+    let mut node = Node::new();
+    node.add_disk("S1");
+    let staged = node.node_path("/var/lib/piimg/manifests");
+    std::fs::create_dir_all(&staged).unwrap();
+    std::fs::write(staged.join("a.yaml"), "a: 1\n").unwrap();
+    std::fs::write(staged.join("b.yaml"), "b: 1\n").unwrap();
+    let images = node.node_path("/var/lib/piimg/images");
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::write(images.join("airgap.tar.zst"), "zst").unwrap();
+    node.run_ok();
+    let dest = node.node_path("/mnt/storage/k3s/server/manifests");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("b.yaml")).unwrap(),
+        "b: 1\n"
+    );
+    assert!(node
+        .node_path("/mnt/storage/k3s/agent/images/airgap.tar.zst")
+        .exists());
+    std::fs::write(dest.join("mine.yaml"), "hand: 1\n").unwrap();
+
+    // A newer image drops b.yaml and changes a.yaml.
+    std::fs::remove_file(staged.join("b.yaml")).unwrap();
+    std::fs::write(staged.join("a.yaml"), "a: 2\n").unwrap();
+    node.reimage();
+    node.run_ok();
+    assert!(!dest.join("b.yaml").exists());
+    assert_eq!(
+        std::fs::read_to_string(dest.join("a.yaml")).unwrap(),
+        "a: 2\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("mine.yaml")).unwrap(),
+        "hand: 1\n"
+    );
+}
+
+#[test]
+fn an_agent_waits_for_the_kubelet_and_reports_failure_when_k3s_never_gets_ready() {
+    let mut node = Node::new();
+    node.role = "agent";
+    node.add_disk("S1");
+    // The stand-in k3s says ready, but no kubelet answers: the wait must end, bounded.
+    let out = node.run(&["--kubelet-healthz", "http://127.0.0.1:9/healthz"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let status = node.status_json();
+    assert_eq!(status["stage"], "failed");
+    assert!(
+        status["error"]
+            .as_str()
+            .unwrap()
+            .contains("kubelet healthz"),
+        "{status}"
+    );
+    let calls = std::fs::read_to_string(node.path("calls.log")).unwrap();
+    assert!(
+        calls.contains("start --no-block k3s-agent.service"),
+        "{calls}"
+    );
+}
