@@ -135,6 +135,8 @@ pub struct BuildArgs {
     /// The download and base cache (default: $XDG_CACHE_HOME/piimg, else ~/.cache/piimg).
     #[arg(long, value_name = "DIR", env = "PIIMG_CACHE_DIR")]
     pub cache_dir: Option<std::path::PathBuf>,
+}
+
 /// `piimg watch [--profiles DIR] [--listen ADDR] [--until-ready] [--timeout DURATION]`.
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
@@ -145,6 +147,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "ADDR", default_value = crate::watch::DEFAULT_LISTEN)]
     pub listen: String,
     /// Exit 0 once every node is ready; non-zero on timeout or a node's failure.
+    #[arg(long)]
     pub until_ready: bool,
     /// Give up after this long, e.g. `20m`, `90s`.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -153,5 +156,6 @@ pub struct WatchArgs {
     #[arg(long, value_delimiter = ',')]
     pub nodes: Vec<String>,
     /// Stop-gap until secrets are wired: a file holding the cluster report key as hex.
+    #[arg(long, value_name = "PATH")]
     pub key_file: Option<std::path::PathBuf>,
 }
