@@ -6,10 +6,12 @@
 
 mod bins;
 mod checks;
+pub mod cluster;
 mod cmd;
 mod digest;
 mod fixture;
 mod fsread;
+pub mod http;
 mod partitions;
 
 pub use bins::piimg_bin;

@@ -2,9 +2,10 @@
 //! catalogue names one: piimg's own build, found by one rule (README, "The first-boot binary").
 //!
 //! 1. `piimg-firstboot-<arch>` beside the running `piimg` (a release bundle);
-//! 2. `target/<triple>/release/piimg-firstboot` under the current folder, where `<triple>` is
-//!    `aarch64-unknown-linux-musl` (arm64) or `x86_64-unknown-linux-musl` (amd64): what
-//!    `cargo build --release -p piimg-firstboot --target <triple>` makes in this workspace.
+//! 2. `target/<triple>/release-firstboot/piimg-firstboot` under the current folder, where
+//!    `<triple>` is `aarch64-unknown-linux-musl` (arm64) or `x86_64-unknown-linux-musl` (amd64):
+//!    what `cargo build -p piimg-firstboot --profile release-firstboot --target <triple>` (or
+//!    `scripts/build-firstboot`, both at once) makes in this workspace.
 
 use crate::profile::Arch;
 use std::path::PathBuf;
@@ -24,14 +25,14 @@ pub fn own_build(arch: Arch) -> anyhow::Result<PathBuf> {
         tried.push(dir.join(format!("piimg-firstboot-{arch}")));
     }
     let triple = musl_triple(arch);
-    tried.push(PathBuf::from(format!("target/{triple}/release/piimg-firstboot")));
+    tried.push(PathBuf::from(format!("target/{triple}/release-firstboot/piimg-firstboot")));
     if let Some(found) = tried.iter().find(|p| p.is_file()) {
         tracing::info!(path = %found.display(), "using piimg's own piimg-firstboot build");
         return Ok(found.clone());
     }
     let looked: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
     anyhow::bail!(
-        "no piimg-firstboot binary for {arch} (looked at {}): build it with `cargo build --release -p piimg-firstboot --target {triple}`, or pass --firstboot-bin PATH",
+        "no piimg-firstboot binary for {arch} (looked at {}): build it with `cargo build -p piimg-firstboot --profile release-firstboot --target {triple}`, or pass --firstboot-bin PATH",
         looked.join(", ")
     )
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: test images with holes, standard tools, a server.
 #![allow(dead_code, missing_docs)]
 
+#[path = "../../../tests/src/http.rs"]
 pub mod http;
 
 use std::fs::File;

@@ -1,6 +1,5 @@
 //! A tiny HTTP/1.1 file server on 127.0.0.1 for download tests: serves files from memory,
 //! honours `Range: bytes=N-`, and can cut a body short to simulate a dropped connection.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -11,10 +10,12 @@ use std::sync::{Arc, Mutex};
 /// How a path is served.
 #[derive(Clone)]
 pub struct Served {
+    /// The whole file.
     pub body: Vec<u8>,
     /// Send only this many body bytes (after the announced full length) for the first
     /// `cut_times` requests, then close.
     pub cut_at: Option<usize>,
+    /// How many requests are cut short.
     pub cut_times: usize,
 }
 
@@ -27,12 +28,14 @@ struct State {
 
 /// A running server; it lives until the test process exits.
 pub struct Server {
+    /// `http://127.0.0.1:PORT`.
     pub base: String,
     state: Arc<Mutex<State>>,
     total: Arc<AtomicUsize>,
 }
 
 impl Server {
+    /// Binds an ephemeral port on 127.0.0.1 and serves from a background thread.
     pub fn start() -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -48,6 +51,7 @@ impl Server {
         Server { base, state, total }
     }
 
+    /// Serves `path` as described; returns its URL.
     pub fn serve(&self, path: &str, served: Served) -> String {
         self.state
             .lock()
@@ -57,6 +61,7 @@ impl Server {
         format!("{}{}", self.base, path)
     }
 
+    /// Serves `path` whole; returns its URL.
     pub fn serve_bytes(&self, path: &str, body: Vec<u8>) -> String {
         self.serve(
             path,
