@@ -85,11 +85,23 @@ pub struct PlanArgs {
 pub enum SecretsCommand {
     /// Create the cluster secrets file where cluster.toml says (mode 0600); never overwrites.
     Init(SecretsInitArgs),
+    /// Print one base service's login (user and password) for its owner.
+    Show(SecretsShowArgs),
 }
 
 /// `piimg secrets init [--profiles DIR]`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SecretsInitArgs {
+    /// The profiles folder holding cluster.toml.
+    #[arg(long = "profiles", value_name = "DIR", default_value = "profiles")]
+    pub profiles_dir: std::path::PathBuf,
+}
+
+/// `piimg secrets show SERVICE [--profiles DIR]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SecretsShowArgs {
+    /// The service (`minio`, `postgresql`, `mlflow`, `jupyterhub`, `monitoring`).
+    pub service: String,
     /// The profiles folder holding cluster.toml.
     #[arg(long = "profiles", value_name = "DIR", default_value = "profiles")]
     pub profiles_dir: std::path::PathBuf,

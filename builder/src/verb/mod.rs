@@ -1,8 +1,10 @@
 //! The verbs' logic, called by `main.rs` with the typed args from [`crate::cli`].
 //! Reading the environment (`SOURCE_DATE_EPOCH`) happens here, at the edge.
 
+mod manifests;
 mod plan;
 mod secrets;
 
+pub use manifests::{ensure_service_credentials, render_manifests};
 pub use plan::{inputs_for_plan, plan, selected_nodes};
-pub use secrets::{secrets, SERVICE_CREDENTIALS};
+pub use secrets::secrets;
