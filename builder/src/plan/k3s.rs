@@ -166,3 +166,74 @@ pub fn edits(spec: &NodeSpec, inputs: &Inputs) -> Vec<Edit> {
     }
     e
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(rel_path: &str, secret: bool) -> RenderedManifest {
+        RenderedManifest {
+            rel_path: rel_path.into(),
+            content: Secret::new("kind: X\n".into()),
+            secret,
+        }
+    }
+
+    #[test]
+    fn nested_folders_are_made_0700_parents_first_and_modes_follow_secret() {
+        let e = staged_manifests(&[
+            manifest("namespaces.yaml", false),
+            manifest("own/deep/a.yaml", false),
+            manifest("own/b-credentials.yaml", true),
+        ]);
+        let dirs: Vec<&str> = e
+            .iter()
+            .filter_map(|e| match e {
+                Edit::Mkdir {
+                    path, mode: 0o700, ..
+                } => Some(path.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            dirs,
+            [
+                STAGED_MANIFESTS,
+                "/var/lib/piimg/manifests/own",
+                "/var/lib/piimg/manifests/own/deep"
+            ]
+        );
+        let modes: Vec<(String, u32, bool)> = e
+            .iter()
+            .filter_map(|e| match e {
+                Edit::WriteFile {
+                    path,
+                    mode,
+                    content,
+                    ..
+                } => Some((path.clone(), *mode, matches!(content, Content::Secret(_)))),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                (
+                    "/var/lib/piimg/manifests/namespaces.yaml".into(),
+                    0o644,
+                    false
+                ),
+                (
+                    "/var/lib/piimg/manifests/own/deep/a.yaml".into(),
+                    0o644,
+                    false
+                ),
+                (
+                    "/var/lib/piimg/manifests/own/b-credentials.yaml".into(),
+                    0o600,
+                    true
+                ),
+            ]
+        );
+    }
+}
