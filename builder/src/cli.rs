@@ -90,6 +90,8 @@ pub struct PlanArgs {
 pub enum SecretsCommand {
     /// Create the cluster secrets file where cluster.toml says (mode 0600); never overwrites.
     Init(SecretsInitArgs),
+    /// Print one base service's login (user and password) for its owner.
+    Show(SecretsShowArgs),
 }
 
 /// `piimg secrets init [--profiles DIR]`.
@@ -158,4 +160,14 @@ pub struct WatchArgs {
     /// Stop-gap until secrets are wired: a file holding the cluster report key as hex.
     #[arg(long, value_name = "PATH")]
     pub key_file: Option<std::path::PathBuf>,
+}
+
+/// `piimg secrets show SERVICE [--profiles DIR]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SecretsShowArgs {
+    /// The service (`minio`, `postgresql`, `mlflow`, `jupyterhub`, `monitoring`).
+    pub service: String,
+    /// The profiles folder holding cluster.toml.
+    #[arg(long = "profiles", value_name = "DIR", default_value = "profiles")]
+    pub profiles_dir: std::path::PathBuf,
 }

@@ -3,7 +3,7 @@
 use piimg::plan::{compute, Content, Edit, Plan};
 use piimg::secrets::{self, ClusterSecrets};
 use piimg::spec::{resolve, Flavour, NodeSpec, Overrides};
-use piimg::verb::inputs_for_plan;
+use piimg::verb::{inputs_for_plan, render_manifests};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -34,12 +34,9 @@ fn example() -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     copy_tree(&repo.join("profiles"), &dir.path().join("profiles"));
     copy_tree(&repo.join("overlays"), &dir.path().join("overlays"));
+    copy_tree(&repo.join("manifests"), &dir.path().join("manifests"));
     let profiles = dir.path().join("profiles");
-    let secrets = secrets::init(
-        &profiles.join("secrets.toml"),
-        &[("grafana", "admin_password")],
-    )
-    .unwrap();
+    let secrets = secrets::init(&profiles.join("secrets.toml")).unwrap();
     Cluster {
         _dir: dir,
         profiles,
@@ -56,7 +53,8 @@ impl Cluster {
     }
     fn plan(&self, node: &str, ov: &Overrides) -> Plan {
         let spec = self.spec_with(node, ov);
-        compute(&spec, &inputs_for_plan(&spec, vec![]).unwrap())
+        let manifests = render_manifests(&spec).unwrap_or_else(|e| panic!("{node}: {e}"));
+        compute(&spec, &inputs_for_plan(&spec, manifests).unwrap())
     }
     fn edit(&self, file: &str, f: impl FnOnce(String) -> String) {
         let p = self.profiles.join(file);
@@ -87,12 +85,7 @@ impl Cluster {
                     .to_string(),
             );
         }
-        v.push(
-            s.service("grafana", "admin_password")
-                .unwrap()
-                .expose()
-                .to_string(),
-        );
+        v.extend(s.services.values().map(str::to_string));
         v
     }
 }
@@ -439,16 +432,7 @@ fn ubuntu_25_10_edits_current_cmdline() {
 #[test]
 fn amd64_server_plan() {
     let c = example();
-    let manifests = vec![piimg::plan::RenderedManifest {
-        name: "grafana.yaml".into(),
-        content: c
-            .secrets
-            .service("grafana", "admin_password")
-            .unwrap()
-            .clone(),
-    }];
-    let spec = c.spec("control-plane");
-    let p = compute(&spec, &inputs_for_plan(&spec, manifests).unwrap());
+    let p = c.plan("control-plane", &Overrides::default());
     assert_eq!(p.flavour, Flavour::UbuntuAmd64);
     assert!(
         cmdline(&p).is_none() && !p.edits.iter().any(Edit::is_boot),
@@ -460,7 +444,10 @@ fn amd64_server_plan() {
     );
     assert!(has(&p, &remove("/swap.img")));
     assert!(matches!(
-        written(&p, "/var/lib/piimg/manifests/grafana.yaml"),
+        written(
+            &p,
+            "/var/lib/piimg/manifests/monitoring/monitoring-credentials.yaml"
+        ),
         Some(Edit::WriteFile {
             mode: 0o600,
             content: Content::Secret(_),

@@ -46,7 +46,7 @@ pub fn detect(tree: &dyn Tree, fstab: &[FstabEntry]) -> Vec<SwapMechanism> {
             .and_then(|t| {
                 t.lines()
                     .filter_map(|l| l.trim().strip_prefix("CONF_SWAPSIZE="))
-                    .last()
+                    .next_back()
                     .map(str::to_string)
             })
             .unwrap_or_else(|| "default".into());

@@ -154,7 +154,7 @@ fn build_record(spec: &NodeSpec, inputs: &Inputs, build_id: &str) -> String {
         .iter()
         .map(|m| {
             (
-                m.name.clone(),
+                m.rel_path.clone(),
                 hex::encode(Sha256::digest(m.content.expose().as_bytes())).into(),
             )
         })

@@ -1,7 +1,7 @@
 //! k3s edits: binary, links, config.yaml, node password, unit, staged manifests and images.
 
 use super::edit::{Content, Edit};
-use super::{units, Inputs, STAGED_IMAGES, STAGED_MANIFESTS};
+use super::{units, Inputs, RenderedManifest, STAGED_IMAGES, STAGED_MANIFESTS};
 use crate::secrets::{node_password, Secret};
 use crate::spec::NodeSpec;
 use piimg_firstboot::config::Role;
@@ -81,6 +81,35 @@ fn dir(path: &str, mode: u32) -> Edit {
     }
 }
 
+/// The server's manifests under [`STAGED_MANIFESTS`]: folders 0700 (root-only, like k3s's
+/// own `server/manifests`), credential files 0600 and masked, the others 0644 and shown, so
+/// the mode alone tells which files hold a login.
+fn staged_manifests(manifests: &[RenderedManifest]) -> Vec<Edit> {
+    let mut e = vec![dir(STAGED_MANIFESTS, 0o700)];
+    let mut folders = std::collections::BTreeSet::new();
+    for m in manifests {
+        let mut parts: Vec<&str> = m.rel_path.split('/').collect();
+        parts.pop();
+        for depth in 1..=parts.len() {
+            folders.insert(parts[..depth].join("/"));
+        }
+    }
+    e.extend(
+        folders
+            .iter()
+            .map(|f| dir(&format!("{STAGED_MANIFESTS}/{f}"), 0o700)),
+    );
+    for m in manifests {
+        let path = format!("{STAGED_MANIFESTS}/{}", m.rel_path);
+        e.push(if m.secret {
+            file(&path, Content::Secret(m.content.clone()), 0o600)
+        } else {
+            file(&path, Content::Text(m.content.expose().to_string()), 0o644)
+        });
+    }
+    e
+}
+
 /// Every k3s edit.
 pub fn edits(spec: &NodeSpec, inputs: &Inputs) -> Vec<Edit> {
     let mut e = vec![file(
@@ -119,14 +148,7 @@ pub fn edits(spec: &NodeSpec, inputs: &Inputs) -> Vec<Edit> {
     ));
     e.push(dir("/var/lib/piimg", 0o700));
     if spec.role == Role::Server {
-        e.push(dir(STAGED_MANIFESTS, 0o700));
-        for m in &inputs.manifests {
-            e.push(file(
-                &format!("{STAGED_MANIFESTS}/{}", m.name),
-                Content::Secret(m.content.clone()),
-                0o600,
-            ));
-        }
+        e.extend(staged_manifests(&inputs.manifests));
     }
     if let Some(images) = &inputs.airgap_images {
         e.push(dir(STAGED_IMAGES, 0o700));
@@ -143,4 +165,75 @@ pub fn edits(spec: &NodeSpec, inputs: &Inputs) -> Vec<Edit> {
         ));
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(rel_path: &str, secret: bool) -> RenderedManifest {
+        RenderedManifest {
+            rel_path: rel_path.into(),
+            content: Secret::new("kind: X\n".into()),
+            secret,
+        }
+    }
+
+    #[test]
+    fn nested_folders_are_made_0700_parents_first_and_modes_follow_secret() {
+        let e = staged_manifests(&[
+            manifest("namespaces.yaml", false),
+            manifest("own/deep/a.yaml", false),
+            manifest("own/b-credentials.yaml", true),
+        ]);
+        let dirs: Vec<&str> = e
+            .iter()
+            .filter_map(|e| match e {
+                Edit::Mkdir {
+                    path, mode: 0o700, ..
+                } => Some(path.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            dirs,
+            [
+                STAGED_MANIFESTS,
+                "/var/lib/piimg/manifests/own",
+                "/var/lib/piimg/manifests/own/deep"
+            ]
+        );
+        let modes: Vec<(String, u32, bool)> = e
+            .iter()
+            .filter_map(|e| match e {
+                Edit::WriteFile {
+                    path,
+                    mode,
+                    content,
+                    ..
+                } => Some((path.clone(), *mode, matches!(content, Content::Secret(_)))),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                (
+                    "/var/lib/piimg/manifests/namespaces.yaml".into(),
+                    0o644,
+                    false
+                ),
+                (
+                    "/var/lib/piimg/manifests/own/deep/a.yaml".into(),
+                    0o644,
+                    false
+                ),
+                (
+                    "/var/lib/piimg/manifests/own/b-credentials.yaml".into(),
+                    0o600,
+                    true
+                ),
+            ]
+        );
+    }
 }

@@ -35,14 +35,19 @@ pub struct SourceFile {
     pub sha256: String,
 }
 
-/// One rendered manifest for `manifests/` (the manifests module renders them with cluster
-/// values and service credentials, so the content counts as secret).
+/// One rendered base-service manifest, staged at `STAGED_MANIFESTS/<rel_path>` on the server.
+///
+/// The content is held as a [`Secret`] whatever it is, so Debug and JSON of the inputs never
+/// show it; `secret` says whether it really holds credentials, which decides its mode (0600,
+/// else 0644) and whether `piimg plan` may show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RenderedManifest {
-    /// File name (RFC 1123, ending `.yaml`).
-    pub name: String,
+    /// Path below the staged folder, `/`-separated (`minio/minio.yaml`).
+    pub rel_path: String,
     /// The YAML.
     pub content: Secret,
+    /// Holds credentials (a Kubernetes `Secret`).
+    pub secret: bool,
 }
 
 /// What the sources stage resolved for one build: the plan's inputs besides the spec.
@@ -78,7 +83,8 @@ impl Inputs {
             h.update(a.sha256.as_bytes());
         }
         for m in &self.manifests {
-            h.update(m.name.as_bytes());
+            h.update(m.rel_path.as_bytes());
+            h.update(b"\0");
             h.update(Sha256::digest(m.content.expose().as_bytes()));
         }
         hex::encode(h.finalize())

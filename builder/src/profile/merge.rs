@@ -71,6 +71,7 @@ impl Merge for NodeProfile {
         scalar(&mut self.report_url, upper.report_url);
         nested(&mut self.kernel, upper.kernel);
         append_unique(&mut self.overlays, upper.overlays);
+        scalar(&mut self.manifests, upper.manifests);
         if let Some(files) = upper.files {
             let list: &mut Vec<ExtraFile> = self.files.get_or_insert_with(Vec::new);
             for file in files {

@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 fn flatten(prefix: &str, v: &Value, out: &mut BTreeSet<String>) {
     match v {
         Value::Object(map)
-            if !map.is_empty() && prefix != "defaults" && !prefix.ends_with("selector") =>
+            if !map.is_empty()
+                && !matches!(prefix, "defaults" | "services")
+                && !prefix.ends_with("selector") =>
         {
             for (k, v) in map {
                 let key = if prefix.is_empty() {
@@ -70,6 +72,7 @@ fn full_node() -> NodeProfile {
             uid: Some(0),
             gid: Some(0),
         }]),
+        manifests: Some("x".into()),
     }
 }
 
@@ -104,6 +107,12 @@ fn full_cluster() -> ClusterFile {
         )]
         .into(),
         defaults: NodeProfile::default(),
+        manifests_dir: Some("x".into()),
+        manifests: Some(crate::manifests::TemplateValues {
+            vars: [("NAME".into(), "x".into())].into(),
+            ..crate::manifests::TemplateValues::new("x", "x")
+        }),
+        services: Default::default(),
     }
 }
 
@@ -135,6 +144,8 @@ fn readme_reference_matches_the_schema() {
         &serde_json::to_value(full_cluster()).unwrap(),
         &mut cluster,
     );
+    // Filled from `name` by the loader; writing it in `[manifests]` is an error.
+    cluster.remove("manifests.cluster_name");
     assert_eq!(
         documented(&readme, "### `cluster.toml`"),
         cluster,

@@ -1,6 +1,7 @@
 //! Serde types mirroring the profile files. Keys and their merge rules are documented here,
 //! on the fields, and nowhere else.
 
+use crate::manifests::{ServiceSelection, TemplateValues};
 use piimg_firstboot::config::{DiskSelector, Role};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -94,6 +95,10 @@ pub struct ClusterFile {
     /// Folder of overlays, relative to the profiles folder (default `../overlays`).
     #[serde(default)]
     pub overlays_dir: Option<PathBuf>,
+    /// Folder of the base-service manifests, relative to the profiles folder (default
+    /// `../manifests`). Only the server's build reads it.
+    #[serde(default)]
+    pub manifests_dir: Option<PathBuf>,
     /// Where agents join.
     pub server: ServerSection,
     /// Pinned k3s releases.
@@ -106,6 +111,13 @@ pub struct ClusterFile {
     /// Defaults for every node: the same keys as a node profile, merged underneath it.
     #[serde(default)]
     pub defaults: NodeProfile,
+    /// `[manifests]`: the cluster values the base-service templates use (`domain` required
+    /// when a server is built; `cluster_name` comes from `name`, never from this table).
+    #[serde(default)]
+    pub manifests: Option<TemplateValues>,
+    /// `[services]`: which base services run; every service is on unless set to `false`.
+    #[serde(default)]
+    pub services: ServiceSelection,
 }
 
 /// Static IPv4 set-up.
@@ -245,4 +257,8 @@ pub struct NodeProfile {
     /// Extra files. APPENDED; a later entry for the same path replaces the earlier one.
     #[serde(default)]
     pub files: Option<Vec<ExtraFile>>,
+    /// The profile's own folder of manifests, relative to the profiles folder, rendered like
+    /// `manifests/` and staged under its folder name. Server only.
+    #[serde(default)]
+    pub manifests: Option<PathBuf>,
 }

@@ -1,8 +1,8 @@
 //! Reading and creating the secrets file.
 
 use super::secret::Secret;
+use crate::manifests::{credentials, ServiceCredentials};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -28,10 +28,10 @@ pub struct ClusterSecrets {
     pub report_key: Secret,
     /// Seed of the per-node k3s passwords (see [`super::node_password`]).
     pub node_password_seed: Secret,
-    /// Per-service credentials, `services.<service>.<key>`; which exist is decided by the
-    /// manifests that use them.
+    /// Per-service credentials, `[services.<service>] <key> = "…"`: the logins of the base
+    /// services, rendered as Kubernetes Secrets into the server image.
     #[serde(default)]
-    pub services: BTreeMap<String, BTreeMap<String, Secret>>,
+    pub services: ServiceCredentials,
 }
 
 /// Why the secrets file cannot be read or written.
@@ -160,19 +160,12 @@ struct Plain<'a> {
     agent_token: &'a str,
     report_key: &'a str,
     node_password_seed: &'a str,
-    services: BTreeMap<&'a str, BTreeMap<&'a str, &'a str>>,
+    services: &'a ServiceCredentials,
 }
 
 impl ClusterSecrets {
-    /// Fresh secrets from the OS's random generator; `services` lists the `(service, key)`
-    /// credentials the manifests need.
-    pub fn generate(services: &[(&str, &str)]) -> Result<Self, getrandom::Error> {
-        let mut map: BTreeMap<String, BTreeMap<String, Secret>> = BTreeMap::new();
-        for (service, key) in services {
-            map.entry((*service).to_string())
-                .or_default()
-                .insert((*key).to_string(), Secret::new(random_hex(24)?));
-        }
+    /// Fresh secrets from the OS's random generator, with a login for every base service.
+    pub fn generate() -> Result<Self, getrandom::Error> {
         Ok(ClusterSecrets {
             schema: SECRETS_SCHEMA,
             cluster_id: random_hex(8)?,
@@ -180,13 +173,8 @@ impl ClusterSecrets {
             agent_token: Secret::new(random_hex(32)?),
             report_key: Secret::new(random_hex(32)?),
             node_password_seed: Secret::new(random_hex(32)?),
-            services: map,
+            services: credentials::generate(&mut rand::rng()),
         })
-    }
-
-    /// A service credential, if the secrets file has it.
-    pub fn service(&self, service: &str, key: &str) -> Option<&Secret> {
-        self.services.get(service)?.get(key)
     }
 
     fn to_toml(&self) -> String {
@@ -197,16 +185,7 @@ impl ClusterSecrets {
             agent_token: self.agent_token.expose(),
             report_key: self.report_key.expose(),
             node_password_seed: self.node_password_seed.expose(),
-            services: self
-                .services
-                .iter()
-                .map(|(s, keys)| {
-                    (
-                        s.as_str(),
-                        keys.iter().map(|(k, v)| (k.as_str(), v.expose())).collect(),
-                    )
-                })
-                .collect(),
+            services: &self.services,
         };
         let body = toml::to_string_pretty(&plain).unwrap_or_default();
         format!(
@@ -227,13 +206,13 @@ fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
 /// The content goes to a fresh temporary file (created exclusively, 0600 from the start, synced)
 /// which is then hard-linked to the final name: the link fails if a file appeared there
 /// meanwhile, so an existing secrets file is never replaced and a crash leaves no half file.
-pub fn init(path: &Path, services: &[(&str, &str)]) -> Result<ClusterSecrets, SecretsError> {
+pub fn init(path: &Path) -> Result<ClusterSecrets, SecretsError> {
     if path.symlink_metadata().is_ok() {
         return Err(SecretsError::Exists {
             path: path.to_path_buf(),
         });
     }
-    let secrets = ClusterSecrets::generate(services).map_err(|e| SecretsError::Io {
+    let secrets = ClusterSecrets::generate().map_err(|e| SecretsError::Io {
         path: path.to_path_buf(),
         op: "cannot get random bytes from the OS",
         source: io::Error::other(e.to_string()),
@@ -263,34 +242,22 @@ pub fn init(path: &Path, services: &[(&str, &str)]) -> Result<ClusterSecrets, Se
     Ok(secrets)
 }
 
-/// Adds the `(service, key)` credentials the file lacks, generated fresh; existing values are
-/// never changed. Returns what was added. The new file replaces the old by rename (0600 from
-/// the start), so a crash leaves either the old or the new file, never half of one.
-pub fn add_services(
-    path: &Path,
-    services: &[(&str, &str)],
-) -> Result<Vec<(String, String)>, SecretsError> {
+/// Adds the service credentials the file lacks (a cluster made by an older piimg, or a
+/// service added since), generated fresh; existing values are never changed. Returns the
+/// `(service, key)` names added, never values. The new file replaces the old by rename (0600
+/// from the start), so a crash leaves either the old or the new file, never half of one.
+pub fn add_services(path: &Path) -> Result<Vec<(String, String)>, SecretsError> {
     let mut secrets = load(path)?;
-    let mut added = Vec::new();
-    for (service, key) in services {
-        if secrets.service(service, key).is_some() {
-            continue;
-        }
-        let value = random_hex(24).map_err(|e| SecretsError::Io {
-            path: path.to_path_buf(),
-            op: "cannot get random bytes from the OS",
-            source: io::Error::other(e.to_string()),
-        })?;
-        secrets
-            .services
-            .entry((*service).to_string())
-            .or_default()
-            .insert((*key).to_string(), Secret::new(value));
-        added.push(((*service).to_string(), (*key).to_string()));
-    }
+    let added: Vec<(String, String)> = secrets
+        .services
+        .missing()
+        .into_iter()
+        .map(|(s, k)| (s.to_string(), k.to_string()))
+        .collect();
     if added.is_empty() {
         return Ok(added);
     }
+    secrets.services.fill_missing(&mut rand::rng());
     let tmp = temp_beside(path);
     let result = write_new(&tmp, secrets.to_toml().as_bytes())
         .and_then(|()| fs::rename(&tmp, path).map_err(io_err(path, "cannot replace it")));
@@ -328,22 +295,26 @@ mod tests {
     fn init_writes_0600_and_load_reads_it_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secrets.toml");
-        let made = init(&path, &[("grafana", "admin_password")]).unwrap();
+        let made = init(&path).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let read = load(&path).unwrap();
         assert_eq!(read, made);
         assert_eq!(read.cluster_id.len(), 16);
-        assert!(read.service("grafana", "admin_password").is_some());
+        assert!(
+            read.services.missing().is_empty(),
+            "every service login made"
+        );
+        assert!(read.services.get("minio", "root-password").is_some());
     }
 
     #[test]
     fn init_refuses_to_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secrets.toml");
-        init(&path, &[]).unwrap();
+        init(&path).unwrap();
         let before = fs::read(&path).unwrap();
-        let err = init(&path, &[]).unwrap_err();
+        let err = init(&path).unwrap_err();
         assert!(matches!(err, SecretsError::Exists { .. }), "{err}");
         assert!(err.to_string().contains("refusing to overwrite"));
         assert_eq!(fs::read(&path).unwrap(), before);
@@ -353,35 +324,68 @@ mod tests {
     fn load_refuses_group_or_world_readable() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secrets.toml");
-        let made = init(&path, &[]).unwrap();
+        let made = init(&path).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let err = load(&path).unwrap_err().to_string();
         assert!(err.contains("0644") && err.contains("chmod 600"), "{err}");
         assert!(!err.contains(made.k3s_token.expose()));
     }
 
-    #[test]
-    fn add_services_keeps_existing_values() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("secrets.toml");
-        let made = init(&path, &[("grafana", "admin_password")]).unwrap();
-        let added = add_services(
-            &path,
-            &[("grafana", "admin_password"), ("minio", "root_password")],
+    /// A file from before service credentials existed, with one service partly filled.
+    fn old_file(path: &Path) -> ClusterSecrets {
+        let made = init(path).unwrap();
+        let text = fs::read_to_string(path).unwrap();
+        let cut = text.find("[services").unwrap();
+        let kept = made.services.get("mlflow", "admin-password").unwrap();
+        fs::write(
+            path,
+            format!(
+                "{}[services.mlflow]\nadmin-password = \"{kept}\"\n",
+                &text[..cut]
+            ),
         )
         .unwrap();
-        assert_eq!(added, [("minio".to_string(), "root_password".to_string())]);
+        load(path).unwrap()
+    }
+
+    #[test]
+    fn add_services_fills_missing_and_keeps_existing_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.toml");
+        let old = old_file(&path);
+        assert!(!old.services.missing().is_empty());
+        let added = add_services(&path).unwrap();
+        assert!(added.contains(&("minio".to_string(), "root-password".to_string())));
+        assert!(!added.iter().any(|(s, _)| s == "mlflow"), "{added:?}");
         let read = load(&path).unwrap();
+        assert!(read.services.missing().is_empty());
         assert_eq!(
-            read.service("grafana", "admin_password"),
-            made.service("grafana", "admin_password")
+            read.services.get("mlflow", "admin-password"),
+            old.services.get("mlflow", "admin-password")
         );
-        assert!(read.service("minio", "root_password").is_some());
-        assert_eq!(read.k3s_token, made.k3s_token);
+        assert_eq!(read.k3s_token, old.k3s_token);
+        assert_eq!(read.cluster_id, old.cluster_id);
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
+        let before = fs::read(&path).unwrap();
+        assert!(add_services(&path).unwrap().is_empty());
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            before,
+            "nothing missing: untouched"
+        );
+    }
+
+    #[test]
+    fn debug_and_json_never_show_service_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = init(&dir.path().join("secrets.toml")).unwrap();
+        let shown = format!("{made:?}{}", serde_json::to_string(&made).unwrap());
+        for value in made.services.values() {
+            assert!(!shown.contains(value), "{shown}");
+        }
     }
 
     #[test]

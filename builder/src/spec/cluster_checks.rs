@@ -124,5 +124,6 @@ pub(super) fn check_cluster(lc: &LoadedCluster) -> Vec<ProfileError> {
             );
         }
     }
+    errs.extend(super::services::check_cluster_services(lc));
     errs
 }

@@ -9,11 +9,13 @@ mod entries;
 mod node_checks;
 mod overlay;
 mod resolve;
+mod services;
 
 pub use check::{is_rfc1123_label, K3sVersion};
 pub use node_checks::{DEFAULT_MOUNT_POINT, DEFAULT_TIMEZONE, DEFAULT_USER};
 pub use overlay::{EntryKind, RootEntry};
 pub use resolve::resolve;
+pub use services::{ManifestsSpec, DEFAULT_MANIFESTS_DIR};
 
 use crate::profile::{Arch, Artifact, Family, ProfileError};
 use crate::secrets::ClusterSecrets;
@@ -201,8 +203,12 @@ pub struct NodeSpec {
     pub kernel: KernelSpec,
     /// Overlay and extra-file entries in the order they are applied (later wins).
     pub root_entries: Vec<RootEntry>,
+    /// The base-service manifests to render: the server's; `None` for an agent.
+    pub manifests: Option<ManifestsSpec>,
     /// The cluster secrets (masked in Debug and JSON).
     pub secrets: ClusterSecrets,
+    /// Where they were read from (a build adds missing service credentials there).
+    pub secrets_file: PathBuf,
     /// The profiles folder.
     pub profiles_dir: PathBuf,
     /// Profile files read, cluster.toml first.

@@ -1,7 +1,9 @@
 //! [`resolve`]: loads the layers, runs every check and assembles the [`NodeSpec`].
 
 use super::cluster_checks::check_cluster;
-use super::{entries, node_checks, EntryKind, NodeSpec, Overrides, SpecErrors, StorageSpec};
+use super::{
+    entries, node_checks, services, EntryKind, NodeSpec, Overrides, SpecErrors, StorageSpec,
+};
 use crate::profile::{self, LoadedCluster, LoadedNode, Merge, NodeProfile, ProfileError};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -85,7 +87,9 @@ fn assemble(ctx: &mut Ctx<'_>, overrides: &Overrides) -> Option<NodeSpec> {
     let storage = node_checks::storage(ctx);
     let report_url = node_checks::report_url(ctx);
     let kernel = node_checks::kernel(ctx);
-    let secrets = match crate::secrets::load(&lc.dir.join(&c.secrets)) {
+    let manifests = services::manifests(ctx, role);
+    let secrets_file = lc.dir.join(&c.secrets);
+    let secrets = match crate::secrets::load(&secrets_file) {
         Ok(s) => Some(s),
         Err(e) => {
             let (problem, fix) = e.problem_and_fix();
@@ -141,7 +145,9 @@ fn assemble(ctx: &mut Ctx<'_>, overrides: &Overrides) -> Option<NodeSpec> {
         report_url,
         kernel,
         root_entries,
+        manifests,
         secrets,
+        secrets_file,
         profiles_dir: lc.dir.clone(),
         profile_files,
         profile_sha256: hex::encode(digest.finalize()),

@@ -28,7 +28,7 @@ pub struct Built {
 /// Runs `piimg build` for every selected node; prints one line per image to `out`.
 pub fn build(args: &BuildArgs, out: &mut dyn Write) -> anyhow::Result<Vec<Built>> {
     let overrides = super::plan::overrides(&args.sources)?;
-    let specs = resolve_all(args, &overrides)?;
+    let mut specs = resolve_all(args, &overrides)?;
     let cache = match &args.cache_dir {
         Some(dir) => Cache::new(dir.clone()),
         None => Cache::from_env()?,
@@ -36,7 +36,8 @@ pub fn build(args: &BuildArgs, out: &mut dyn Write) -> anyhow::Result<Vec<Built>
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create the output folder", args.out.display()))?;
     let mut built = Vec::new();
-    for spec in &specs {
+    for spec in &mut specs {
+        super::ensure_service_credentials(spec)?;
         let b = build_node(spec, &cache, args)
             .with_context(|| format!("building {}", spec.node))?;
         writeln!(
@@ -101,7 +102,7 @@ fn build_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Resul
             fetch(cache, args, path.display().to_string(), None)?
         }
     };
-    let manifests: Vec<RenderedManifest> = super::manifests_for(spec)?;
+    let manifests: Vec<RenderedManifest> = super::render_manifests(spec)?;
     let inputs = Inputs {
         k3s_bin: k3s,
         firstboot_bin: firstboot,

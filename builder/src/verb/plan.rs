@@ -104,9 +104,11 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         return Err(SpecErrors(errors).into());
     }
     let mut plans = Vec::new();
-    for s in &specs {
-        // HOOK: the manifests module renders `manifests/` for the server here.
-        plans.push(compute(s, &inputs_for_plan(s, Vec::new())?));
+    for s in &mut specs {
+        // The same credentials the build will use, so the plan's build id is the build's.
+        super::ensure_service_credentials(s)?;
+        let manifests = super::render_manifests(s)?;
+        plans.push(compute(s, &inputs_for_plan(s, manifests)?));
     }
     let write = |out: &mut dyn Write, text: String| {
         out.write_all(text.as_bytes())
