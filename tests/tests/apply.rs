@@ -88,14 +88,6 @@ impl Cluster {
     }
 }
 
-fn part_start(image: &Path, n: u32) -> u64 {
-    e2e::partitions(image)
-        .iter()
-        .find(|p| p.number == n)
-        .unwrap_or_else(|| panic!("{}: no partition {n}", image.display()))
-        .start
-}
-
 fn apply_ok(plan: &Plan, image: &Path) -> ApplyReport {
     apply::apply(plan, image).unwrap_or_else(|e| panic!("{}: {e}", image.display()))
 }
@@ -263,4 +255,130 @@ fn applies_the_example_profiles_to_every_base_and_again_changes_nothing() {
         assert_eq!(again.changed, 0, "{kind}: {again:?}");
         assert_eq!(e2e::sha256_file(&image), baked, "{kind}: re-applying changed bytes");
     }
+}
+
+#[test]
+fn a_base_of_another_os_is_refused_before_any_write() {
+    let c = example();
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        (Kind::UbuntuRaspi, "worker-2", "raspios-bookworm", "Raspberry Pi OS bookworm"),
+        (Kind::RaspiosBookworm, "worker-2", "raspios-trixie", "Raspberry Pi OS trixie"),
+        (Kind::UbuntuAmd64, "worker-4", "ubuntu-raspi", "Ubuntu for Raspberry Pi"),
+        (Kind::UbuntuRaspi, "control-plane", "ubuntu-amd64", "Ubuntu amd64"),
+    ];
+    for (kind, node, base, expected) in cases {
+        let image = e2e::copy_fixture(kind, tmp.path());
+        let before = e2e::sha256_file(&image);
+        let plan = c.plan(node, base, 1 << 20);
+        let err = apply::apply(&plan, &image).expect_err("a mismatching base must be refused");
+        assert!(matches!(err, ApplyError::BaseMismatch { .. }), "{kind}: {err}");
+        let msg = err.to_string();
+        assert!(msg.contains(&image.display().to_string()), "{msg}");
+        assert!(msg.contains(expected) && msg.contains(node), "{msg}");
+        assert!(msg.contains("--base"), "{msg}");
+        assert_eq!(e2e::sha256_file(&image), before, "{kind}: refused but written");
+    }
+}
+
+/// A `tracing` writer that keeps what the apply stage logs, to read its messages.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn free_bytes(image: &Path, start: u64) -> u64 {
+    piimg::fs::ext4::Ext4::open(image, start, piimg::fs::ext4::Access::ReadOnly)
+        .unwrap()
+        .free_bytes()
+}
+
+#[test]
+fn a_payload_bigger_than_the_free_space_grows_image_partition_and_filesystem() {
+    let c = example();
+    for kind in [Kind::RaspiosBookworm, Kind::UbuntuAmd64] {
+        let tmp = tempfile::tempdir().unwrap();
+        let image = e2e::copy_fixture(kind, tmp.path());
+        let l = apply::locate(&image).unwrap();
+        let free = free_bytes(&image, l.root.start);
+        let size_before = fs::metadata(&image).unwrap().len();
+        let k3s_size = (free + (8 << 20)) as usize;
+        let (node, base) = node_for(kind);
+        let plan = c.plan(node, base, k3s_size);
+
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let r = tracing::subscriber::with_default(subscriber, || apply_ok(&plan, &image));
+        let grown = r.grown_by.unwrap_or_else(|| panic!("{kind}: did not grow: {r:?}"));
+        let size_after = fs::metadata(&image).unwrap().len();
+        assert_eq!(size_after - size_before, grown, "{kind}");
+        assert!(grown >= 8 << 20, "{kind}: grew by {grown}");
+        e2e::check_all(&image);
+        let l2 = apply::locate(&image).unwrap();
+        assert_eq!(l2.root.start, l.root.start);
+        assert!(l2.root.size >= l.root.size + grown - (1 << 20), "{kind}: partition grew");
+        let (_, _, _, size) = e2e::debugfs_stat(&image, l2.root.start, "/usr/local/bin/k3s");
+        assert_eq!(size, k3s_size as u64);
+        let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        let mib = grown.div_ceil(1 << 20);
+        assert!(
+            log.contains(&format!("root filesystem grown by {mib} MiB to fit the payload")),
+            "{kind}: {log}"
+        );
+
+        let baked = e2e::sha256_file(&image);
+        let again = apply_ok(&plan, &image);
+        assert_eq!((again.changed, again.grown_by), (0, None), "{kind}");
+        assert_eq!(e2e::sha256_file(&image), baked, "{kind}");
+    }
+}
+
+#[test]
+fn a_source_file_changed_since_planning_is_an_error() {
+    let c = example();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = e2e::copy_fixture(Kind::RaspiosTrixie, tmp.path());
+    let (node, base) = node_for(Kind::RaspiosTrixie);
+    let plan = c.plan(node, base, 300 << 10);
+    let k3s = c.dir.path().join(format!("k3s-{}", 300 << 10));
+    let mut data = fs::read(&k3s).unwrap();
+    data[100] ^= 1;
+    fs::write(&k3s, data).unwrap();
+    let err = apply::apply(&plan, &image).expect_err("digest mismatch");
+    assert!(matches!(err, ApplyError::SourceDigest { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("/usr/local/bin/k3s") && msg.contains(&k3s.display().to_string()), "{msg}");
+}
+
+#[test]
+fn without_source_date_epoch_two_applies_give_the_same_bytes() {
+    let c = example();
+    let tmp = tempfile::tempdir().unwrap();
+    let (node, base) = node_for(Kind::RaspiosBookworm);
+    let mut plan = c.plan(node, base, 1 << 20);
+    plan.source_date_epoch = None;
+    let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
+    fs::create_dir_all(&da).unwrap();
+    fs::create_dir_all(&db).unwrap();
+    let a = e2e::copy_fixture(Kind::RaspiosBookworm, &da);
+    let b = e2e::copy_fixture(Kind::RaspiosBookworm, &db);
+    apply_ok(&plan, &a);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    apply_ok(&plan, &b);
+    assert_eq!(e2e::sha256_file(&a), e2e::sha256_file(&b));
+    let l = apply::locate(&a).unwrap();
+    let i = e2e::debugfs_inode(&a, l.root.start, "/etc/hostname");
+    assert_eq!(i.size, format!("{node}\n").len() as u64);
 }
