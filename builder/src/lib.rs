@@ -5,6 +5,7 @@
 //! The image layer underneath (`disk` for partition tables, `fs` for the boot and root
 //! filesystems) works on plain image files: no loop devices, no mounts, no root.
 
+pub mod apply;
 pub mod cli;
 pub mod disk;
 pub mod fs;

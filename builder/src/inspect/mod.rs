@@ -8,7 +8,7 @@ mod boot;
 pub mod fstab;
 pub mod os;
 mod render;
-mod rootfs;
+pub(crate) mod rootfs;
 pub mod swap;
 pub mod tree;
 

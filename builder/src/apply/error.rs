@@ -1,0 +1,140 @@
+//! The one error type of the apply stage. Every variant names the image; those about an edit
+//! name the partition and the edit too (an edit's Display masks secrets, so errors never
+//! carry one).
+
+use crate::disk::DiskError;
+use crate::fs::ext4::Ext4Error;
+use crate::fs::fat::FatError;
+use std::path::PathBuf;
+
+/// Why a plan could not be applied to an image.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The partition table could not be read or grown.
+    #[error("{image}: {source}")]
+    Disk {
+        /// The image.
+        image: PathBuf,
+        /// What the disk module said.
+        #[source]
+        source: DiskError,
+    },
+    /// A partition could not be opened (truncated image, unreadable file).
+    #[error("{image}: partition {partition}: {source}")]
+    Partition {
+        /// The image.
+        image: PathBuf,
+        /// Partition number.
+        partition: u32,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No partition holds a root filesystem with an os-release file.
+    #[error("{image}: no root filesystem found ({found}); is this a Raspberry Pi OS or Ubuntu image?")]
+    NoRoot {
+        /// The image.
+        image: PathBuf,
+        /// What the partitions hold, for the message.
+        found: String,
+    },
+    /// The base is not the OS the profile expects.
+    #[error("{image}: the base is {found} but profile {node} expects {expected} (base `{base}`); pass a matching --base or fix `base` in profiles/{node}.toml")]
+    BaseMismatch {
+        /// The image.
+        image: PathBuf,
+        /// The node the plan is for.
+        node: String,
+        /// The catalogue base the plan names.
+        base: String,
+        /// What the plan expects (the flavour).
+        expected: String,
+        /// What the image holds.
+        found: String,
+    },
+    /// The root filesystem must grow but is not the last partition.
+    #[error("{image}: the root filesystem (partition {root}) needs {needed} more bytes but cannot grow: partition {last} follows it; use a base whose root partition is last, or free space in the root filesystem")]
+    RootNotLast {
+        /// The image.
+        image: PathBuf,
+        /// Root partition number.
+        root: u32,
+        /// The partition that ends last.
+        last: u32,
+        /// Bytes missing.
+        needed: u64,
+    },
+    /// Growing did not make enough room (should not happen; a bug or an odd filesystem).
+    #[error("{image}: partition {partition}: the root filesystem still has only {free} free bytes after growing, {needed} are needed; report this as a bug")]
+    StillShort {
+        /// The image.
+        image: PathBuf,
+        /// Root partition number.
+        partition: u32,
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes free.
+        free: u64,
+    },
+    /// A root-filesystem operation failed.
+    #[error("{image}: partition {partition}: {edit}: {source}")]
+    Ext4 {
+        /// The image.
+        image: PathBuf,
+        /// Root partition number.
+        partition: u32,
+        /// The edit (or the step) that failed.
+        edit: String,
+        /// What libext2fs said.
+        #[source]
+        source: Ext4Error,
+    },
+    /// A boot-partition operation failed.
+    #[error("{image}: partition {partition}: {edit}: {source}")]
+    Fat {
+        /// The image.
+        image: PathBuf,
+        /// Boot partition number.
+        partition: u32,
+        /// The edit (or the step) that failed.
+        edit: String,
+        /// What the FAT module said.
+        #[source]
+        source: FatError,
+    },
+    /// The plan edits the boot partition but the image has none.
+    #[error("{image}: {edit}: the image has no boot partition (no FAT partition with cmdline.txt or config.txt, no ESP); is the base a Raspberry Pi image?")]
+    NoBoot {
+        /// The image.
+        image: PathBuf,
+        /// The edit.
+        edit: String,
+    },
+    /// A file the plan copies in could not be read.
+    #[error("{image}: {edit}: cannot read {file}: {source}; fetch the sources again")]
+    SourceRead {
+        /// The image.
+        image: PathBuf,
+        /// The edit.
+        edit: String,
+        /// The file on the workstation.
+        file: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file the plan copies in no longer has the digest the plan recorded.
+    #[error("{image}: {edit}: {file} has sha256 {actual}, the plan recorded {expected}; the file changed since it was resolved: fetch or pass it again")]
+    SourceDigest {
+        /// The image.
+        image: PathBuf,
+        /// The edit.
+        edit: String,
+        /// The file on the workstation.
+        file: PathBuf,
+        /// Recorded digest.
+        expected: String,
+        /// Digest of what was streamed.
+        actual: String,
+    },
+}
