@@ -67,9 +67,11 @@ fn assert_common_edits(image: &Path, node: &str, role: &str, arch: &str) -> (ser
         assert_eq!(inode.link_target.as_deref(), Some("k3s"), "{link}");
     }
     assert_eq!(mode(image, s, "/etc/rancher/k3s/config.yaml"), (0o600, 0, 0));
-    let config = text(image, s, "/etc/rancher/k3s/config.yaml");
-    assert!(config.contains(&format!("node-name: {node}")) || config.contains(&format!("node-name: \"{node}\"")), "{config}");
-    assert!(config.contains("data-dir: /mnt/storage"), "{config}");
+    let config = yaml_scalars(&text(image, s, "/etc/rancher/k3s/config.yaml"));
+    let get = |key: &str| config.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    assert_eq!(get("node-name"), Some(node));
+    assert!(get("data-dir").is_some_and(|d| d.starts_with("/mnt/storage/")), "data-dir {:?}", get("data-dir"));
+    assert!(get("token").is_some_and(|t| t.len() >= 32), "no join token");
     assert_eq!(mode(image, s, "/etc/rancher/node/password"), (0o600, 0, 0));
     assert_eq!(mode(image, s, "/etc/piimg/node.toml"), (0o600, 0, 0));
     let node_toml = text(image, s, "/etc/piimg/node.toml");
@@ -91,13 +93,23 @@ fn assert_common_edits(image: &Path, node: &str, role: &str, arch: &str) -> (ser
     (r, s)
 }
 
-fn assert_pi_boot(image: &Path, r: &serde_json::Value) {
+/// `key: value` lines of a flat YAML file, quotes removed (values never printed: some are tokens).
+fn yaml_scalars(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter(|l| !l.starts_with(' ') && !l.starts_with('#'))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+        .collect()
+}
+
+/// `kernel`: Raspberry Pi OS gets `kernel8.img` (4K pages); Ubuntu keeps its `vmlinuz`, already 4K.
+fn assert_pi_boot(image: &Path, r: &serde_json::Value, kernel: &str) {
     let cmdline = r["boot"]["cmdline"].as_str().unwrap();
     for p in ["cgroup_memory=1", "cgroup_enable=memory"] {
         assert_eq!(cmdline.split_whitespace().filter(|w| *w == p).count(), 1, "{p} once in {cmdline}");
     }
     assert!(cmdline.contains("rootwait"), "{cmdline}");
-    assert_eq!(r["boot"]["kernel"], "kernel8.img");
+    assert_eq!(r["boot"]["kernel"], kernel);
     let boot = e2e::partitions(image)[0].start;
     let raw = e2e::mtype(image, boot, "cmdline.txt");
     assert_eq!(raw.iter().filter(|b| **b == b'\n').count(), 1, "cmdline.txt stays one line");
@@ -108,7 +120,7 @@ fn worker_on_raspios_bookworm_and_trixie() {
     let tc = TestCluster::new();
     let image = tc.build("worker-2", "img", &[]);
     let (r, s) = assert_common_edits(&image, "worker-2", "agent", "arm64");
-    assert_pi_boot(&image, &r);
+    assert_pi_boot(&image, &r, "kernel8.img");
     assert_eq!(r["os"]["codename"], "bookworm");
     assert_eq!(e2e::debugfs_inode(&image, s, "/etc/systemd/system/dphys-swapfile.service").link_target.as_deref(), Some("/dev/null"));
     assert!(!exists(&image, s, "/var/swap"));
@@ -117,7 +129,7 @@ fn worker_on_raspios_bookworm_and_trixie() {
     std::fs::remove_dir_all(&tc.out).unwrap();
     let image = tc.build("worker-2", "img", &["--base", "raspios-trixie"]);
     let (r, s) = assert_common_edits(&image, "worker-2", "agent", "arm64");
-    assert_pi_boot(&image, &r);
+    assert_pi_boot(&image, &r, "kernel8.img");
     assert_eq!(r["os"]["codename"], "trixie");
     assert!(r["boot"]["cmdline"].as_str().unwrap().split_whitespace().any(|w| w == "resize"));
     assert_eq!(text(&image, s, "/etc/machine-id").trim(), "uninitialized");
@@ -128,7 +140,7 @@ fn worker_on_ubuntu_for_raspberry_pi() {
     let tc = TestCluster::new();
     let image = tc.build("worker-4", "img", &[]);
     let (r, s) = assert_common_edits(&image, "worker-4", "agent", "arm64");
-    assert_pi_boot(&image, &r);
+    assert_pi_boot(&image, &r, "vmlinuz");
     assert_eq!(r["os"]["id"], "ubuntu");
     assert!(exists(&image, s, "/etc/cloud/cloud-init.disabled"));
     assert!(text(&image, s, "/etc/rancher/k3s/config.yaml").contains("dedicated=batch:NoSchedule"));
