@@ -30,7 +30,9 @@ pub fn check(image: &Path, plan: &Plan, located: &Located, fs: &Ext4) -> Result<
     let problem: Option<String> = match plan.flavour {
         Flavour::Bookworm | Flavour::Trixie if !debian_like => Some(String::new()),
         Flavour::Bookworm if found.codename != "bookworm" => Some(String::new()),
-        Flavour::Trixie if matches!(found.codename.as_str(), "bookworm" | "bullseye" | "buster") => {
+        Flavour::Trixie
+            if matches!(found.codename.as_str(), "bookworm" | "bullseye" | "buster") =>
+        {
             Some(String::new())
         }
         Flavour::Bookworm | Flavour::Trixie if !found.cmdline => {
@@ -88,18 +90,19 @@ fn read_found(image: &Path, located: &Located, fs: &Ext4) -> Result<Found, Apply
     let codename = get("VERSION_CODENAME");
     let pretty = match get("PRETTY_NAME") {
         p if !p.is_empty() => p,
-        _ => format!("{id} {} {codename}", get("VERSION_ID")).trim().to_string(),
+        _ => format!("{id} {} {codename}", get("VERSION_ID"))
+            .trim()
+            .to_string(),
     };
     let arch = detect(&Ext4Tree(fs)).and_then(|os| os.arch);
     let (mut cmdline, mut ab_cmdline) = (false, false);
     if let Some(boot) = &located.boot {
-        let view = disk::open_partition(image, boot, false).map_err(|source| {
-            ApplyError::Partition {
+        let view =
+            disk::open_partition(image, boot, false).map_err(|source| ApplyError::Partition {
                 image: image.to_path_buf(),
                 partition: boot.number,
                 source,
-            }
-        })?;
+            })?;
         if let Ok(fat) = BootFs::open(view, 0) {
             cmdline = fat.exists("cmdline.txt");
             ab_cmdline = fat.exists("current/cmdline.txt");
