@@ -455,3 +455,33 @@ fn without_source_date_epoch_two_applies_give_the_same_bytes() {
     let i = e2e::debugfs_inode(&a, l.root.start, "/etc/hostname");
     assert_eq!(i.size, format!("{node}\n").len() as u64);
 }
+
+#[test]
+fn re_applying_to_a_baked_image_with_little_free_space_neither_grows_nor_writes() {
+    let c = example();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = e2e::copy_fixture(Kind::RaspiosTrixie, tmp.path());
+    let (node, base) = node_for(Kind::RaspiosTrixie);
+    let plan = c.plan(node, base, 1 << 20);
+    apply_ok(&plan, &image);
+    let l = apply::locate(&image).unwrap();
+    {
+        use piimg::fs::ext4::{Access, Ext4, Meta};
+        let mut fs = Ext4::open(&image, l.root.start, Access::ReadWrite).unwrap();
+        let fill = fs.free_bytes().saturating_sub(512 << 10) as usize;
+        let meta = Meta {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: EPOCH as i64,
+        };
+        fs.write_file("/filler", &mut &vec![0x5a; fill][..], &meta)
+            .unwrap();
+        fs.close().unwrap();
+    }
+    assert!(free_bytes(&image, l.root.start) < 1 << 20);
+    let full = e2e::sha256_file(&image);
+    let again = apply_ok(&plan, &image);
+    assert_eq!((again.changed, again.grown_by), (0, None));
+    assert_eq!(e2e::sha256_file(&image), full);
+}

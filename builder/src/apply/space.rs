@@ -107,6 +107,11 @@ pub fn needed(image: &Path, fs: &Ext4, edits: &[&Edit]) -> Result<u64, ApplyErro
             },
         };
         let (kind, old_size) = existing(&path);
+        if kind == Some(FileKind::File) && old_size == new_size {
+            // Most likely already in place (re-applying); if not, the rewrite frees as many
+            // blocks as it takes.
+            continue;
+        }
         let old = if kind == Some(FileKind::File) {
             old_size
         } else {
