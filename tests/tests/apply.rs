@@ -97,7 +97,10 @@ fn locate_finds_root_and_boot_of_every_base() {
     for kind in Kind::ALL {
         let image = e2e::fixture(kind);
         let l = apply::locate(&image).unwrap();
-        let boot = l.boot.as_ref().unwrap_or_else(|| panic!("{kind}: no boot partition"));
+        let boot = l
+            .boot
+            .as_ref()
+            .unwrap_or_else(|| panic!("{kind}: no boot partition"));
         match kind {
             Kind::UbuntuAmd64 => {
                 // Numbered 1 but last on disk; the ESP stands in for the boot partition.
@@ -117,7 +120,9 @@ fn locate_finds_root_and_boot_of_every_base() {
 fn exists(image: &Path, start: u64, path: &str) -> bool {
     let (dir, name) = path.rsplit_once('/').unwrap();
     let dir = if dir.is_empty() { "/" } else { dir };
-    e2e::debugfs_ls(image, start, dir).iter().any(|e| e.name == name)
+    e2e::debugfs_ls(image, start, dir)
+        .iter()
+        .any(|e| e.name == name)
 }
 
 fn cat(image: &Path, start: u64, path: &str) -> String {
@@ -146,7 +151,10 @@ fn check_root_edits(plan: &Plan, image: &Path, root: u64) {
                 match content {
                     Content::Text(t) => assert_eq!(cat(image, root, path), *t, "{what}"),
                     Content::Secret(s) => {
-                        assert!(cat(image, root, path) == s.expose(), "{what}: content differs")
+                        assert!(
+                            cat(image, root, path) == s.expose(),
+                            "{what}: content differs"
+                        )
                     }
                     Content::Source { path: file, .. } => {
                         assert_eq!(size, fs::metadata(file).unwrap().len(), "{what}");
@@ -204,17 +212,28 @@ fn applies_the_example_profiles_to_every_base_and_again_changes_nothing() {
             let cmdline = boot_text(&image, &l, "cmdline.txt");
             assert_eq!(cmdline.lines().count(), 1, "{kind}: {cmdline:?}");
             for p in ["cgroup_memory=1", "cgroup_enable=memory"] {
-                assert_eq!(cmdline.split_whitespace().filter(|w| *w == p).count(), 1, "{kind}: {cmdline}");
+                assert_eq!(
+                    cmdline.split_whitespace().filter(|w| *w == p).count(),
+                    1,
+                    "{kind}: {cmdline}"
+                );
             }
-            assert!(cmdline.contains("rootwait"), "{kind}: other parameters kept: {cmdline}");
+            assert!(
+                cmdline.contains("rootwait"),
+                "{kind}: other parameters kept: {cmdline}"
+            );
         }
         if matches!(kind, Kind::RaspiosBookworm | Kind::RaspiosTrixie) {
             let config = boot_text(&image, &l, "config.txt");
-            assert!(config.contains("[pi5]") && config.contains("kernel=kernel8.img"), "{config}");
+            assert!(
+                config.contains("[pi5]") && config.contains("kernel=kernel8.img"),
+                "{config}"
+            );
         }
         match kind {
             Kind::RaspiosBookworm => {
-                let i = e2e::debugfs_inode(&image, root, "/etc/systemd/system/dphys-swapfile.service");
+                let i =
+                    e2e::debugfs_inode(&image, root, "/etc/systemd/system/dphys-swapfile.service");
                 assert_eq!(i.link_target.as_deref(), Some("/dev/null"));
                 assert!(!exists(&image, root, "/var/swap"));
                 assert_eq!(cat(&image, root, "/etc/machine-id"), "");
@@ -228,10 +247,17 @@ fn applies_the_example_profiles_to_every_base_and_again_changes_nothing() {
                 assert!(!exists(&image, root, "/swap.img"), "{kind}");
                 let fstab = cat(&image, root, "/etc/fstab");
                 assert!(
-                    fstab.lines().any(|l| l.contains("/mnt/storage") && l.contains("nofail")),
+                    fstab
+                        .lines()
+                        .any(|l| l.contains("/mnt/storage") && l.contains("nofail")),
                     "{kind}: {fstab}"
                 );
-                assert!(!fstab.lines().any(|l| l.contains(" swap ") || l.contains("\tswap\t")), "{kind}: {fstab}");
+                assert!(
+                    !fstab
+                        .lines()
+                        .any(|l| l.contains(" swap ") || l.contains("\tswap\t")),
+                    "{kind}: {fstab}"
+                );
             }
         }
         let (mode, ..) = e2e::debugfs_stat(&image, root, "/usr/local/bin/k3s");
@@ -240,8 +266,14 @@ fn applies_the_example_profiles_to_every_base_and_again_changes_nothing() {
             let i = e2e::debugfs_inode(&image, root, &format!("/usr/local/bin/{link}"));
             assert!(i.link_target.is_some(), "{kind}: {link} is a symlink");
         }
-        assert_eq!(e2e::debugfs_stat(&image, root, "/etc/rancher/k3s/config.yaml").0, 0o600);
-        assert_eq!(e2e::debugfs_stat(&image, root, "/etc/piimg/node.toml").0, 0o600);
+        assert_eq!(
+            e2e::debugfs_stat(&image, root, "/etc/rancher/k3s/config.yaml").0,
+            0o600
+        );
+        assert_eq!(
+            e2e::debugfs_stat(&image, root, "/etc/piimg/node.toml").0,
+            0o600
+        );
         assert!(
             !e2e::debugfs_ls(&image, root, "/etc/ssh")
                 .iter()
@@ -253,7 +285,11 @@ fn applies_the_example_profiles_to_every_base_and_again_changes_nothing() {
         let baked = e2e::sha256_file(&image);
         let again = apply_ok(&plan, &image);
         assert_eq!(again.changed, 0, "{kind}: {again:?}");
-        assert_eq!(e2e::sha256_file(&image), baked, "{kind}: re-applying changed bytes");
+        assert_eq!(
+            e2e::sha256_file(&image),
+            baked,
+            "{kind}: re-applying changed bytes"
+        );
     }
 }
 
@@ -262,22 +298,49 @@ fn a_base_of_another_os_is_refused_before_any_write() {
     let c = example();
     let tmp = tempfile::tempdir().unwrap();
     let cases = [
-        (Kind::UbuntuRaspi, "worker-2", "raspios-bookworm", "Raspberry Pi OS bookworm"),
-        (Kind::RaspiosBookworm, "worker-2", "raspios-trixie", "Raspberry Pi OS trixie"),
-        (Kind::UbuntuAmd64, "worker-4", "ubuntu-raspi", "Ubuntu for Raspberry Pi"),
-        (Kind::UbuntuRaspi, "control-plane", "ubuntu-amd64", "Ubuntu amd64"),
+        (
+            Kind::UbuntuRaspi,
+            "worker-2",
+            "raspios-bookworm",
+            "Raspberry Pi OS bookworm",
+        ),
+        (
+            Kind::RaspiosBookworm,
+            "worker-2",
+            "raspios-trixie",
+            "Raspberry Pi OS trixie",
+        ),
+        (
+            Kind::UbuntuAmd64,
+            "worker-4",
+            "ubuntu-raspi",
+            "Ubuntu for Raspberry Pi",
+        ),
+        (
+            Kind::UbuntuRaspi,
+            "control-plane",
+            "ubuntu-amd64",
+            "Ubuntu amd64",
+        ),
     ];
     for (kind, node, base, expected) in cases {
         let image = e2e::copy_fixture(kind, tmp.path());
         let before = e2e::sha256_file(&image);
         let plan = c.plan(node, base, 1 << 20);
         let err = apply::apply(&plan, &image).expect_err("a mismatching base must be refused");
-        assert!(matches!(err, ApplyError::BaseMismatch { .. }), "{kind}: {err}");
+        assert!(
+            matches!(err, ApplyError::BaseMismatch { .. }),
+            "{kind}: {err}"
+        );
         let msg = err.to_string();
         assert!(msg.contains(&image.display().to_string()), "{msg}");
         assert!(msg.contains(expected) && msg.contains(node), "{msg}");
         assert!(msg.contains("--base"), "{msg}");
-        assert_eq!(e2e::sha256_file(&image), before, "{kind}: refused but written");
+        assert_eq!(
+            e2e::sha256_file(&image),
+            before,
+            "{kind}: refused but written"
+        );
     }
 }
 
@@ -321,20 +384,27 @@ fn a_payload_bigger_than_the_free_space_grows_image_partition_and_filesystem() {
             .with_ansi(false)
             .finish();
         let r = tracing::subscriber::with_default(subscriber, || apply_ok(&plan, &image));
-        let grown = r.grown_by.unwrap_or_else(|| panic!("{kind}: did not grow: {r:?}"));
+        let grown = r
+            .grown_by
+            .unwrap_or_else(|| panic!("{kind}: did not grow: {r:?}"));
         let size_after = fs::metadata(&image).unwrap().len();
         assert_eq!(size_after - size_before, grown, "{kind}");
         assert!(grown >= 8 << 20, "{kind}: grew by {grown}");
         e2e::check_all(&image);
         let l2 = apply::locate(&image).unwrap();
         assert_eq!(l2.root.start, l.root.start);
-        assert!(l2.root.size >= l.root.size + grown - (1 << 20), "{kind}: partition grew");
+        assert!(
+            l2.root.size >= l.root.size + grown - (1 << 20),
+            "{kind}: partition grew"
+        );
         let (_, _, _, size) = e2e::debugfs_stat(&image, l2.root.start, "/usr/local/bin/k3s");
         assert_eq!(size, k3s_size as u64);
         let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
         let mib = grown.div_ceil(1 << 20);
         assert!(
-            log.contains(&format!("root filesystem grown by {mib} MiB to fit the payload")),
+            log.contains(&format!(
+                "root filesystem grown by {mib} MiB to fit the payload"
+            )),
             "{kind}: {log}"
         );
 
@@ -359,7 +429,10 @@ fn a_source_file_changed_since_planning_is_an_error() {
     let err = apply::apply(&plan, &image).expect_err("digest mismatch");
     assert!(matches!(err, ApplyError::SourceDigest { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("/usr/local/bin/k3s") && msg.contains(&k3s.display().to_string()), "{msg}");
+    assert!(
+        msg.contains("/usr/local/bin/k3s") && msg.contains(&k3s.display().to_string()),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -381,4 +454,34 @@ fn without_source_date_epoch_two_applies_give_the_same_bytes() {
     let l = apply::locate(&a).unwrap();
     let i = e2e::debugfs_inode(&a, l.root.start, "/etc/hostname");
     assert_eq!(i.size, format!("{node}\n").len() as u64);
+}
+
+#[test]
+fn re_applying_to_a_baked_image_with_little_free_space_neither_grows_nor_writes() {
+    let c = example();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = e2e::copy_fixture(Kind::RaspiosTrixie, tmp.path());
+    let (node, base) = node_for(Kind::RaspiosTrixie);
+    let plan = c.plan(node, base, 1 << 20);
+    apply_ok(&plan, &image);
+    let l = apply::locate(&image).unwrap();
+    {
+        use piimg::fs::ext4::{Access, Ext4, Meta};
+        let mut fs = Ext4::open(&image, l.root.start, Access::ReadWrite).unwrap();
+        let fill = fs.free_bytes().saturating_sub(512 << 10) as usize;
+        let meta = Meta {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: EPOCH as i64,
+        };
+        fs.write_file("/filler", &mut &vec![0x5a; fill][..], &meta)
+            .unwrap();
+        fs.close().unwrap();
+    }
+    assert!(free_bytes(&image, l.root.start) < 1 << 20);
+    let full = e2e::sha256_file(&image);
+    let again = apply_ok(&plan, &image);
+    assert_eq!((again.changed, again.grown_by), (0, None));
+    assert_eq!(e2e::sha256_file(&image), full);
 }

@@ -115,20 +115,32 @@ fn reads_every_partition_like_sfdisk_does() {
             assert_eq!(ours.number, theirs.number);
             assert_eq!(ours.start, theirs.start);
             assert_eq!(ours.size, theirs.size);
-            assert_eq!(same_type(&ours.type_id), same_type(&theirs.type_id), "{kind:?} p{}", ours.number);
+            assert_eq!(
+                same_type(&ours.type_id),
+                same_type(&theirs.type_id),
+                "{kind:?} p{}",
+                ours.number
+            );
             // Every partition reads back exactly its bytes of the image.
             let mut view = disk::open_partition(&w.image, ours, false).unwrap();
             let mut head = vec![0u8; 4096.min(ours.size as usize)];
             view.read_exact(&mut head).unwrap();
             let whole = std::fs::read(&w.image).unwrap();
-            assert_eq!(&head[..], &whole[ours.start as usize..ours.start as usize + head.len()]);
+            assert_eq!(
+                &head[..],
+                &whole[ours.start as usize..ours.start as usize + head.len()]
+            );
         }
         let root = root_of(&w.image);
         let fs = Ext4::open(&w.image, root.start, Access::ReadOnly).unwrap();
         let fstab = fs.read_file("/etc/fstab").unwrap();
         assert_eq!(fstab, e2e::debugfs_cat(&w.image, root.start, "/etc/fstab"));
         let etc = fs.read_dir("/etc").unwrap();
-        assert!(etc.len() > 100, "{kind:?}: /etc has only {} entries", etc.len());
+        assert!(
+            etc.len() > 100,
+            "{kind:?}: /etc has only {} entries",
+            etc.len()
+        );
         let boot = boot_of(&w.image);
         let view = disk::open_partition(&w.image, &boot, false).unwrap();
         let fat = BootFs::open(view, EPOCH).unwrap();
@@ -150,10 +162,17 @@ fn replaces_cmdline_with_longer_and_shorter_lines() {
         let boot = boot_of(&w.image);
         let before = {
             let view = disk::open_partition(&w.image, &boot, false).unwrap();
-            BootFs::open(view, EPOCH).unwrap().read_file("cmdline.txt").unwrap()
+            BootFs::open(view, EPOCH)
+                .unwrap()
+                .read_file("cmdline.txt")
+                .unwrap()
         };
         let line = String::from_utf8(before).unwrap();
-        let longer = format!("{} cgroup_memory=1 cgroup_enable=memory {}\n", line.trim(), "x=1 ".repeat(300));
+        let longer = format!(
+            "{} cgroup_memory=1 cgroup_enable=memory {}\n",
+            line.trim(),
+            "x=1 ".repeat(300)
+        );
         let shorter = "console=tty1 root=LABEL=writable\n".to_string();
         for content in [longer, shorter] {
             {
@@ -162,7 +181,10 @@ fn replaces_cmdline_with_longer_and_shorter_lines() {
                 fat.write_file("cmdline.txt", content.as_bytes()).unwrap();
                 fat.close().unwrap();
             }
-            assert_eq!(e2e::mtype(&w.image, boot.start, "cmdline.txt"), content.as_bytes());
+            assert_eq!(
+                e2e::mtype(&w.image, boot.start, "cmdline.txt"),
+                content.as_bytes()
+            );
             e2e::check_all(&w.image);
         }
     });
@@ -170,34 +192,68 @@ fn replaces_cmdline_with_longer_and_shorter_lines() {
 
 #[test]
 fn writes_a_large_binary_configs_links_and_modes_into_root() {
-    let big: Vec<u8> = (0..70u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let big: Vec<u8> = (0..70u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     for_each_fixture(|kind| {
         let w = work(kind);
         let root = root_of(&w.image);
         with_root(&w.image, |fs| {
-            fs.write_file("/usr/local/bin/k3s", &mut &big[..], &meta(0o755)).unwrap();
-            fs.write_file("/etc/piimg-new.conf", &mut &b"hello htree\n"[..], &meta(0o644)).unwrap();
+            fs.write_file("/usr/local/bin/k3s", &mut &big[..], &meta(0o755))
+                .unwrap();
+            fs.write_file(
+                "/etc/piimg-new.conf",
+                &mut &b"hello htree\n"[..],
+                &meta(0o644),
+            )
+            .unwrap();
             fs.mkdir_p("/etc/rancher/k3s", &meta(0o755)).unwrap();
-            fs.write_file("/etc/rancher/k3s/config.yaml", &mut &b"token: x\n"[..], &meta(0o600)).unwrap();
-            fs.symlink("/usr/local/bin/kubectl", "k3s", &meta(0o777)).unwrap();
+            fs.write_file(
+                "/etc/rancher/k3s/config.yaml",
+                &mut &b"token: x\n"[..],
+                &meta(0o600),
+            )
+            .unwrap();
+            fs.symlink("/usr/local/bin/kubectl", "k3s", &meta(0o777))
+                .unwrap();
             fs.unlink("/etc/hostname").unwrap();
-            fs.write_file("/etc/chowned", &mut &b"c"[..], &meta(0o644)).unwrap();
+            fs.write_file("/etc/chowned", &mut &b"c"[..], &meta(0o644))
+                .unwrap();
             fs.chmod("/etc/chowned", 0o640).unwrap();
             fs.chown("/etc/chowned", 1000, 1000).unwrap();
         });
         e2e::check_all(&w.image);
         let s = root.start;
-        assert!(e2e::debugfs_cat(&w.image, s, "/usr/local/bin/k3s") == big, "{kind:?}: k3s differs");
-        assert_eq!(e2e::debugfs_stat(&w.image, s, "/usr/local/bin/k3s"), (0o755, 0, 0, big.len() as u64));
-        assert_eq!(e2e::debugfs_cat(&w.image, s, "/etc/piimg-new.conf"), b"hello htree\n");
-        assert_eq!(e2e::debugfs_stat(&w.image, s, "/etc/rancher/k3s/config.yaml"), (0o600, 0, 0, 9));
-        assert_eq!(e2e::debugfs_stat(&w.image, s, "/etc/chowned"), (0o640, 1000, 1000, 1));
+        assert!(
+            e2e::debugfs_cat(&w.image, s, "/usr/local/bin/k3s") == big,
+            "{kind:?}: k3s differs"
+        );
+        assert_eq!(
+            e2e::debugfs_stat(&w.image, s, "/usr/local/bin/k3s"),
+            (0o755, 0, 0, big.len() as u64)
+        );
+        assert_eq!(
+            e2e::debugfs_cat(&w.image, s, "/etc/piimg-new.conf"),
+            b"hello htree\n"
+        );
+        assert_eq!(
+            e2e::debugfs_stat(&w.image, s, "/etc/rancher/k3s/config.yaml"),
+            (0o600, 0, 0, 9)
+        );
+        assert_eq!(
+            e2e::debugfs_stat(&w.image, s, "/etc/chowned"),
+            (0o640, 1000, 1000, 1)
+        );
         let fs = Ext4::open(&w.image, s, Access::ReadOnly).unwrap();
         assert_eq!(fs.read_link("/usr/local/bin/kubectl").unwrap(), "k3s");
-        assert_eq!(fs.stat("/usr/local/bin/kubectl").unwrap().kind, FileKind::Symlink);
+        assert_eq!(
+            fs.stat("/usr/local/bin/kubectl").unwrap().kind,
+            FileKind::Symlink
+        );
         assert_eq!(fs.lookup("/etc/hostname").unwrap(), None);
         let mut read_back = Vec::new();
-        fs.read_file_to("/usr/local/bin/k3s", &mut read_back).unwrap();
+        fs.read_file_to("/usr/local/bin/k3s", &mut read_back)
+            .unwrap();
         assert!(read_back == big);
     });
 }
@@ -208,18 +264,29 @@ fn grows_the_image_and_root_filesystem_by_a_gibibyte() {
         let w = work(kind);
         let before = Layout::read(&w.image).unwrap();
         let root = root_of(&w.image);
-        let free_before = Ext4::open(&w.image, root.start, Access::ReadOnly).unwrap().free_bytes();
+        let free_before = Ext4::open(&w.image, root.start, Access::ReadOnly)
+            .unwrap()
+            .free_bytes();
         let new_size = before.disk_size + (1 << 30);
         let after = disk::grow(&w.image, new_size, root.number).unwrap();
         let grown = after.partition(root.number).unwrap();
-        assert!(grown.size >= root.size + (1 << 30) - (2 << 20), "{kind:?}: partition grew only to {}", grown.size);
+        assert!(
+            grown.size >= root.size + (1 << 30) - (2 << 20),
+            "{kind:?}: partition grew only to {}",
+            grown.size
+        );
         ext4::grow_fs(&w.image, grown.start, grown.size).unwrap();
         assert_eq!(after.disk_id, before.disk_id);
         for (a, b) in after.partitions.iter().zip(&before.partitions) {
             assert_eq!(a.partuuid, b.partuuid);
         }
-        let free_after = Ext4::open(&w.image, root.start, Access::ReadOnly).unwrap().free_bytes();
-        assert!(free_after > free_before + (900 << 20), "{kind:?}: free {free_before} -> {free_after}");
+        let free_after = Ext4::open(&w.image, root.start, Access::ReadOnly)
+            .unwrap()
+            .free_bytes();
+        assert!(
+            free_after > free_before + (900 << 20),
+            "{kind:?}: free {free_before} -> {free_after}"
+        );
         let theirs = e2e::partitions(&w.image);
         let t = theirs.iter().find(|p| p.number == root.number).unwrap();
         assert_eq!(t.size, grown.size);
@@ -237,7 +304,12 @@ fn the_same_edits_give_the_same_bytes() {
             let image = e2e::copy_fixture(kind, dir.path());
             with_root(&image, |fs| {
                 fs.mkdir_p("/etc/rancher/k3s", &meta(0o755)).unwrap();
-                fs.write_file("/etc/rancher/k3s/config.yaml", &mut &b"a: b\n"[..], &meta(0o600)).unwrap();
+                fs.write_file(
+                    "/etc/rancher/k3s/config.yaml",
+                    &mut &b"a: b\n"[..],
+                    &meta(0o600),
+                )
+                .unwrap();
             });
             let boot = boot_of(&image);
             let view = disk::open_partition(&image, &boot, true).unwrap();

@@ -29,7 +29,11 @@ fn reports_layout_os_cmdline_fstab_and_swap_of_every_base() {
         let image = e2e::fixture(kind);
         let before = e2e::sha256_file(&image);
         let r = inspect_json(&image);
-        assert_eq!(e2e::sha256_file(&image), before, "{kind:?}: inspect changed the image");
+        assert_eq!(
+            e2e::sha256_file(&image),
+            before,
+            "{kind:?}: inspect changed the image"
+        );
 
         let theirs = e2e::partitions(&image);
         let parts = r["partitions"].as_array().unwrap();
@@ -41,7 +45,14 @@ fn reports_layout_os_cmdline_fstab_and_swap_of_every_base() {
         }
         let labels: Vec<&str> = parts.iter().filter_map(|p| p["label"].as_str()).collect();
         let (table, arch, os_id, root_label, boot_label, swap) = match kind {
-            Kind::RaspiosBookworm => ("mbr", "arm64", "debian", "rootfs", "bootfs", "dphys-swapfile"),
+            Kind::RaspiosBookworm => (
+                "mbr",
+                "arm64",
+                "debian",
+                "rootfs",
+                "bootfs",
+                "dphys-swapfile",
+            ),
             Kind::RaspiosTrixie => ("mbr", "arm64", "debian", "rootfs", "bootfs", "rpi-swap"),
             Kind::UbuntuRaspi => ("mbr", "arm64", "ubuntu", "writable", "system-boot", ""),
             Kind::UbuntuAmd64 => ("gpt", "amd64", "ubuntu", "cloudimg-rootfs", "UEFI", "fstab"),
@@ -59,7 +70,10 @@ fn reports_layout_os_cmdline_fstab_and_swap_of_every_base() {
             assert_eq!(swaps[0]["active"], true, "{kind:?}");
         }
         let fstab = r["fstab"].as_array().unwrap();
-        assert!(fstab.iter().any(|e| e["file"] == "/"), "{kind:?}: {fstab:?}");
+        assert!(
+            fstab.iter().any(|e| e["file"] == "/"),
+            "{kind:?}: {fstab:?}"
+        );
         if kind == Kind::UbuntuAmd64 {
             assert!(r["boot"].is_null());
         } else {
@@ -76,7 +90,14 @@ fn human_output_is_a_readable_table() {
     let out = inspect(&[image.as_os_str()]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for needle in ["table      mbr", "bootfs", "rootfs", "cmdline", "dphys-swapfile ACTIVE", "not built by piimg"] {
+    for needle in [
+        "table      mbr",
+        "bootfs",
+        "rootfs",
+        "cmdline",
+        "dphys-swapfile ACTIVE",
+        "not built by piimg",
+    ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
 }
@@ -90,7 +111,11 @@ fn compressed_images_inspect_like_raw_ones() {
         let packed = dir.path().join(format!("base.img.{ext}"));
         let status = Command::new("sh")
             .arg("-c")
-            .arg(format!("{tool} -c -1 < '{}' > '{}'", image.display(), packed.display()))
+            .arg(format!(
+                "{tool} -c -1 < '{}' > '{}'",
+                image.display(),
+                packed.display()
+            ))
             .status()
             .unwrap();
         assert!(status.success());
@@ -124,11 +149,18 @@ fn broken_inputs_fail_with_one_clear_line() {
     let bytes = std::fs::metadata(&fixture).unwrap().len();
 
     let truncated = dir.path().join("truncated.img");
-    std::fs::write(&truncated, &std::fs::read(&fixture).unwrap()[..(bytes / 3) as usize]).unwrap();
+    std::fs::write(
+        &truncated,
+        &std::fs::read(&fixture).unwrap()[..(bytes / 3) as usize],
+    )
+    .unwrap();
     assert_clean_failure(&truncated, "truncated image");
 
     let zeroed = e2e::copy_fixture(Kind::RaspiosBookworm, dir.path());
-    let mut f = std::fs::OpenOptions::new().write(true).open(&zeroed).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&zeroed)
+        .unwrap();
     use std::io::{Seek, SeekFrom, Write};
     f.seek(SeekFrom::Start(root + 1024)).unwrap();
     f.write_all(&[0u8; 1024]).unwrap();
@@ -144,7 +176,12 @@ fn broken_inputs_fail_with_one_clear_line() {
     assert_clean_failure(&garbage, "garbage partition table");
 
     let xz = dir.path().join("cut.img.xz");
-    let packed = Command::new("xz").args(["-c", "-1"]).arg(&fixture).output().unwrap().stdout;
+    let packed = Command::new("xz")
+        .args(["-c", "-1"])
+        .arg(&fixture)
+        .output()
+        .unwrap()
+        .stdout;
     std::fs::write(&xz, &packed[..packed.len() / 2]).unwrap();
     assert_clean_failure(&xz, "truncated .xz");
 

@@ -26,11 +26,28 @@ struct Found {
 /// Checks that `image` holds the OS `plan.flavour` was computed for.
 pub fn check(image: &Path, plan: &Plan, located: &Located, fs: &Ext4) -> Result<(), ApplyError> {
     let found = read_found(image, located, fs)?;
+    match mismatch(plan.flavour, &found) {
+        None => Ok(()),
+        Some(detail) => Err(ApplyError::BaseMismatch {
+            image: image.to_path_buf(),
+            node: plan.node.clone(),
+            base: plan.base.clone(),
+            expected: plan.flavour.to_string(),
+            found: format!("{}{detail}", found.pretty),
+        }),
+    }
+}
+
+/// `None` when `found` is what `flavour` needs; else what is off, to append to the OS name
+/// (empty when the OS itself is the wrong one).
+fn mismatch(flavour: Flavour, found: &Found) -> Option<String> {
     let debian_like = matches!(found.id.as_str(), "debian" | "raspbian");
-    let problem: Option<String> = match plan.flavour {
+    match flavour {
         Flavour::Bookworm | Flavour::Trixie if !debian_like => Some(String::new()),
         Flavour::Bookworm if found.codename != "bookworm" => Some(String::new()),
-        Flavour::Trixie if matches!(found.codename.as_str(), "bookworm" | "bullseye" | "buster") => {
+        Flavour::Trixie
+            if matches!(found.codename.as_str(), "bookworm" | "bullseye" | "buster") =>
+        {
             Some(String::new())
         }
         Flavour::Bookworm | Flavour::Trixie if !found.cmdline => {
@@ -55,16 +72,6 @@ pub fn check(image: &Path, plan: &Plan, located: &Located, fs: &Ext4) -> Result<
             Some(" with a Raspberry Pi boot partition (cmdline.txt)".into())
         }
         _ => None,
-    };
-    match problem {
-        None => Ok(()),
-        Some(detail) => Err(ApplyError::BaseMismatch {
-            image: image.to_path_buf(),
-            node: plan.node.clone(),
-            base: plan.base.clone(),
-            expected: plan.flavour.to_string(),
-            found: format!("{}{detail}", found.pretty),
-        }),
     }
 }
 
@@ -88,18 +95,19 @@ fn read_found(image: &Path, located: &Located, fs: &Ext4) -> Result<Found, Apply
     let codename = get("VERSION_CODENAME");
     let pretty = match get("PRETTY_NAME") {
         p if !p.is_empty() => p,
-        _ => format!("{id} {} {codename}", get("VERSION_ID")).trim().to_string(),
+        _ => format!("{id} {} {codename}", get("VERSION_ID"))
+            .trim()
+            .to_string(),
     };
     let arch = detect(&Ext4Tree(fs)).and_then(|os| os.arch);
     let (mut cmdline, mut ab_cmdline) = (false, false);
     if let Some(boot) = &located.boot {
-        let view = disk::open_partition(image, boot, false).map_err(|source| {
-            ApplyError::Partition {
+        let view =
+            disk::open_partition(image, boot, false).map_err(|source| ApplyError::Partition {
                 image: image.to_path_buf(),
                 partition: boot.number,
                 source,
-            }
-        })?;
+            })?;
         if let Ok(fat) = BootFs::open(view, 0) {
             cmdline = fat.exists("cmdline.txt");
             ab_cmdline = fat.exists("current/cmdline.txt");
@@ -113,4 +121,63 @@ fn read_found(image: &Path, located: &Located, fs: &Ext4) -> Result<Found, Apply
         cmdline,
         ab_cmdline,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(id: &str, codename: &str, arch: &str, cmdline: bool, ab: bool) -> Found {
+        Found {
+            id: id.into(),
+            codename: codename.into(),
+            pretty: format!("{id} {codename}"),
+            arch: Some(arch.into()),
+            cmdline,
+            ab_cmdline: ab,
+        }
+    }
+
+    #[test]
+    fn each_flavour_accepts_its_own_base() {
+        let cases = [
+            (
+                Flavour::Bookworm,
+                found("debian", "bookworm", "arm64", true, false),
+            ),
+            (
+                Flavour::Trixie,
+                found("debian", "trixie", "arm64", true, false),
+            ),
+            (
+                Flavour::UbuntuRaspi { ab_boot: false },
+                found("ubuntu", "noble", "arm64", true, false),
+            ),
+            (
+                Flavour::UbuntuRaspi { ab_boot: true },
+                found("ubuntu", "questing", "arm64", false, true),
+            ),
+            (
+                Flavour::UbuntuAmd64,
+                found("ubuntu", "noble", "amd64", false, false),
+            ),
+        ];
+        for (flavour, f) in cases {
+            assert_eq!(mismatch(flavour, &f), None, "{flavour}");
+        }
+    }
+
+    #[test]
+    fn wrong_release_layout_or_arch_is_named() {
+        let bookworm = found("debian", "bookworm", "arm64", true, false);
+        assert_eq!(mismatch(Flavour::Trixie, &bookworm), Some(String::new()));
+        let no_cmdline = found("debian", "bookworm", "arm64", false, false);
+        assert!(mismatch(Flavour::Bookworm, &no_cmdline).is_some_and(|d| d.contains("cmdline.txt")));
+        let noble_pi = found("ubuntu", "noble", "arm64", true, false);
+        let ab = mismatch(Flavour::UbuntuRaspi { ab_boot: true }, &noble_pi);
+        assert!(ab.is_some_and(|d| d.contains("current/cmdline.txt")));
+        assert!(mismatch(Flavour::UbuntuAmd64, &noble_pi).is_some_and(|d| d.contains("arm64")));
+        let amd = found("ubuntu", "noble", "amd64", false, false);
+        assert!(mismatch(Flavour::UbuntuRaspi { ab_boot: false }, &amd).is_some());
+    }
 }

@@ -31,7 +31,7 @@ pub fn apply(
         image: image.to_path_buf(),
         partition: part.number,
         edit: edit.to_string(),
-        source,
+        source: Box::new(source),
     };
     let open = |writable: bool| {
         let view = disk::open_partition(image, part, writable).map_err(|source| {

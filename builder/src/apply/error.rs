@@ -17,7 +17,7 @@ pub enum ApplyError {
         image: PathBuf,
         /// What the disk module said.
         #[source]
-        source: DiskError,
+        source: Box<DiskError>,
     },
     /// A partition could not be opened (truncated image, unreadable file).
     #[error("{image}: partition {partition}: {source}")]
@@ -31,7 +31,9 @@ pub enum ApplyError {
         source: std::io::Error,
     },
     /// No partition holds a root filesystem with an os-release file.
-    #[error("{image}: no root filesystem found ({found}); is this a Raspberry Pi OS or Ubuntu image?")]
+    #[error(
+        "{image}: no root filesystem found ({found}); is this a Raspberry Pi OS or Ubuntu image?"
+    )]
     NoRoot {
         /// The image.
         image: PathBuf,
@@ -87,7 +89,7 @@ pub enum ApplyError {
         edit: String,
         /// What libext2fs said.
         #[source]
-        source: Ext4Error,
+        source: Box<Ext4Error>,
     },
     /// A boot-partition operation failed.
     #[error("{image}: partition {partition}: {edit}: {source}")]
@@ -100,7 +102,7 @@ pub enum ApplyError {
         edit: String,
         /// What the FAT module said.
         #[source]
-        source: FatError,
+        source: Box<FatError>,
     },
     /// The plan edits the boot partition but the image has none.
     #[error("{image}: {edit}: the image has no boot partition (no FAT partition with cmdline.txt or config.txt, no ESP); is the base a Raspberry Pi image?")]

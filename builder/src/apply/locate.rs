@@ -29,17 +29,16 @@ pub struct Located {
 pub fn locate(image: &Path) -> Result<Located, ApplyError> {
     let layout = Layout::read(image).map_err(|source| ApplyError::Disk {
         image: image.to_path_buf(),
-        source,
+        source: Box::new(source),
     })?;
     let mut kinds = Vec::new();
     for part in &layout.partitions {
-        let mut view = disk::open_partition(image, part, false).map_err(|source| {
-            ApplyError::Partition {
+        let mut view =
+            disk::open_partition(image, part, false).map_err(|source| ApplyError::Partition {
                 image: image.to_path_buf(),
                 partition: part.number,
                 source,
-            }
-        })?;
+            })?;
         let (kind, _) = disk::probe(&mut view).map_err(|source| ApplyError::Partition {
             image: image.to_path_buf(),
             partition: part.number,
@@ -54,14 +53,13 @@ pub fn locate(image: &Path) -> Result<Located, ApplyError> {
 
 fn find_root(image: &Path, kinds: &[(&Partition, FsKind)]) -> Result<Partition, ApplyError> {
     for (part, _) in kinds.iter().filter(|(_, k)| *k == FsKind::Ext4) {
-        let fs = Ext4::open(image, part.start, Access::ReadOnly).map_err(|source| {
-            ApplyError::Ext4 {
+        let fs =
+            Ext4::open(image, part.start, Access::ReadOnly).map_err(|source| ApplyError::Ext4 {
                 image: image.to_path_buf(),
                 partition: part.number,
                 edit: "opening to look for os-release".into(),
-                source,
-            }
-        })?;
+                source: Box::new(source),
+            })?;
         if OS_RELEASE.iter().any(|p| follow_file(&fs, p).is_some()) {
             return Ok((*part).clone());
         }
@@ -87,13 +85,12 @@ fn find_boot(
     kinds: &[(&Partition, FsKind)],
 ) -> Result<Option<Partition>, ApplyError> {
     for (part, _) in kinds.iter().filter(|(_, k)| *k == FsKind::Vfat) {
-        let view = disk::open_partition(image, part, false).map_err(|source| {
-            ApplyError::Partition {
+        let view =
+            disk::open_partition(image, part, false).map_err(|source| ApplyError::Partition {
                 image: image.to_path_buf(),
                 partition: part.number,
                 source,
-            }
-        })?;
+            })?;
         // Opened only to look: the epoch matters for writes alone.
         let Ok(fat) = BootFs::open(view, 0) else {
             continue;

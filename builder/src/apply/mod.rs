@@ -85,7 +85,7 @@ fn open_root(image: &Path, located: &Located, access: Access) -> Result<Ext4, Ap
         image: image.to_path_buf(),
         partition: located.root.number,
         edit: "opening the root filesystem".into(),
-        source,
+        source: Box::new(source),
     })
 }
 

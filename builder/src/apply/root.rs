@@ -23,7 +23,7 @@ pub struct RootEditor {
 /// Why one edit failed, before it is given the edit's name.
 enum Failure {
     Fs(Ext4Error),
-    Apply(ApplyError),
+    Apply(Box<ApplyError>),
 }
 
 impl From<Ext4Error> for Failure {
@@ -50,9 +50,9 @@ impl RootEditor {
                 image: self.image.clone(),
                 partition: self.partition,
                 edit: edit.to_string(),
-                source,
+                source: Box::new(source),
             },
-            Failure::Apply(e) => e,
+            Failure::Apply(e) => *e,
         })
     }
 
@@ -63,7 +63,7 @@ impl RootEditor {
             image,
             partition,
             edit: "closing the root filesystem".into(),
-            source,
+            source: Box::new(source),
         })
     }
 
@@ -145,29 +145,26 @@ impl RootEditor {
         self.ensure_parent(path)?;
         let meta = self.meta(mode, uid, gid);
         match content {
-            Content::Source {
-                path: file,
-                sha256,
-            } => {
+            Content::Source { path: file, sha256 } => {
                 let f = std::fs::File::open(file).map_err(|source| {
-                    Failure::Apply(ApplyError::SourceRead {
+                    Failure::Apply(Box::new(ApplyError::SourceRead {
                         image: self.image.clone(),
                         edit: edit.to_string(),
                         file: file.clone(),
                         source,
-                    })
+                    }))
                 })?;
                 let mut reader = Hashing::new(std::io::BufReader::new(f));
                 self.fs.write_file(path, &mut reader, &meta)?;
                 let actual = reader.finish();
                 if !actual.eq_ignore_ascii_case(sha256) {
-                    return Err(Failure::Apply(ApplyError::SourceDigest {
+                    return Err(Failure::Apply(Box::new(ApplyError::SourceDigest {
                         image: self.image.clone(),
                         edit: edit.to_string(),
                         file: file.clone(),
                         expected: sha256.clone(),
                         actual,
-                    }));
+                    })));
                 }
             }
             other => {
@@ -255,7 +252,12 @@ impl RootEditor {
 
     /// Writes `new` at `path` if it differs from `old`, keeping the file's mode and owner
     /// (a new file is 0644 root:root).
-    fn replace_text(&mut self, path: &str, old: Option<&str>, new: &str) -> Result<bool, Ext4Error> {
+    fn replace_text(
+        &mut self,
+        path: &str,
+        old: Option<&str>,
+        new: &str,
+    ) -> Result<bool, Ext4Error> {
         if old == Some(new) || (old.is_none() && new.is_empty()) {
             return Ok(false);
         }

@@ -107,7 +107,16 @@ pub fn needed(image: &Path, fs: &Ext4, edits: &[&Edit]) -> Result<u64, ApplyErro
             },
         };
         let (kind, old_size) = existing(&path);
-        let old = if kind == Some(FileKind::File) { old_size } else { 0 };
+        if kind == Some(FileKind::File) && old_size == new_size {
+            // Most likely already in place (re-applying); if not, the rewrite frees as many
+            // blocks as it takes.
+            continue;
+        }
+        let old = if kind == Some(FileKind::File) {
+            old_size
+        } else {
+            0
+        };
         if kind.is_none() {
             total += bs;
         }
@@ -152,7 +161,7 @@ fn free_bytes(image: &Path, located: &Located) -> Result<u64, ApplyError> {
             image: image.to_path_buf(),
             partition: located.root.number,
             edit: "measuring free space".into(),
-            source,
+            source: Box::new(source),
         })
 }
 
@@ -175,7 +184,7 @@ fn grow_once(image: &Path, located: &mut Located, short: u64) -> Result<(), Appl
     let new_size = (old_size + by).div_ceil(MIB) * MIB;
     let layout = disk::grow(image, new_size, root).map_err(|source| ApplyError::Disk {
         image: image.to_path_buf(),
-        source,
+        source: Box::new(source),
     })?;
     let part = layout
         .partition(root)
@@ -188,7 +197,7 @@ fn grow_once(image: &Path, located: &mut Located, short: u64) -> Result<(), Appl
         image: image.to_path_buf(),
         partition: root,
         edit: "growing the root filesystem".into(),
-        source,
+        source: Box::new(source),
     })?;
     tracing::info!(
         image = %image.display(),

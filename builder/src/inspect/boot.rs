@@ -1,49 +1,48 @@
 //! The boot partition's kernel command line and kernel choice.
 
-use super::{fs_err, BootInfo, InspectError, PartitionInfo};
-use crate::disk::{self, Layout};
+use super::{fs_err, BootInfo, InspectError};
+use crate::disk::{self, Partition};
 use crate::fs::fat::BootFs;
 use std::path::Path;
 
 /// Ubuntu 25.10+ boots through `autoboot.txt` with A/B folders; the live one is `current/`.
 const AB_CMDLINE: &str = "current/cmdline.txt";
 
-/// Finds the FAT partition with a `cmdline.txt`. Bases without one (Ubuntu amd64, whose
-/// parameters live in GRUB) give `None`.
+/// Reads the command line of the boot partition [`crate::apply::locate`] found. Bases
+/// without `cmdline.txt` (Ubuntu amd64, whose parameters live in GRUB; its ESP is the boot
+/// partition there) give `None`.
 pub fn find(
     raw: &Path,
     image: &Path,
-    layout: &Layout,
-    partitions: &[PartitionInfo],
+    boot: Option<&Partition>,
 ) -> Result<Option<BootInfo>, InspectError> {
-    for info in partitions.iter().filter(|p| p.filesystem == "vfat") {
-        let Some(part) = layout.partition(info.number) else { continue };
-        let view = disk::open_partition(raw, part, false).map_err(|e| fs_err(image, info.number, e))?;
-        // Inspect never writes; the epoch only matters for writes.
-        let fat = BootFs::open(view, 0).map_err(|e| fs_err(image, info.number, e))?;
-        let cmdline_path = if fat.exists("autoboot.txt") && fat.exists(AB_CMDLINE) {
-            AB_CMDLINE
-        } else if fat.exists("cmdline.txt") {
-            "cmdline.txt"
-        } else {
-            continue;
-        };
-        let cmdline = fat
-            .read_file(cmdline_path)
-            .map_err(|e| fs_err(image, info.number, e))?;
-        let config_dir = cmdline_path.strip_suffix("cmdline.txt").unwrap_or("");
-        let kernel = fat
-            .read_file(&format!("{config_dir}config.txt"))
-            .ok()
-            .and_then(|c| kernel_setting(&String::from_utf8_lossy(&c)));
-        return Ok(Some(BootInfo {
-            partition: info.number,
-            cmdline_path: cmdline_path.to_string(),
-            cmdline: String::from_utf8_lossy(&cmdline).trim().to_string(),
-            kernel,
-        }));
-    }
-    Ok(None)
+    let Some(part) = boot else {
+        return Ok(None);
+    };
+    let view = disk::open_partition(raw, part, false).map_err(|e| fs_err(image, part.number, e))?;
+    // Inspect never writes; the epoch only matters for writes.
+    let fat = BootFs::open(view, 0).map_err(|e| fs_err(image, part.number, e))?;
+    let cmdline_path = if fat.exists("autoboot.txt") && fat.exists(AB_CMDLINE) {
+        AB_CMDLINE
+    } else if fat.exists("cmdline.txt") {
+        "cmdline.txt"
+    } else {
+        return Ok(None);
+    };
+    let cmdline = fat
+        .read_file(cmdline_path)
+        .map_err(|e| fs_err(image, part.number, e))?;
+    let config_dir = cmdline_path.strip_suffix("cmdline.txt").unwrap_or("");
+    let kernel = fat
+        .read_file(&format!("{config_dir}config.txt"))
+        .ok()
+        .and_then(|c| kernel_setting(&String::from_utf8_lossy(&c)));
+    Ok(Some(BootInfo {
+        partition: part.number,
+        cmdline_path: cmdline_path.to_string(),
+        cmdline: String::from_utf8_lossy(&cmdline).trim().to_string(),
+        kernel,
+    }))
 }
 
 /// The last `kernel=` line of config.txt outside conditional sections other than `[all]`/`[pi5]`.

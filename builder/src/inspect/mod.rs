@@ -124,8 +124,13 @@ pub enum InspectError {
         /// What is wrong with its content.
         source: Box<InspectError>,
     },
+    /// The partitions could not be told apart (see [`crate::apply::locate`]).
+    #[error(transparent)]
+    Locate(Box<crate::apply::ApplyError>),
     /// No partition holds a root filesystem with `/etc/os-release`.
-    #[error("{image}: no root filesystem found ({found}); is this a Raspberry Pi OS or Ubuntu image?")]
+    #[error(
+        "{image}: no root filesystem found ({found}); is this a Raspberry Pi OS or Ubuntu image?"
+    )]
     NoRoot {
         /// The image.
         image: PathBuf,
@@ -154,7 +159,8 @@ fn inspect_raw(raw: &Path, image: &Path) -> Result<Report, InspectError> {
     let layout = Layout::read(raw)?;
     let mut partitions = Vec::new();
     for part in &layout.partitions {
-        let mut view = disk::open_partition(raw, part, false).map_err(|e| fs_err(image, part.number, e))?;
+        let mut view =
+            disk::open_partition(raw, part, false).map_err(|e| fs_err(image, part.number, e))?;
         let (kind, label) = disk::probe(&mut view).map_err(|e| fs_err(image, part.number, e))?;
         partitions.push(PartitionInfo {
             number: part.number,
@@ -167,16 +173,21 @@ fn inspect_raw(raw: &Path, image: &Path) -> Result<Report, InspectError> {
             label,
         });
     }
-    let root = find_root(raw, image, &partitions)?;
-    let (root_partition, root_fs) = root;
+    let located = crate::apply::locate(raw).map_err(|e| locate_err(raw, image, e))?;
+    let root_partition = located.root.number;
+    let root_fs = Ext4::open(raw, located.root.start, Access::ReadOnly)
+        .map_err(|e| fs_err(image, root_partition, e))?;
     let tree = rootfs::Ext4Tree(&root_fs);
     let os = os::detect(&tree);
-    let fstab = tree.text("/etc/fstab").map(|t| fstab::parse(&t)).unwrap_or_default();
+    let fstab = tree
+        .text("/etc/fstab")
+        .map(|t| fstab::parse(&t))
+        .unwrap_or_default();
     let swap = swap::detect(&tree, &fstab);
     let piimg = tree
         .read(BUILD_RECORD_PATH)
         .and_then(|b| serde_json::from_slice(&b).ok());
-    let boot = boot::find(raw, image, &layout, &partitions)?;
+    let boot = boot::find(raw, image, located.boot.as_ref())?;
     Ok(Report {
         schema: REPORT_SCHEMA,
         image: image.to_path_buf(),
@@ -222,28 +233,18 @@ fn fs_err(
     }
 }
 
-/// The root is the ext4 partition with `/etc/os-release`; Ubuntu amd64 also has an ext4 `/boot`.
-fn find_root(
-    raw: &Path,
-    image: &Path,
-    partitions: &[PartitionInfo],
-) -> Result<(u32, Ext4), InspectError> {
-    for part in partitions.iter().filter(|p| p.filesystem == "ext4") {
-        let fs = Ext4::open(raw, part.start, Access::ReadOnly)
-            .map_err(|e| fs_err(image, part.number, e))?;
-        if rootfs::Ext4Tree(&fs).exists("/etc/os-release")
-            || rootfs::Ext4Tree(&fs).exists("/usr/lib/os-release")
-        {
-            return Ok((part.number, fs));
-        }
+/// Locating names the raw file; the user named `image` (they differ for compressed images).
+fn locate_err(raw: &Path, image: &Path, e: crate::apply::ApplyError) -> InspectError {
+    match e {
+        crate::apply::ApplyError::NoRoot { found, .. } => InspectError::NoRoot {
+            image: image.to_path_buf(),
+            found,
+        },
+        crate::apply::ApplyError::Disk { source, .. } => InspectError::Disk(*source),
+        other if raw == image => InspectError::Locate(Box::new(other)),
+        other => InspectError::Decompressed {
+            image: image.to_path_buf(),
+            source: Box::new(InspectError::Locate(Box::new(other))),
+        },
     }
-    let found = partitions
-        .iter()
-        .map(|p| format!("p{} {}", p.number, p.filesystem))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Err(InspectError::NoRoot {
-        image: image.to_path_buf(),
-        found: if found.is_empty() { "no partitions".into() } else { found },
-    })
 }

@@ -89,7 +89,10 @@ pub fn detect(tree: &dyn Tree) -> Option<OsInfo> {
 }
 
 fn detect_arch(tree: &dyn Tree) -> Option<&'static str> {
-    let scanned = tree.list("/usr/bin").into_iter().map(|n| format!("/usr/bin/{n}"));
+    let scanned = tree
+        .list("/usr/bin")
+        .into_iter()
+        .map(|n| format!("/usr/bin/{n}"));
     let candidates = WELL_KNOWN.iter().map(|s| s.to_string()).chain(scanned);
     candidates
         .filter(|p| tree.size(p).is_some_and(|s| s <= SCAN_LIMIT))
@@ -123,7 +126,10 @@ mod tests {
         assert_eq!(os.id.as_deref(), Some("debian"));
         assert_eq!(os.version_id.as_deref(), Some("12"));
         assert_eq!(os.codename.as_deref(), Some("bookworm"));
-        assert_eq!(os.pretty_name.as_deref(), Some("Debian GNU/Linux 12 (bookworm)"));
+        assert_eq!(
+            os.pretty_name.as_deref(),
+            Some("Debian GNU/Linux 12 (bookworm)")
+        );
         assert_eq!(os.arch.as_deref(), Some("arm64"));
     }
 

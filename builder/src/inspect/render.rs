@@ -6,7 +6,12 @@ use std::io::{self, Write};
 /// Writes the report for people. The JSON form (`serde_json`) is the one to parse.
 pub fn render_human(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "image      {}", report.image.display())?;
-    writeln!(out, "size       {} ({})", report.size, human_size(report.size))?;
+    writeln!(
+        out,
+        "size       {} ({})",
+        report.size,
+        human_size(report.size)
+    )?;
     writeln!(
         out,
         "table      {} (disk id {}, {}-byte sectors)",
@@ -50,7 +55,11 @@ pub fn render_human(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             os.arch.as_deref().unwrap_or("unknown arch"),
             report.root_partition
         )?,
-        None => writeln!(out, "os         unknown (no os-release) on p{}", report.root_partition)?,
+        None => writeln!(
+            out,
+            "os         unknown (no os-release) on p{}",
+            report.root_partition
+        )?,
     }
     match &report.boot {
         Some(boot) => {

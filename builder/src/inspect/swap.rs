@@ -72,7 +72,10 @@ pub fn detect(tree: &dyn Tree, fstab: &[FstabEntry]) -> Vec<SwapMechanism> {
         found.push(SwapMechanism {
             kind: "fstab".into(),
             active: !entry.options.split(',').any(|o| o == "noauto"),
-            detail: format!("/etc/fstab: {} {} swap {}", entry.spec, entry.file, entry.options),
+            detail: format!(
+                "/etc/fstab: {} {} swap {}",
+                entry.spec, entry.file, entry.options
+            ),
         });
     }
     found
@@ -97,7 +100,9 @@ fn rpi_swap_mechanism(tree: &dyn Tree) -> String {
     );
     let mut mechanism = "auto".to_string();
     for file in files {
-        let Some(text) = tree.text(&file) else { continue };
+        let Some(text) = tree.text(&file) else {
+            continue;
+        };
         let mut section = String::new();
         for line in text.lines().map(str::trim) {
             if line.starts_with('[') && line.ends_with(']') {
@@ -150,7 +155,8 @@ mod tests {
 
     #[test]
     fn ubuntu_swap_file_in_fstab() {
-        let entries = fstab::parse("LABEL=cloudimg-rootfs / ext4 defaults 0 1\n/swap.img none swap sw 0 0\n");
+        let entries =
+            fstab::parse("LABEL=cloudimg-rootfs / ext4 defaults 0 1\n/swap.img none swap sw 0 0\n");
         let found = detect(&MemTree::default(), &entries);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].kind, "fstab");

@@ -58,7 +58,8 @@ impl Tree for MemTree {
     }
     fn exists(&self, path: &str) -> bool {
         let prefix = format!("{}/", path.trim_end_matches('/'));
-        self.all_paths().any(|p| p == path || p.starts_with(&prefix))
+        self.all_paths()
+            .any(|p| p == path || p.starts_with(&prefix))
     }
     fn list(&self, dir: &str) -> Vec<String> {
         let prefix = format!("{}/", dir.trim_end_matches('/'));
