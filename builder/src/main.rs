@@ -20,7 +20,9 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Inspect(args) => inspect(&args),
-        Command::Build(args) => piimg::verb::build(&args, &mut std::io::stdout().lock()).map(|_| ()),
+        Command::Build(args) => {
+            piimg::verb::build(&args, &mut std::io::stdout().lock()).map(|_| ())
+        }
         Command::Plan(args) => piimg::verb::plan(&args, &mut std::io::stdout().lock()),
         Command::Secrets(cmd) => piimg::verb::secrets(&cmd, &mut std::io::stdout().lock()),
         Command::Watch(args) => watch(args),

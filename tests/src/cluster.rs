@@ -7,8 +7,8 @@ use crate::http::Server;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
 use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
 
 /// The `SOURCE_DATE_EPOCH` every test build uses.
 pub const EPOCH: &str = "1700000000";
@@ -77,7 +77,10 @@ impl TestCluster {
         let bases = cluster["bases"].as_table_mut().expect("[bases]");
         for (name, kind) in CATALOGUE {
             let (path, body) = if kind == Kind::UbuntuAmd64 {
-                (format!("/bases/{name}.img"), std::fs::read(fixture(kind)).expect("read fixture"))
+                (
+                    format!("/bases/{name}.img"),
+                    std::fs::read(fixture(kind)).expect("read fixture"),
+                )
             } else {
                 (format!("/bases/{name}.img.xz"), compressed_fixture(kind))
             };
@@ -85,7 +88,10 @@ impl TestCluster {
             entry.insert("sha256".into(), sha256_hex(&body).into());
             entry.insert("url".into(), server.serve_bytes(&path, body).into());
         }
-        let version = cluster["k3s"]["version"].as_str().expect("k3s.version").to_string();
+        let version = cluster["k3s"]["version"]
+            .as_str()
+            .expect("k3s.version")
+            .to_string();
         let releases = cluster["k3s"]["releases"][version.as_str()]
             .as_table_mut()
             .expect("k3s release");
@@ -94,13 +100,18 @@ impl TestCluster {
             let body = stand_in_k3s(arch, &version);
             let entry = releases[arch].as_table_mut().expect("k3s arch");
             entry.insert("sha256".into(), sha256_hex(&body).into());
-            entry.insert("url".into(), server.serve_bytes(&format!("/k3s/{arch}/k3s"), body).into());
+            entry.insert(
+                "url".into(),
+                server.serve_bytes(&format!("/k3s/{arch}/k3s"), body).into(),
+            );
             let body = stand_in_firstboot(arch);
             let mut fb = toml::Table::new();
             fb.insert("sha256".into(), sha256_hex(&body).into());
             fb.insert(
                 "url".into(),
-                server.serve_bytes(&format!("/firstboot/{arch}"), body).into(),
+                server
+                    .serve_bytes(&format!("/firstboot/{arch}"), body)
+                    .into(),
             );
             firstboot.insert(arch.into(), fb.into());
         }
@@ -114,7 +125,11 @@ impl TestCluster {
             server,
         };
         let out = tc.piimg(&["secrets", "init"]);
-        assert!(out.status.success(), "secrets init: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "secrets init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         tc
     }
 
@@ -139,14 +154,26 @@ impl TestCluster {
             "piimg build {node} failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let ext = if format == "img" { "img".to_string() } else { format!("img.{format}") };
+        let ext = if format == "img" {
+            "img".to_string()
+        } else {
+            format!("img.{format}")
+        };
         self.out.join(format!("{node}.{ext}"))
     }
 
     /// The same, returning the output to inspect failures.
     pub fn try_build(&self, node: &str, format: &str, extra: &[&str]) -> Output {
         let out_dir = self.out.display().to_string();
-        let mut args = vec!["build", "--profile", node, "--out", &out_dir, "--format", format];
+        let mut args = vec![
+            "build",
+            "--profile",
+            node,
+            "--out",
+            &out_dir,
+            "--format",
+            format,
+        ];
         args.extend_from_slice(extra);
         self.piimg(&args)
     }

@@ -37,11 +37,8 @@ fn example() -> Cluster {
     copy_tree(&repo.join("profiles"), &dir.path().join("profiles"));
     copy_tree(&repo.join("overlays"), &dir.path().join("overlays"));
     let profiles = dir.path().join("profiles");
-    secrets::init(
-        &profiles.join("secrets.toml"),
-        &[("grafana", "admin_password")],
-    )
-    .unwrap();
+    copy_tree(&repo.join("manifests"), &dir.path().join("manifests"));
+    secrets::init(&profiles.join("secrets.toml")).unwrap();
     Cluster { dir, profiles }
 }
 

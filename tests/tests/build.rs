@@ -14,13 +14,21 @@ fn inspect_json(image: &Path) -> serde_json::Value {
         .arg(image)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn root_start(image: &Path, report: &serde_json::Value) -> u64 {
     let n = report["root_partition"].as_u64().unwrap();
-    e2e::partitions(image).iter().find(|p| u64::from(p.number) == n).unwrap().start
+    e2e::partitions(image)
+        .iter()
+        .find(|p| u64::from(p.number) == n)
+        .unwrap()
+        .start
 }
 
 fn mode(image: &Path, start: u64, path: &str) -> (u32, u32, u32) {
@@ -43,7 +51,9 @@ fn exists(image: &Path, start: u64, path: &str) -> bool {
 }
 
 fn output_files(tc: &TestCluster) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(&tc.out) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(&tc.out) else {
+        return Vec::new();
+    };
     let mut names: Vec<String> = entries
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -52,44 +62,109 @@ fn output_files(tc: &TestCluster) -> Vec<String> {
 }
 
 /// What every node image must hold, whatever its base.
-fn assert_common_edits(image: &Path, node: &str, role: &str, arch: &str) -> (serde_json::Value, u64) {
+fn assert_common_edits(
+    image: &Path,
+    node: &str,
+    role: &str,
+    arch: &str,
+) -> (serde_json::Value, u64) {
     e2e::check_all(image);
     let r = inspect_json(image);
     let s = root_start(image, &r);
     assert_eq!(r["piimg"]["node"], node);
-    assert!(r["swap"].as_array().unwrap().iter().all(|m| m["active"] == false), "swap still on: {}", r["swap"]);
+    assert!(
+        r["swap"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["active"] == false),
+        "swap still on: {}",
+        r["swap"]
+    );
     assert_eq!(text(image, s, "/etc/hostname").trim(), node);
     assert!(text(image, s, "/etc/hosts").contains(node));
-    assert_eq!(e2e::debugfs_cat(image, s, "/usr/local/bin/k3s"), stand_in_k3s(arch, "v1.31.4+k3s1"));
+    assert_eq!(
+        e2e::debugfs_cat(image, s, "/usr/local/bin/k3s"),
+        stand_in_k3s(arch, "v1.31.4+k3s1")
+    );
     assert_eq!(mode(image, s, "/usr/local/bin/k3s"), (0o755, 0, 0));
     for link in ["kubectl", "crictl", "ctr"] {
         let inode = e2e::debugfs_inode(image, s, &format!("/usr/local/bin/{link}"));
         assert_eq!(inode.link_target.as_deref(), Some("k3s"), "{link}");
     }
-    assert_eq!(mode(image, s, "/etc/rancher/k3s/config.yaml"), (0o600, 0, 0));
+    assert_eq!(
+        mode(image, s, "/etc/rancher/k3s/config.yaml"),
+        (0o600, 0, 0)
+    );
     let config = yaml_scalars(&text(image, s, "/etc/rancher/k3s/config.yaml"));
-    let get = |key: &str| config.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let get = |key: &str| {
+        config
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
     assert_eq!(get("node-name"), Some(node));
-    assert!(get("data-dir").is_some_and(|d| d.starts_with("/mnt/storage/")), "data-dir {:?}", get("data-dir"));
+    assert!(
+        get("data-dir").is_some_and(|d| d.starts_with("/mnt/storage/")),
+        "data-dir {:?}",
+        get("data-dir")
+    );
     assert!(get("token").is_some_and(|t| t.len() >= 32), "no join token");
     assert_eq!(mode(image, s, "/etc/rancher/node/password"), (0o600, 0, 0));
     assert_eq!(mode(image, s, "/etc/piimg/node.toml"), (0o600, 0, 0));
     let node_toml = text(image, s, "/etc/piimg/node.toml");
-    assert!(node_toml.contains(&format!("role = \"{role}\"")), "{node_toml}");
-    assert_eq!(mode(image, s, "/usr/local/sbin/piimg-firstboot"), (0o755, 0, 0));
-    assert!(exists(image, s, "/etc/systemd/system/multi-user.target.wants/piimg-firstboot.service"));
-    let k3s_unit = if role == "server" { "k3s.service" } else { "k3s-agent.service" };
-    assert!(exists(image, s, &format!("/etc/systemd/system/{k3s_unit}")), "{k3s_unit} installed");
     assert!(
-        !exists(image, s, &format!("/etc/systemd/system/multi-user.target.wants/{k3s_unit}")),
+        node_toml.contains(&format!("role = \"{role}\"")),
+        "{node_toml}"
+    );
+    assert_eq!(
+        mode(image, s, "/usr/local/sbin/piimg-firstboot"),
+        (0o755, 0, 0)
+    );
+    assert!(exists(
+        image,
+        s,
+        "/etc/systemd/system/multi-user.target.wants/piimg-firstboot.service"
+    ));
+    let k3s_unit = if role == "server" {
+        "k3s.service"
+    } else {
+        "k3s-agent.service"
+    };
+    assert!(
+        exists(image, s, &format!("/etc/systemd/system/{k3s_unit}")),
+        "{k3s_unit} installed"
+    );
+    assert!(
+        !exists(
+            image,
+            s,
+            &format!("/etc/systemd/system/multi-user.target.wants/{k3s_unit}")
+        ),
         "{k3s_unit} must not be enabled: first boot starts it"
     );
     let fstab = text(image, s, "/etc/fstab");
-    let ssd = fstab.lines().find(|l| l.contains("/mnt/storage")).unwrap_or_else(|| panic!("no SSD line:\n{fstab}"));
-    assert!(ssd.starts_with("LABEL=") && ssd.contains("nofail") && ssd.contains("x-systemd.device-timeout="), "{ssd}");
-    assert!(!fstab.lines().any(|l| l.split_whitespace().nth(2) == Some("swap")), "{fstab}");
+    let ssd = fstab
+        .lines()
+        .find(|l| l.contains("/mnt/storage"))
+        .unwrap_or_else(|| panic!("no SSD line:\n{fstab}"));
+    assert!(
+        ssd.starts_with("LABEL=")
+            && ssd.contains("nofail")
+            && ssd.contains("x-systemd.device-timeout="),
+        "{ssd}"
+    );
+    assert!(
+        !fstab
+            .lines()
+            .any(|l| l.split_whitespace().nth(2) == Some("swap")),
+        "{fstab}"
+    );
     let ssh = e2e::debugfs_ls(image, s, "/etc/ssh");
-    assert!(ssh.iter().all(|e| !e.name.starts_with("ssh_host_")), "host keys left in the image");
+    assert!(
+        ssh.iter().all(|e| !e.name.starts_with("ssh_host_")),
+        "host keys left in the image"
+    );
     (r, s)
 }
 
@@ -106,13 +181,21 @@ fn yaml_scalars(text: &str) -> Vec<(String, String)> {
 fn assert_pi_boot(image: &Path, r: &serde_json::Value, kernel: &str) {
     let cmdline = r["boot"]["cmdline"].as_str().unwrap();
     for p in ["cgroup_memory=1", "cgroup_enable=memory"] {
-        assert_eq!(cmdline.split_whitespace().filter(|w| *w == p).count(), 1, "{p} once in {cmdline}");
+        assert_eq!(
+            cmdline.split_whitespace().filter(|w| *w == p).count(),
+            1,
+            "{p} once in {cmdline}"
+        );
     }
     assert!(cmdline.contains("rootwait"), "{cmdline}");
     assert_eq!(r["boot"]["kernel"], kernel);
     let boot = e2e::partitions(image)[0].start;
     let raw = e2e::mtype(image, boot, "cmdline.txt");
-    assert_eq!(raw.iter().filter(|b| **b == b'\n').count(), 1, "cmdline.txt stays one line");
+    assert_eq!(
+        raw.iter().filter(|b| **b == b'\n').count(),
+        1,
+        "cmdline.txt stays one line"
+    );
 }
 
 #[test]
@@ -122,7 +205,12 @@ fn worker_on_raspios_bookworm_and_trixie() {
     let (r, s) = assert_common_edits(&image, "worker-2", "agent", "arm64");
     assert_pi_boot(&image, &r, "kernel8.img");
     assert_eq!(r["os"]["codename"], "bookworm");
-    assert_eq!(e2e::debugfs_inode(&image, s, "/etc/systemd/system/dphys-swapfile.service").link_target.as_deref(), Some("/dev/null"));
+    assert_eq!(
+        e2e::debugfs_inode(&image, s, "/etc/systemd/system/dphys-swapfile.service")
+            .link_target
+            .as_deref(),
+        Some("/dev/null")
+    );
     assert!(!exists(&image, s, "/var/swap"));
     assert_eq!(text(&image, s, "/etc/machine-id"), "");
 
@@ -131,7 +219,11 @@ fn worker_on_raspios_bookworm_and_trixie() {
     let (r, s) = assert_common_edits(&image, "worker-2", "agent", "arm64");
     assert_pi_boot(&image, &r, "kernel8.img");
     assert_eq!(r["os"]["codename"], "trixie");
-    assert!(r["boot"]["cmdline"].as_str().unwrap().split_whitespace().any(|w| w == "resize"));
+    assert!(r["boot"]["cmdline"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .any(|w| w == "resize"));
     assert_eq!(text(&image, s, "/etc/machine-id").trim(), "uninitialized");
 }
 
@@ -168,19 +260,47 @@ fn same_inputs_same_bytes_and_inputs_untouched() {
     let again = tc.build("worker-2", "zst", &[]);
     assert_eq!(e2e::sha256_file(&again), first_sha, "two builds differ");
     assert_eq!(tree_digest(&tc.cache), cache_before, "the cache changed");
-    assert_eq!(e2e::sha256_file(&fixture), fixture_sha, "the base fixture changed");
+    assert_eq!(
+        e2e::sha256_file(&fixture),
+        fixture_sha,
+        "the base fixture changed"
+    );
     let files = output_files(&tc);
-    assert_eq!(files, ["worker-2.bmap", "worker-2.build.json", "worker-2.img.zst", "worker-2.img.zst.sha256"]);
+    assert_eq!(
+        files,
+        [
+            "worker-2.bmap",
+            "worker-2.build.json",
+            "worker-2.img.zst",
+            "worker-2.img.zst.sha256"
+        ]
+    );
     for f in &files {
         let m = std::fs::metadata(tc.out.join(f)).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(m.permissions().mode() & 0o777, 0o600, "{f}");
     }
     let raw = tc.build("worker-2", "img", &[]);
-    let decoded = Command::new("zstd").args(["-dc"]).arg(&again).output().unwrap().stdout;
-    assert!(decoded == std::fs::read(&raw).unwrap(), "zstd -d of the .zst is not the raw image");
-    let sum = Command::new("sha256sum").args(["-c", "worker-2.img.zst.sha256"]).current_dir(&tc.out).output().unwrap();
-    assert!(sum.status.success(), "{}", String::from_utf8_lossy(&sum.stdout));
+    let decoded = Command::new("zstd")
+        .args(["-dc"])
+        .arg(&again)
+        .output()
+        .unwrap()
+        .stdout;
+    assert!(
+        decoded == std::fs::read(&raw).unwrap(),
+        "zstd -d of the .zst is not the raw image"
+    );
+    let sum = Command::new("sha256sum")
+        .args(["-c", "worker-2.img.zst.sha256"])
+        .current_dir(&tc.out)
+        .output()
+        .unwrap();
+    assert!(
+        sum.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sum.stdout)
+    );
 }
 
 fn tree_digest(dir: &Path) -> String {
@@ -197,14 +317,27 @@ fn tree_digest(dir: &Path) -> String {
 /// no secret in what it printed.
 fn assert_fails_cleanly(tc: &TestCluster, out: &std::process::Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "build succeeded; expected {needle:?}");
+    assert!(
+        !out.status.success(),
+        "build succeeded; expected {needle:?}"
+    );
     assert!(stderr.contains(needle), "expected {needle:?} in:\n{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let left: Vec<String> = output_files(tc).into_iter().filter(|f| f.starts_with("worker-2")).collect();
+    let left: Vec<String> = output_files(tc)
+        .into_iter()
+        .filter(|f| f.starts_with("worker-2"))
+        .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
-    assert!(output_files(tc).iter().all(|f| !f.contains(".work-")), "work folder left: {:?}", output_files(tc));
+    assert!(
+        output_files(tc).iter().all(|f| !f.contains(".work-")),
+        "work folder left: {:?}",
+        output_files(tc)
+    );
     for secret in tc.secret_values() {
-        assert!(!stderr.contains(&secret), "a secret appeared in the error output");
+        assert!(
+            !stderr.contains(&secret),
+            "a secret appeared in the error output"
+        );
     }
 }
 
@@ -230,7 +363,14 @@ fn bad_inputs_fail_clearly_and_leave_nothing() {
     let body = piimg_e2e::cluster::compressed_fixture(Kind::RaspiosBookworm);
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
     let len = body.len();
-    let url = tc.server.serve("/cut/base.img.xz", Served { body, cut_at: Some(len / 2), cut_times: usize::MAX });
+    let url = tc.server.serve(
+        "/cut/base.img.xz",
+        Served {
+            body,
+            cut_at: Some(len / 2),
+            cut_times: usize::MAX,
+        },
+    );
     edit_cluster_toml(&tc, |t| {
         t["bases"]["raspios-bookworm"]["sha256"] = sha.clone().into();
         t["bases"]["raspios-bookworm"]["url"] = url.clone().into();
@@ -240,12 +380,19 @@ fn bad_inputs_fail_clearly_and_leave_nothing() {
 
     // A base without the expected partitions.
     let blank = tc.path().join("blank.img");
-    std::fs::File::create(&blank).unwrap().set_len(64 << 20).unwrap();
+    std::fs::File::create(&blank)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
     let out = tc.try_build("worker-2", "img", &["--base", blank.to_str().unwrap()]);
     assert_fails_cleanly(&tc, &out, "blank.img");
 
     // A bad profile.
-    std::fs::write(tc.profiles.join("worker-2.toml"), "extends = \"worker-1\"\nhostnme = \"typo\"\n").unwrap();
+    std::fs::write(
+        tc.profiles.join("worker-2.toml"),
+        "extends = \"worker-1\"\nhostnme = \"typo\"\n",
+    )
+    .unwrap();
     let out = tc.try_build("worker-2", "img", &[]);
     assert_fails_cleanly(&tc, &out, "worker-2.toml");
     assert!(String::from_utf8_lossy(&out.stderr).contains("hostnme"));
@@ -276,12 +423,23 @@ fn a_full_disk_fails_cleanly() {
 fn secrets_never_show_in_logs_plan_or_errors() {
     let tc = TestCluster::new();
     let secrets = tc.secret_values();
-    assert!(secrets.len() >= 3, "expected tokens and keys in the secrets file");
+    assert!(
+        secrets.len() >= 3,
+        "expected tokens and keys in the secrets file"
+    );
     let mut printed = String::new();
     for args in [
         vec!["plan", "--all"],
         vec!["plan", "--all", "--json"],
-        vec!["-vv", "build", "--profile", "control-plane", "--format", "img", "--out"],
+        vec![
+            "-vv",
+            "build",
+            "--profile",
+            "control-plane",
+            "--format",
+            "img",
+            "--out",
+        ],
     ] {
         let mut args: Vec<String> = args.into_iter().map(String::from).collect();
         if args.last().map(String::as_str) == Some("--out") {
@@ -289,15 +447,25 @@ fn secrets_never_show_in_logs_plan_or_errors() {
         }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = tc.piimg(&refs);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         printed.push_str(&String::from_utf8_lossy(&out.stdout));
         printed.push_str(&String::from_utf8_lossy(&out.stderr));
     }
     for s in &secrets {
-        assert!(!printed.contains(s.as_str()), "a secret appeared in plan/build output");
+        assert!(
+            !printed.contains(s.as_str()),
+            "a secret appeared in plan/build output"
+        );
     }
     let record = std::fs::read_to_string(tc.out.join("control-plane.build.json")).unwrap();
     for s in &secrets {
-        assert!(!record.contains(s.as_str()), "a secret appeared in the build record");
+        assert!(
+            !record.contains(s.as_str()),
+            "a secret appeared in the build record"
+        );
     }
 }

@@ -38,8 +38,8 @@ pub fn build(args: &BuildArgs, out: &mut dyn Write) -> anyhow::Result<Vec<Built>
     let mut built = Vec::new();
     for spec in &mut specs {
         super::ensure_service_credentials(spec)?;
-        let b = build_node(spec, &cache, args)
-            .with_context(|| format!("building {}", spec.node))?;
+        let b =
+            build_node(spec, &cache, args).with_context(|| format!("building {}", spec.node))?;
         writeln!(
             out,
             "{}  {}  (build {})",
@@ -58,7 +58,11 @@ fn resolve_all(args: &BuildArgs, overrides: &Overrides) -> anyhow::Result<Vec<No
     for node in super::selected_nodes(&args.selection)? {
         match spec::resolve(&args.selection.profiles_dir, &node, overrides) {
             Ok(s) => specs.push(s),
-            Err(SpecErrors(e)) => errors.extend(e.into_iter().filter(|e| !errors.contains(e)).collect::<Vec<_>>()),
+            Err(SpecErrors(e)) => errors.extend(
+                e.into_iter()
+                    .filter(|e| !errors.contains(e))
+                    .collect::<Vec<_>>(),
+            ),
         }
     }
     if !errors.is_empty() {
@@ -144,7 +148,8 @@ fn build_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Resul
 /// the two can never disagree.
 fn build_record(image: &Path, build_id: &str) -> anyhow::Result<serde_json::Value> {
     let located = crate::apply::locate(image)?;
-    let fs = crate::fs::ext4::Ext4::open(image, located.root.start, crate::fs::ext4::Access::ReadOnly)?;
+    let fs =
+        crate::fs::ext4::Ext4::open(image, located.root.start, crate::fs::ext4::Access::ReadOnly)?;
     let bytes = fs.read_file(crate::plan::BUILD_RECORD_PATH)?;
     let record: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("the build record of {build_id} is not JSON"))?;
@@ -181,4 +186,3 @@ fn format_of(f: OutputFormat) -> Format {
         OutputFormat::Gz => Format::Gzip,
     }
 }
-

@@ -21,11 +21,16 @@ pub fn musl_triple(arch: Arch) -> &'static str {
 /// The binary for `arch`, or an error naming the one command that builds it.
 pub fn own_build(arch: Arch) -> anyhow::Result<PathBuf> {
     let mut tried = Vec::new();
-    if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(PathBuf::from)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(PathBuf::from))
+    {
         tried.push(dir.join(format!("piimg-firstboot-{arch}")));
     }
     let triple = musl_triple(arch);
-    tried.push(PathBuf::from(format!("target/{triple}/release-firstboot/piimg-firstboot")));
+    tried.push(PathBuf::from(format!(
+        "target/{triple}/release-firstboot/piimg-firstboot"
+    )));
     if let Some(found) = tried.iter().find(|p| p.is_file()) {
         tracing::info!(path = %found.display(), "using piimg's own piimg-firstboot build");
         return Ok(found.clone());
