@@ -7,7 +7,7 @@ use super::ApplyError;
 use crate::disk;
 use crate::fs::ext4::Ext4;
 use crate::fs::fat::BootFs;
-use crate::inspect::os::{detect, parse_os_release};
+use crate::inspect::os::{detect, field, parse_os_release};
 use crate::inspect::rootfs::Ext4Tree;
 use crate::plan::Plan;
 use crate::spec::Flavour;
@@ -83,14 +83,7 @@ fn read_found(image: &Path, located: &Located, fs: &Ext4) -> Result<Found, Apply
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let fields = parse_os_release(&text);
-    let get = |key: &str| {
-        fields
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let get = |key: &str| field(&fields, key).unwrap_or_default();
     let id = get("ID");
     let codename = get("VERSION_CODENAME");
     let pretty = match get("PRETTY_NAME") {

@@ -22,9 +22,6 @@ pub use render::render_human;
 /// Version of the JSON document; bumped only on incompatible changes (fields may be added).
 pub const REPORT_SCHEMA: u32 = 1;
 
-/// Where piimg records what it baked into an image.
-pub const BUILD_RECORD_PATH: &str = "/etc/piimg/build.json";
-
 /// Everything `piimg inspect` knows about an image. Serialised field names are a stable API.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -185,7 +182,7 @@ fn inspect_raw(raw: &Path, image: &Path) -> Result<Report, InspectError> {
         .unwrap_or_default();
     let swap = swap::detect(&tree, &fstab);
     let piimg = tree
-        .read(BUILD_RECORD_PATH)
+        .read(crate::plan::BUILD_RECORD_PATH)
         .and_then(|b| serde_json::from_slice(&b).ok());
     let boot = boot::find(raw, image, located.boot.as_ref())?;
     Ok(Report {

@@ -36,6 +36,15 @@ pub fn parse_os_release(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The value of `key` in parsed os-release fields; the last assignment wins, as in a shell.
+pub fn field(fields: &[(String, String)], key: &str) -> Option<String> {
+    fields
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+}
+
 /// Debian's architecture name for an ELF `e_machine`, as package names and k3s assets use.
 pub fn arch_of_machine(machine: u16) -> Option<&'static str> {
     match machine {
@@ -72,13 +81,7 @@ pub fn detect(tree: &dyn Tree) -> Option<OsInfo> {
         .text("/etc/os-release")
         .or_else(|| tree.text("/usr/lib/os-release"))?;
     let fields = parse_os_release(&text);
-    let get = |key: &str| {
-        fields
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-    };
+    let get = |key: &str| field(&fields, key);
     Some(OsInfo {
         id: get("ID"),
         version_id: get("VERSION_ID"),

@@ -9,7 +9,7 @@ use crate::cli::{BuildArgs, OutputFormat};
 use crate::output::{self, Format, PublishRequest, Published};
 use crate::plan::{compute, Inputs, RenderedManifest, SourceFile};
 use crate::source::{self, Cache, SourceSpec};
-use crate::spec::{self, NodeSpec, Overrides, SpecErrors};
+use crate::spec::NodeSpec;
 use anyhow::Context;
 use std::io::Write;
 use std::path::Path;
@@ -28,7 +28,7 @@ pub struct Built {
 /// Runs `piimg build` for every selected node; prints one line per image to `out`.
 pub fn build(args: &BuildArgs, out: &mut dyn Write) -> anyhow::Result<Vec<Built>> {
     let overrides = super::plan::overrides(&args.sources)?;
-    let mut specs = resolve_all(args, &overrides)?;
+    let mut specs = super::plan::resolve_selected(&args.selection, &overrides)?;
     let cache = match &args.cache_dir {
         Some(dir) => Cache::new(dir.clone()),
         None => Cache::from_env()?,
@@ -50,25 +50,6 @@ pub fn build(args: &BuildArgs, out: &mut dyn Write) -> anyhow::Result<Vec<Built>
         built.push(b);
     }
     Ok(built)
-}
-
-fn resolve_all(args: &BuildArgs, overrides: &Overrides) -> anyhow::Result<Vec<NodeSpec>> {
-    let mut specs = Vec::new();
-    let mut errors = Vec::new();
-    for node in super::selected_nodes(&args.selection)? {
-        match spec::resolve(&args.selection.profiles_dir, &node, overrides) {
-            Ok(s) => specs.push(s),
-            Err(SpecErrors(e)) => errors.extend(
-                e.into_iter()
-                    .filter(|e| !errors.contains(e))
-                    .collect::<Vec<_>>(),
-            ),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(SpecErrors(errors).into());
-    }
-    Ok(specs)
 }
 
 fn build_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Result<Built> {

@@ -84,14 +84,13 @@ pub(super) fn overrides(sources: &SourceArgs) -> anyhow::Result<Overrides> {
     })
 }
 
-/// Runs `piimg plan`: every selected node is resolved first, and all their problems are
-/// reported together; then each plan is printed.
-pub fn plan(args: &PlanArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let ov = overrides(&args.sources)?;
+/// Resolves every selected node; the problems of all of them are reported together, before
+/// anything is fetched or written.
+pub(super) fn resolve_selected(sel: &Selection, ov: &Overrides) -> anyhow::Result<Vec<NodeSpec>> {
     let mut specs = Vec::new();
     let mut errors = Vec::new();
-    for node in selected_nodes(&args.selection)? {
-        match spec::resolve(&args.selection.profiles_dir, &node, &ov) {
+    for node in selected_nodes(sel)? {
+        match spec::resolve(&sel.profiles_dir, &node, ov) {
             Ok(s) => specs.push(s),
             Err(SpecErrors(e)) => errors.extend(
                 e.into_iter()
@@ -103,6 +102,14 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     if !errors.is_empty() {
         return Err(SpecErrors(errors).into());
     }
+    Ok(specs)
+}
+
+/// Runs `piimg plan`: every selected node is resolved first, and all their problems are
+/// reported together; then each plan is printed.
+pub fn plan(args: &PlanArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let ov = overrides(&args.sources)?;
+    let mut specs = resolve_selected(&args.selection, &ov)?;
     let mut plans = Vec::new();
     for s in &mut specs {
         // The same credentials the build will use, so the plan's build id is the build's.
