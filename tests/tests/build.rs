@@ -213,6 +213,7 @@ fn worker_on_raspios_bookworm_and_trixie() {
     );
     assert!(!exists(&image, s, "/var/swap"));
     assert_eq!(text(&image, s, "/etc/machine-id"), "");
+    assert!(!exists(&image, s, "/var/lib/piimg/manifests/minio"), "an agent stages no base services");
 
     std::fs::remove_dir_all(&tc.out).unwrap();
     let image = tc.build("worker-2", "img", &["--base", "raspios-trixie"]);
@@ -245,7 +246,18 @@ fn control_plane_on_ubuntu_amd64() {
     let (r, s) = assert_common_edits(&image, "control-plane", "server", "amd64");
     assert_eq!(r["table"]["kind"], "gpt");
     assert!(!exists(&image, s, "/swap.img"));
-    assert!(exists(&image, s, "/var/lib/piimg/manifests"));
+    // The base services, staged for first boot: logins only in 0600 Secrets.
+    let staged = e2e::debugfs_ls(&image, s, "/var/lib/piimg/manifests");
+    for service in ["minio", "postgresql", "mlflow", "jupyterhub", "monitoring", "ray", "dask", "jaeger"] {
+        assert!(staged.iter().any(|e| e.name == service), "{service} not staged: {staged:?}");
+    }
+    let secret = "/var/lib/piimg/manifests/minio/minio-credentials.yaml";
+    assert_eq!(mode(&image, s, secret), (0o600, 0, 0));
+    assert!(text(&image, s, secret).contains("kind: Secret"));
+    for service in ["minio", "postgresql", "mlflow", "jupyterhub", "monitoring"] {
+        let creds = format!("/var/lib/piimg/manifests/{service}/{service}-credentials.yaml");
+        assert_eq!(mode(&image, s, &creds), (0o600, 0, 0), "{creds}");
+    }
 }
 
 #[test]
