@@ -60,7 +60,13 @@ fn build_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Resul
         .as_ref()
         .is_some_and(|b| *b != spec.base.name);
     let base_spec = SourceSpec {
-        location: locate(&spec.profiles_dir, &spec.base.url),
+        // `--base PATH` is the user's, relative to where piimg runs; catalogue paths are
+        // relative to the profiles folder.
+        location: if base_override {
+            spec.base.url.clone()
+        } else {
+            locate(&spec.profiles_dir, &spec.base.url)
+        },
         // An explicit --base file is recorded by digest, not held to the catalogue's pin.
         sha256: (!base_override).then(|| spec.base.sha256.clone()),
     };
