@@ -27,7 +27,7 @@ pub enum Compression {
     /// `.zst` (one or more frames).
     Zstd,
     /// A QCOW2 disk image (Ubuntu's amd64 cloud image, whatever its name), converted with
-    /// `qemu-img` (see [`super::qcow2`]).
+    /// `qemu-img` (see `source/qcow2.rs`).
     Qcow2,
 }
 
