@@ -35,7 +35,8 @@ pub enum Command {
 /// `piimg inspect IMAGE [--json]`.
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
-    /// A raw image, or one compressed as .xz, .gz or .zst (decompressed to a temporary file).
+    /// A raw image, one compressed as .xz, .gz or .zst, or a QCOW2 image (converted to a
+    /// temporary raw file).
     pub image: std::path::PathBuf,
     /// Print stable JSON instead of the human table.
     #[arg(long)]
@@ -142,9 +143,10 @@ pub struct BuildArgs {
 /// `piimg watch [--profiles DIR] [--listen ADDR] [--until-ready] [--timeout DURATION]`.
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
-    /// Profiles directory (cluster.toml); not wired yet: use --nodes and --key-file.
-    #[arg(long, value_name = "DIR")]
-    pub profiles: Option<std::path::PathBuf>,
+    /// The profiles folder: the nodes to expect come from cluster.toml's `nodes`, the report
+    /// key from the secrets file it names.
+    #[arg(long = "profiles", value_name = "DIR", default_value = "profiles")]
+    pub profiles: std::path::PathBuf,
     /// Address to receive reports on.
     #[arg(long, value_name = "ADDR", default_value = crate::watch::DEFAULT_LISTEN)]
     pub listen: String,
@@ -154,10 +156,10 @@ pub struct WatchArgs {
     /// Give up after this long, e.g. `20m`, `90s`.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub timeout: Option<std::time::Duration>,
-    /// Stop-gap until profiles are wired: the expected node names, comma-separated.
+    /// Expect these node (host) names instead of cluster.toml's, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub nodes: Vec<String>,
-    /// Stop-gap until secrets are wired: a file holding the cluster report key as hex.
+    /// Take the report key (hex) from this file instead of the cluster secrets file.
     #[arg(long, value_name = "PATH")]
     pub key_file: Option<std::path::PathBuf>,
 }

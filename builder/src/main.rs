@@ -25,25 +25,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Plan(args) => piimg::verb::plan(&args, &mut std::io::stdout().lock()),
         Command::Secrets(cmd) => piimg::verb::secrets(&cmd, &mut std::io::stdout().lock()),
-        Command::Watch(args) => watch(args),
+        Command::Watch(args) => piimg::verb::watch(&args),
     }
-}
-
-/// `piimg watch`: the key comes from `--key-file` until the profiles are wired in.
-fn watch(args: piimg::cli::WatchArgs) -> anyhow::Result<()> {
-    let Some(key_file) = &args.key_file else {
-        anyhow::bail!(
-            "watch needs --key-file PATH (the cluster report key, hex) until profiles are wired"
-        );
-    };
-    let setup = piimg::watch::WatchSetup {
-        nodes: args.nodes,
-        key: piimg::watch::read_key_file(key_file)?,
-        listen: args.listen,
-        until_ready: args.until_ready,
-        timeout: args.timeout,
-    };
-    Ok(piimg::watch::run(&setup)?)
 }
 
 fn inspect(args: &piimg::cli::InspectArgs) -> anyhow::Result<()> {

@@ -1,9 +1,10 @@
 //! The example cluster in `profiles/`, resolved and planned as a user would, without images.
 
-use piimg::plan::{compute, Content, Edit, Plan};
+use piimg::plan::{compute, Content, Edit, Plan, TIME_WAIT_SYNC_UNIT};
 use piimg::secrets::{self, ClusterSecrets};
 use piimg::spec::{resolve, Flavour, NodeSpec, Overrides};
 use piimg::verb::{inputs_for_plan, render_manifests};
+use piimg_firstboot::unit;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -504,11 +505,42 @@ fn common_node_edits(p: &Plan, c: &Cluster, node: &str, k3s_unit: &str) {
             .any(|e| matches!(e, Edit::EnableUnit { unit, .. } if unit.starts_with("k3s"))),
         "k3s is started by first boot, never enabled"
     );
-    assert_eq!(mode_of("/usr/local/sbin/piimg-firstboot"), 0o755);
-    assert!(p
-        .edits
-        .iter()
-        .any(|e| matches!(e, Edit::EnableUnit { unit, .. } if unit == "piimg-firstboot.service")));
+    // k3s never runs off the SSD: the firstboot crate's drop-in, verbatim.
+    assert!(
+        matches!(written(p, &format!("/etc/systemd/system/{k3s_unit}.d/10-piimg.conf")),
+            Some(Edit::WriteFile { content: Content::Text(t), mode: 0o644, .. })
+            if *t == unit::k3s_dropin("/mnt/storage")),
+        "k3s drop-in"
+    );
+    // The first-boot binary where issue 3 puts it, its unit exactly as the firstboot crate
+    // ships it, enabled the way `systemctl enable` does.
+    assert_eq!(unit::BINARY_PATH, "/usr/local/sbin/piimg-firstboot");
+    assert_eq!(mode_of(unit::BINARY_PATH), 0o755);
+    assert!(
+        matches!(written(p, "/etc/systemd/system/piimg-firstboot.service"),
+            Some(Edit::WriteFile { content: Content::Text(t), mode: 0o644, .. }) if t == unit::UNIT),
+        "firstboot unit text"
+    );
+    assert!(unit::UNIT.contains("ExecStart=/usr/local/sbin/piimg-firstboot run"));
+    let enabled = |unit: &str, wanted_by: &str| {
+        p.edits.iter().find_map(|e| match e {
+            Edit::EnableUnit { unit: u, .. } if u == unit => e.enable_link(),
+            _ => None,
+        }) == Some((
+            format!("/etc/systemd/system/{wanted_by}.wants/{unit}"),
+            match unit {
+                "piimg-firstboot.service" => format!("/etc/systemd/system/{unit}"),
+                _ => format!("/lib/systemd/system/{unit}"),
+            },
+        ))
+    };
+    assert!(enabled(unit::UNIT_NAME, "multi-user.target"));
+    // The unit is ordered after time-sync.target, which only means something with this on.
+    assert!(enabled(TIME_WAIT_SYNC_UNIT, "sysinit.target"));
+    assert!(matches!(
+        written(p, "/etc/systemd/system/systemd-time-wait-sync.service.d/10-piimg.conf"),
+        Some(Edit::WriteFile { content: Content::Text(t), .. }) if t.contains("TimeoutStartSec=")
+    ));
     assert_eq!(mode_of("/etc/piimg/node.toml"), 0o600);
     let cfg =
         piimg_firstboot::config::NodeConfig::from_toml(&secret_text(p, "/etc/piimg/node.toml"))

@@ -153,3 +153,90 @@ fn open_image_uses_raw_as_is_and_decompresses_to_a_temp_file() {
     drop(image);
     assert!(!temp.exists(), "temp image not removed on drop");
 }
+
+/// A sector-multiple image (QCOW2 sizes are whole sectors) and its QCOW2 conversion.
+fn qcow2_pair(d: &Path) -> (Vec<u8>, std::path::PathBuf) {
+    let raw = d.join("base.img");
+    let bytes = common::sparse_image(
+        &raw,
+        24 << 20,
+        &[(0, 1 << 20), (9 << 20, 1_500_000), (20 << 20, 600_000)],
+    );
+    // Named `.img` like Ubuntu's cloud image: the magic decides, not the name.
+    let qcow = d.join("noble-server-cloudimg-amd64.img");
+    sh(&format!(
+        "qemu-img convert -q -f raw -O qcow2 {} {}",
+        raw.display(),
+        qcow.display()
+    ));
+    (bytes, qcow)
+}
+
+#[test]
+fn qcow2_converts_to_the_raw_image_sparse_and_into_the_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (bytes, qcow) = qcow2_pair(d);
+    assert_eq!(
+        Compression::detect(&qcow).expect("detect"),
+        Compression::Qcow2
+    );
+    roundtrip(d, &qcow, &bytes);
+
+    let cache = piimg::source::Cache::new(d.join("cache"));
+    let digest = piimg::source::sha256_file(&qcow).expect("digest");
+    let base = cache.base_image(&qcow, &digest).expect("cache base");
+    assert!(
+        base.starts_with(d.join("cache").join("bases")),
+        "{}",
+        base.display()
+    );
+    assert!(std::fs::read(&base).expect("read base") == bytes);
+    assert!(allocated(&base) < 6 << 20, "cached base not sparse");
+
+    let image = open_image(&qcow).expect("open qcow2");
+    assert_eq!(image.compression(), Compression::Qcow2);
+    assert!(std::fs::read(image.path()).expect("read temp") == bytes);
+}
+
+#[test]
+fn qcow2_with_a_backing_file_or_bad_data_is_refused_and_leaves_no_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (_, qcow) = qcow2_pair(d);
+    let out_dir = d.join("out");
+    std::fs::create_dir(&out_dir).expect("mkdir");
+    // An overlay reading its data from another file (which could be any file of the machine).
+    let overlay = d.join("overlay.qcow2");
+    sh(&format!(
+        "qemu-img create -q -f qcow2 -F qcow2 -b {} {}",
+        qcow.display(),
+        overlay.display()
+    ));
+    let err = decompress_to(&overlay, &out_dir.join("x.img")).expect_err("backing file");
+    assert!(
+        matches!(err, SourceError::Qcow2NotSelfContained { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&overlay.display().to_string()),
+        "{err}"
+    );
+    // The magic, then garbage: qemu-img's refusal, with the file named.
+    let junk = d.join("junk.img");
+    let mut bad = b"QFI\xfb".to_vec();
+    bad.extend(std::iter::repeat_n(0x5Au8, 4096));
+    bad[8..16].fill(0);
+    common::write(&junk, &bad);
+    let err = decompress_to(&junk, &out_dir.join("x.img")).expect_err("junk");
+    assert!(matches!(err, SourceError::Corrupt { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&junk.display().to_string()),
+        "{err}"
+    );
+    assert!(
+        names(&out_dir).is_empty(),
+        "left behind: {:?}",
+        names(&out_dir)
+    );
+}

@@ -32,14 +32,25 @@ struct Watch {
 }
 
 impl Watch {
+    /// A watch given its nodes and key on the command line (`--nodes`, `--key-file`).
     fn start(dir: &Path, nodes: &str, timeout: &str) -> Watch {
         let key_file = dir.join("report.key");
         std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+        Watch::spawn(&[
+            "--nodes".as_ref(),
+            nodes.as_ref(),
+            "--timeout".as_ref(),
+            timeout.as_ref(),
+            "--key-file".as_ref(),
+            key_file.as_os_str(),
+        ])
+    }
+
+    /// `piimg watch --listen 127.0.0.1:0 --until-ready ARGS…`.
+    fn spawn(args: &[&std::ffi::OsStr]) -> Watch {
         let mut child = Command::new(PIIMG)
             .args(["watch", "--listen", "127.0.0.1:0", "--until-ready"])
-            .args(["--nodes", nodes, "--timeout", timeout])
-            .arg("--key-file")
-            .arg(&key_file)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -305,4 +316,74 @@ fn watch_times_out_when_nodes_stay_silent() {
     let (ok, out) = watch.finish();
     assert!(!ok, "{out}");
     assert!(out.contains("still not ready: worker-1, worker-2"), "{out}");
+}
+
+/// A copy of the repository's profiles with a fresh secrets file; returns (profiles, key).
+fn example_profiles(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
+    let profiles = dir.join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    for e in std::fs::read_dir(&repo).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        if name.to_string_lossy().ends_with(".toml") && name != "secrets.toml" {
+            std::fs::copy(e.path(), profiles.join(&name)).unwrap();
+        }
+    }
+    let made = piimg::secrets::init(&profiles.join("secrets.toml")).unwrap();
+    let key = hex::decode(made.report_key.expose()).unwrap();
+    (profiles, key)
+}
+
+#[test]
+fn watch_expects_the_clusters_nodes_and_checks_with_the_secrets_files_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (profiles, key) = example_profiles(dir.path());
+    // A profile's own host name is what its reports carry, so that is what is expected.
+    let cp = profiles.join("control-plane.toml");
+    let text = std::fs::read_to_string(&cp).unwrap();
+    std::fs::write(&cp, format!("hostname = \"cp\"\n{text}")).unwrap();
+    let mut watch = Watch::spawn(&[
+        "--profiles".as_ref(),
+        profiles.as_os_str(),
+        "--timeout".as_ref(),
+        "20s".as_ref(),
+    ]);
+    // The test key is not the cluster's: refused.
+    let body = serde_json::to_vec(&report("worker-1", now(), "n1")).unwrap();
+    let other = hex::decode(KEY).unwrap();
+    assert_eq!(post(&watch.url(), &body, Some(&sign(&other, &body))), 401);
+    assert!(watch.next_line().contains("signature does not match"));
+    // Signed with the secrets file's report key: taken.
+    assert_eq!(post(&watch.url(), &body, Some(&sign(&key, &body))), 200);
+    assert!(watch.next_line().contains("worker-1 ready"));
+    let (ok, out) = watch.finish();
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("still not ready: cp, worker-2, worker-3, worker-4"),
+        "{out}"
+    );
+    let hex_key = hex::encode(&key);
+    assert!(!out.contains(&hex_key[..16]), "key leaked: {out}");
+}
+
+#[test]
+fn watch_refuses_a_secrets_file_others_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (profiles, _) = example_profiles(dir.path());
+    let secrets = profiles.join("secrets.toml");
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(PIIMG)
+        .args(["watch", "--listen", "127.0.0.1:0", "--timeout", "1s"])
+        .arg("--profiles")
+        .arg(&profiles)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&secrets.display().to_string()) && err.contains("chmod 600"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "listened anyway");
 }

@@ -10,8 +10,9 @@
 //! no battery-backed clock; enable `systemd-time-wait-sync.service` in the image so the target
 //! means "the clock is synchronised".
 
-/// Where the builder installs the binary.
-pub const BINARY_PATH: &str = "/usr/local/bin/piimg-firstboot";
+/// Where the builder installs the binary: `sbin`, as a system daemon run by systemd as root
+/// rather than a command for users (issue 3).
+pub const BINARY_PATH: &str = "/usr/local/sbin/piimg-firstboot";
 
 /// The unit's file name.
 pub const UNIT_NAME: &str = "piimg-firstboot.service";
@@ -29,7 +30,7 @@ ConditionPathExists=/etc/piimg/node.toml
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=/usr/local/bin/piimg-firstboot run
+ExecStart=/usr/local/sbin/piimg-firstboot run
 NotifyAccess=main
 TimeoutStartSec=25min
 StandardOutput=journal+console

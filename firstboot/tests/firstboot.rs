@@ -498,6 +498,99 @@ fn manifests_follow_the_image_and_hand_added_files_stay() {
     );
 }
 
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Stages `rel` under `staged` with `mode`, its folders 0700 as the plan makes them.
+fn stage(staged: &Path, rel: &str, content: &str, mode: u32) {
+    let path = staged.join(rel);
+    let mut dir = path.clone();
+    dir.pop();
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut d = dir.as_path();
+    while d != staged {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        d = d.parent().unwrap();
+    }
+    std::fs::write(&path, content).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn manifests_in_folders_keep_their_modes_and_dropped_folders_go() {
+    let mut node = Node::new();
+    node.add_disk("S1");
+    let staged = node.node_path("/var/lib/piimg/manifests");
+    stage(&staged, "namespaces.yaml", "kind: Namespace\n", 0o644);
+    stage(&staged, "minio/minio.yaml", "kind: Deployment\n", 0o644);
+    stage(
+        &staged,
+        "minio/minio-credentials.yaml",
+        "kind: Secret\n",
+        0o600,
+    );
+    stage(&staged, "ray/deep/ray.yaml", "kind: RayCluster\n", 0o644);
+    node.run_ok();
+    let dest = node.node_path("/mnt/storage/k3s/server/manifests");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("minio/minio-credentials.yaml")).unwrap(),
+        "kind: Secret\n"
+    );
+    assert_eq!(mode(&dest.join("minio/minio-credentials.yaml")), 0o600);
+    assert_eq!(mode(&dest.join("minio/minio.yaml")), 0o644);
+    assert_eq!(mode(&dest.join("minio")), 0o700);
+    assert_eq!(mode(&dest.join("ray/deep")), 0o700);
+    assert!(dest.join("ray/deep/ray.yaml").is_file());
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(node.node_path("/mnt/storage/k3s/piimg-sync.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        record["manifests"],
+        serde_json::json!([
+            "minio/minio-credentials.yaml",
+            "minio/minio.yaml",
+            "namespaces.yaml",
+            "ray/deep/ray.yaml"
+        ])
+    );
+    std::fs::write(dest.join("minio/mine.yaml"), "hand: 1\n").unwrap();
+    let before = std::fs::metadata(dest.join("minio/minio.yaml"))
+        .unwrap()
+        .modified()
+        .unwrap();
+
+    // A newer image drops ray and makes minio.yaml private without changing it.
+    std::fs::remove_dir_all(staged.join("ray")).unwrap();
+    std::fs::set_permissions(
+        staged.join("minio/minio.yaml"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    node.reimage();
+    node.run_ok();
+    assert!(!dest.join("ray").exists(), "the dropped folder stays");
+    assert_eq!(mode(&dest.join("minio/minio.yaml")), 0o600);
+    assert_eq!(
+        std::fs::metadata(dest.join("minio/minio.yaml"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        before,
+        "an unchanged manifest was rewritten (k3s would re-apply it)"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("minio/mine.yaml")).unwrap(),
+        "hand: 1\n"
+    );
+    assert!(dest.join("namespaces.yaml").is_file());
+}
+
 #[test]
 fn an_agent_waits_for_the_kubelet_and_reports_failure_when_k3s_never_gets_ready() {
     let mut node = Node::new();

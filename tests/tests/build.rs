@@ -143,6 +143,39 @@ fn assert_common_edits(
         ),
         "{k3s_unit} must not be enabled: first boot starts it"
     );
+    // The firstboot crate's unit and k3s drop-in, as installed in the image.
+    let unit = text(image, s, "/etc/systemd/system/piimg-firstboot.service");
+    assert!(
+        unit.contains("ExecStart=/usr/local/sbin/piimg-firstboot run")
+            && !unit.contains("Before=k3s"),
+        "{unit}"
+    );
+    let dropin = text(
+        image,
+        s,
+        &format!("/etc/systemd/system/{k3s_unit}.d/10-piimg.conf"),
+    );
+    assert!(
+        dropin.contains("ConditionPathIsMountPoint=/mnt/storage"),
+        "{dropin}"
+    );
+    // time-sync.target means "clock set" only with systemd-time-wait-sync enabled; the link
+    // must point at the unit the base ships.
+    let wait = "systemd-time-wait-sync.service";
+    assert_eq!(
+        e2e::debugfs_inode(
+            image,
+            s,
+            &format!("/etc/systemd/system/sysinit.target.wants/{wait}")
+        )
+        .link_target
+        .as_deref(),
+        Some(format!("/lib/systemd/system/{wait}").as_str())
+    );
+    assert!(
+        exists(image, s, &format!("/usr/lib/systemd/system/{wait}")),
+        "the base lacks {wait}"
+    );
     let fstab = text(image, s, "/etc/fstab");
     let ssd = fstab
         .lines()

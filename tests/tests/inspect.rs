@@ -126,6 +126,33 @@ fn compressed_images_inspect_like_raw_ones() {
     }
 }
 
+#[test]
+fn the_qcow2_cloud_image_inspects_like_its_raw_form() {
+    // Ubuntu's amd64 cloud image is QCOW2 under an `.img` name.
+    let dir = tempfile::tempdir().unwrap();
+    let image = e2e::fixture(Kind::UbuntuAmd64);
+    let raw = inspect_json(&image);
+    let qcow = dir.path().join("noble-server-cloudimg-amd64.img");
+    let out = Command::new("qemu-img")
+        .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
+        .arg(&image)
+        .arg(&qcow)
+        .output()
+        .expect("qemu-img (Debian: qemu-utils)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = e2e::sha256_file(&qcow);
+    let r = inspect_json(&qcow);
+    assert_eq!(e2e::sha256_file(&qcow), before, "inspect changed the image");
+    for key in ["table", "partitions", "boot", "os", "fstab", "swap"] {
+        assert_eq!(r[key], raw[key], "{key}");
+    }
+    assert_eq!(r["table"]["kind"], "gpt");
+}
+
 /// A broken input gives one line on stderr that names the file, a non-zero exit, no panic.
 fn assert_clean_failure(image: &Path, what: &str) {
     let out = inspect(&[image.as_os_str()]);

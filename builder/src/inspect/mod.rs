@@ -136,7 +136,7 @@ pub enum InspectError {
     },
 }
 
-/// Inspects an image (raw, or compressed as .xz/.gz/.zst). Never writes to it.
+/// Inspects an image (raw, compressed as .xz/.gz/.zst, or QCOW2). Never writes to it.
 pub fn inspect(image: &Path) -> Result<Report, InspectError> {
     let opened = crate::source::open_image(image)?;
     let raw = opened.path();

@@ -7,6 +7,7 @@ use crate::spec::{EntryKind, NodeSpec, RootEntry};
 use piimg_firstboot::config::{
     K3sConfig, NodeConfig, ReportConfig, Role, StorageConfig, NODE_CONFIG_PATH, SCHEMA_VERSION,
 };
+use piimg_firstboot::unit;
 
 /// Where the build record is written in the image.
 pub const BUILD_RECORD_PATH: &str = "/etc/piimg/build.json";
@@ -25,7 +26,7 @@ pub fn compute(spec: &NodeSpec, inputs: &Inputs) -> Plan {
     edits.extend(os::access(spec));
     edits.extend(os::network(spec));
     edits.extend(k3s::edits(spec, inputs));
-    edits.extend(firstboot(spec, inputs));
+    edits.extend(firstboot(inputs));
     edits.extend(spec.root_entries.iter().map(overlay_edit));
     edits.push(Edit::WriteFile {
         path: NODE_CONFIG_PATH.into(),
@@ -51,11 +52,16 @@ pub fn compute(spec: &NodeSpec, inputs: &Inputs) -> Plan {
     }
 }
 
-fn firstboot(spec: &NodeSpec, inputs: &Inputs) -> Vec<Edit> {
-    let _ = spec;
+/// The systemd unit that holds `time-sync.target` until the clock is set; every base piimg
+/// supports ships it with systemd itself (Raspberry Pi OS bookworm and trixie, Ubuntu 24.04+).
+pub const TIME_WAIT_SYNC_UNIT: &str = "systemd-time-wait-sync.service";
+
+/// The binary, its unit (the firstboot crate's text, verbatim) enabled, and the clock wait the
+/// unit is ordered after.
+fn firstboot(inputs: &Inputs) -> Vec<Edit> {
     vec![
         Edit::WriteFile {
-            path: "/usr/local/sbin/piimg-firstboot".into(),
+            path: unit::BINARY_PATH.into(),
             content: Content::Source {
                 path: inputs.firstboot_bin.path.clone(),
                 sha256: inputs.firstboot_bin.sha256.clone(),
@@ -65,16 +71,29 @@ fn firstboot(spec: &NodeSpec, inputs: &Inputs) -> Vec<Edit> {
             gid: 0,
         },
         Edit::WriteFile {
-            path: "/etc/systemd/system/piimg-firstboot.service".into(),
-            content: Content::Text(units::FIRSTBOOT_UNIT.into()),
+            path: format!("/etc/systemd/system/{}", unit::UNIT_NAME),
+            content: Content::Text(unit::UNIT.into()),
             mode: 0o644,
             uid: 0,
             gid: 0,
         },
         Edit::EnableUnit {
-            unit: "piimg-firstboot.service".into(),
+            unit: unit::UNIT_NAME.into(),
             unit_dir: "/etc/systemd/system".into(),
             wanted_by: "multi-user.target".into(),
+        },
+        // The unit's own `[Install] WantedBy=sysinit.target`.
+        Edit::EnableUnit {
+            unit: TIME_WAIT_SYNC_UNIT.into(),
+            unit_dir: "/lib/systemd/system".into(),
+            wanted_by: "sysinit.target".into(),
+        },
+        Edit::WriteFile {
+            path: format!("/etc/systemd/system/{TIME_WAIT_SYNC_UNIT}.d/10-piimg.conf"),
+            content: Content::Text(units::TIME_WAIT_SYNC_DROPIN.into()),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
         },
         Edit::Mkdir {
             path: "/etc/piimg".into(),

@@ -146,6 +146,13 @@ pub fn edits(spec: &NodeSpec, inputs: &Inputs) -> Vec<Edit> {
         Content::Text(units::k3s_unit(spec.role, &spec.storage.mount_point)),
         0o644,
     ));
+    // Installed but not enabled; first boot starts it once the SSD is mounted, and the
+    // firstboot crate's drop-in keeps it from ever running with its data-dir on the SD card.
+    e.push(file(
+        &format!("/etc/systemd/system/{unit}.d/10-piimg.conf"),
+        Content::Text(piimg_firstboot::unit::k3s_dropin(&spec.storage.mount_point)),
+        0o644,
+    ));
     e.push(dir("/var/lib/piimg", 0o700));
     if spec.role == Role::Server {
         e.extend(staged_manifests(&inputs.manifests));

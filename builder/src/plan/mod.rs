@@ -11,9 +11,8 @@ pub mod text;
 mod units;
 pub mod user;
 
-pub use compute::{compute, BUILD_RECORD_PATH};
+pub use compute::{compute, BUILD_RECORD_PATH, TIME_WAIT_SYNC_UNIT};
 pub use edit::{Content, Edit};
-pub use units::FIRSTBOOT_UNIT;
 
 use crate::secrets::Secret;
 use serde::Serialize;

@@ -1,23 +1,18 @@
-//! systemd unit files the plan installs.
+//! systemd unit files the plan installs. The first-boot unit and the k3s drop-in are not here:
+//! the firstboot crate owns them ([`piimg_firstboot::unit`]), so the image runs what the binary
+//! expects.
 
 use piimg_firstboot::config::Role;
 
-/// The piimg-firstboot unit. PLACEHOLDER: the firstboot crate will own this text and export
-/// it; until then the builder ships this equivalent.
-pub const FIRSTBOOT_UNIT: &str = "\
-[Unit]
-Description=piimg first boot: prepare the SSD, join k3s, report readiness
-Wants=network-online.target
-After=network-online.target
-ConditionPathExists=/etc/piimg/node.toml
-
+/// `systemd-time-wait-sync.service` holds `time-sync.target` until the clock is synchronised,
+/// which first boot waits for (its reports carry a timestamp and a Pi has no RTC). Upstream it
+/// waits forever; a node that cannot reach a time server would then never start first boot and
+/// never report. This bounds the wait: after it the unit fails, `time-sync.target` is reached
+/// anyway (first boot is only ordered after it), and the node reports what it can.
+pub const TIME_WAIT_SYNC_DROPIN: &str = "\
 [Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/usr/local/sbin/piimg-firstboot
-
-[Install]
-WantedBy=multi-user.target
+# Written by piimg: wait for the clock, but not forever (first boot must still report).
+TimeoutStartSec=5min
 ";
 
 /// Makes SSH host keys at boot when the image has none (the plan deletes the base's, so each

@@ -1,5 +1,5 @@
-//! Turns a base image as downloaded (`.img`, `.img.xz`, `.img.gz`, `.img.zst`) into a raw, sparse
-//! image file. The format is told by magic bytes, never by the name, because downloads are
+//! Turns a base image as downloaded (`.img`, `.img.xz`, `.img.gz`, `.img.zst`, QCOW2) into a raw,
+//! sparse image file. The format is told by magic bytes, never by the name, because downloads are
 //! cached under their digest and lose their names.
 
 use super::sparse_write::{copy_sparse, CopyError};
@@ -26,6 +26,9 @@ pub enum Compression {
     Gzip,
     /// `.zst` (one or more frames).
     Zstd,
+    /// A QCOW2 disk image (Ubuntu's amd64 cloud image, whatever its name), converted with
+    /// `qemu-img` (see `source/qcow2.rs`).
+    Qcow2,
 }
 
 impl fmt::Display for Compression {
@@ -35,6 +38,7 @@ impl fmt::Display for Compression {
             Compression::Xz => ".xz",
             Compression::Gzip => ".gz",
             Compression::Zstd => ".zst",
+            Compression::Qcow2 => "QCOW2",
         })
     }
 }
@@ -52,6 +56,8 @@ impl Compression {
             Compression::Gzip
         } else if head.starts_with(ZSTD_MAGIC) {
             Compression::Zstd
+        } else if head.starts_with(super::qcow2::MAGIC) {
+            Compression::Qcow2
         } else {
             Compression::None
         }
@@ -80,6 +86,9 @@ impl Compression {
 /// whole stream decoded, so a failure never leaves a file (partial or not) at `output`.
 pub fn decompress_to(input: &Path, output: &Path) -> Result<u64, SourceError> {
     let format = Compression::detect(input)?;
+    if format == Compression::Qcow2 {
+        return convert_qcow2(input, output);
+    }
     let file = File::open(input).map_err(|source| read_error(input, source))?;
     let reader = BufReader::with_capacity(READ_BUFFER, file);
     let mut decoder = decoder_for(format, reader).map_err(|e| decode_error(input, format, e))?;
@@ -102,6 +111,28 @@ pub fn decompress_to(input: &Path, output: &Path) -> Result<u64, SourceError> {
     Ok(size)
 }
 
+/// [`decompress_to`] for QCOW2: `qemu-img` writes a temporary file beside `output`, renamed
+/// into place only when the conversion succeeded.
+fn convert_qcow2(input: &Path, output: &Path) -> Result<u64, SourceError> {
+    let temp = tempfile::Builder::new()
+        .prefix(".piimg-decompress-")
+        .tempfile_in(parent_dir(output))
+        .map_err(|source| write_error(output, source))?
+        .into_temp_path();
+    super::qcow2::convert(input, &temp)?;
+    let file = File::open(&temp).map_err(|source| write_error(output, source))?;
+    file.sync_all()
+        .map_err(|source| write_error(output, source))?;
+    let size = file
+        .metadata()
+        .map_err(|source| write_error(output, source))?
+        .len();
+    temp.persist(output)
+        .map_err(|e| write_error(output, e.error))?;
+    tracing::debug!(input = %input.display(), output = %output.display(), size, "converted QCOW2");
+    Ok(size)
+}
+
 /// The folder a file lives in, `.` for a bare name.
 pub(crate) fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
@@ -117,6 +148,11 @@ fn decoder_for(format: Compression, reader: BufReader<File>) -> io::Result<Box<d
         Compression::Xz => Box::new(XzStreams::new(reader)),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
+        Compression::Qcow2 => {
+            return Err(io::Error::other(
+                "QCOW2 is converted by qemu-img, not streamed",
+            ))
+        }
     })
 }
 

@@ -104,6 +104,24 @@ pub enum SourceError {
         /// The location as given.
         location: String,
     },
+    /// A QCOW2 image that reads data from other files.
+    #[error("{path}: this QCOW2 image {reason}; piimg takes only self-contained images: flatten it with `qemu-img convert -O raw` and pass the raw file")]
+    Qcow2NotSelfContained {
+        /// The image.
+        path: PathBuf,
+        /// What makes it depend on other files.
+        reason: String,
+    },
+    /// A helper program could not be run.
+    #[error("{path}: cannot run {tool} ({detail}); install it (Debian and Ubuntu: `apt install qemu-utils`) and run again")]
+    Tool {
+        /// The program.
+        tool: &'static str,
+        /// The file it was to read.
+        path: PathBuf,
+        /// Why it could not run.
+        detail: String,
+    },
     /// No cache folder could be determined.
     #[error("no cache folder: neither XDG_CACHE_HOME nor HOME is set; set XDG_CACHE_HOME")]
     NoCacheDir,

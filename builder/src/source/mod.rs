@@ -7,6 +7,7 @@ mod digest;
 mod error;
 mod fetch;
 mod image_file;
+mod qcow2;
 mod sparse_write;
 
 pub use cache::Cache;

@@ -6,8 +6,10 @@ mod firstboot_bin;
 mod manifests;
 mod plan;
 mod secrets;
+mod watch;
 
 pub use build::{build, Built};
 pub use manifests::{ensure_service_credentials, render_manifests};
 pub use plan::{inputs_for_plan, plan, selected_nodes};
 pub use secrets::secrets;
+pub use watch::{expected_nodes, report_key, setup as watch_setup, watch};

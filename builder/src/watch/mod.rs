@@ -15,8 +15,8 @@ use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-/// Everything `watch` needs. The profiles/secrets loader will fill this from `cluster.toml`
-/// and the cluster secrets; until then the CLI takes `--nodes` and `--key-file`.
+/// Everything `watch` needs; [`crate::verb::watch_setup`] fills it from cluster.toml and the
+/// cluster secrets (or from `--nodes` and `--key-file`).
 #[derive(Clone)]
 pub struct WatchSetup {
     /// Names of the nodes expected to report.
@@ -50,7 +50,7 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8787";
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
     /// Nothing to wait for.
-    #[error("no nodes to watch: pass --nodes (or --profiles once profiles are wired)")]
+    #[error("no nodes to watch: list them in cluster.toml's `nodes` or pass --nodes")]
     NoNodes,
     /// The key is unusable.
     #[error("report key file {path}: {detail}")]
@@ -89,6 +89,16 @@ pub enum WatchError {
     },
 }
 
+/// What is wrong with a key [`key_from_hex`] refuses (never the key itself).
+pub const KEY_PROBLEM: &str = "is not at least 16 bytes of hex";
+
+/// The key bytes of a hex report key (surrounding whitespace ignored), or `None` if it is not
+/// hex or too short to be a key. The secrets file and `--key-file` hold it this way, as does
+/// node.toml, which first boot decodes the same way.
+pub fn key_from_hex(text: &str) -> Option<Vec<u8>> {
+    hex::decode(text.trim()).ok().filter(|k| k.len() >= 16)
+}
+
 /// Reads a report key file: hex, surrounding whitespace ignored.
 pub fn read_key_file(path: &std::path::Path) -> Result<Vec<u8>, WatchError> {
     let err = |detail: &str| WatchError::Key {
@@ -96,12 +106,11 @@ pub fn read_key_file(path: &std::path::Path) -> Result<Vec<u8>, WatchError> {
         detail: detail.into(),
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(&e.to_string()))?;
-    let key = hex::decode(text.trim())
-        .map_err(|_| err("not hex; it must hold the cluster report key as hex"))?;
-    if key.len() < 16 {
-        return Err(err("shorter than 16 bytes; regenerate the cluster secrets"));
-    }
-    Ok(key)
+    key_from_hex(&text).ok_or_else(|| {
+        err(&format!(
+            "{KEY_PROBLEM}; it must hold the cluster report key as hex"
+        ))
+    })
 }
 
 /// Runs the watch until interrupted, or (with `until_ready`) until every node is ready.

@@ -5,6 +5,9 @@
 //! image that drops a manifest removes the file the older image put there, and files the owner
 //! added by hand are never touched. A file is rewritten only when its content changed, because
 //! k3s re-applies a manifest whenever its modification time changes.
+//!
+//! The staged tree is copied recursively with its modes: the server's manifests sit in
+//! per-service folders (0700) and Secret manifests are 0600, and they stay so on the SSD.
 
 use crate::config::Role;
 use crate::run::Ctx;
@@ -45,22 +48,98 @@ pub struct Changes {
     pub removed: Vec<String>,
 }
 
+/// Every regular file below `dir`, as `/`-separated paths relative to it, sorted. The plan
+/// stages manifests in per-service folders (`minio/minio.yaml`), so this walks subfolders.
+/// Hidden entries (our own temporary files) and symlinks are skipped: a link could point the
+/// copy anywhere on the node.
 fn staged_files(dir: &Path) -> Result<Vec<String>, SyncError> {
+    let mut names = Vec::new();
+    walk(dir, "", &mut names)?;
+    names.sort();
+    Ok(names)
+}
+
+fn walk(dir: &Path, prefix: &str, names: &mut Vec<String>) -> Result<(), SyncError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && prefix.is_empty() => return Ok(()),
         Err(e) => return Err(err(dir, "listing staged files")(e)),
     };
-    let mut names = Vec::new();
     for entry in entries {
         let entry = entry.map_err(err(dir, "listing staged files"))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with('.') && entry.path().is_file() {
-            names.push(name);
+        if name.starts_with('.') {
+            continue;
+        }
+        let kind = entry
+            .file_type()
+            .map_err(err(&entry.path(), "reading a staged file's type"))?;
+        let rel = format!("{prefix}{name}");
+        if kind.is_dir() {
+            walk(&entry.path(), &format!("{rel}/"), names)?;
+        } else if kind.is_file() {
+            names.push(rel);
         }
     }
-    names.sort();
-    Ok(names)
+    Ok(())
+}
+
+/// Whether `rel` stays below the folder it is relative to. Names in the record come from the
+/// SSD, which outlives images and could have been edited: never follow one out of `dest`.
+fn is_below(rel: &str) -> bool {
+    !rel.is_empty()
+        && Path::new(rel)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
+fn mode_of(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o7777)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), SyncError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(err(path, "setting the staged mode"))
+}
+
+/// Creates the folders between `dest` and `rel`'s file with the modes of the staged ones
+/// (0700 for the server's manifests: some hold credentials), fixing the mode of folders that
+/// already exist.
+fn make_parents(staged: &Path, dest: &Path, rel: &str) -> Result<(), SyncError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut parts: Vec<&str> = rel.split('/').collect();
+    parts.pop();
+    let (mut from, mut to) = (staged.to_path_buf(), dest.to_path_buf());
+    for part in parts {
+        from.push(part);
+        to.push(part);
+        let mode = mode_of(&from).unwrap_or(0o700);
+        match std::fs::DirBuilder::new().mode(mode).create(&to) {
+            Ok(()) => set_mode(&to, mode)?, // the umask may have narrowed it
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if mode_of(&to) != Some(mode) {
+                    set_mode(&to, mode)?;
+                }
+            }
+            Err(e) => return Err(err(&to, "creating a folder")(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Removes the folders between `dest` and `rel`'s file that are now empty (a newer image
+/// dropped a whole service); a folder holding anything else stays.
+fn remove_empty_parents(dest: &Path, rel: &str) {
+    let mut dir = dest.join(rel);
+    while dir.pop() && dir.starts_with(dest) && dir != dest {
+        if std::fs::remove_dir(&dir).is_err() {
+            break;
+        }
+    }
 }
 
 fn same_content(a: &Path, b: &Path, compare_bytes: bool) -> bool {
@@ -72,6 +151,9 @@ fn same_content(a: &Path, b: &Path, compare_bytes: bool) -> bool {
     }
 }
 
+/// Copies `from` to `to` through a temporary file renamed into place. `std::fs::copy` creates
+/// the copy with the source's mode, so a 0600 Secret manifest is never readable by others,
+/// not even while it is being written.
 fn copy_atomic(from: &Path, to: &Path) -> Result<(), SyncError> {
     let dir = to.parent().unwrap_or(Path::new("."));
     let name = to
@@ -100,18 +182,31 @@ fn sync_dir(
     }
     for name in &names {
         let (from, to) = (staged.join(name), dest.join(name));
+        if !ctx.dry_run {
+            make_parents(staged, dest, name)?;
+        }
         if !same_content(&from, &to, compare_bytes) {
             if !ctx.dry_run {
                 copy_atomic(&from, &to)?;
             }
             changes.written.push(to.display().to_string());
+        } else if let Some(mode) = mode_of(&from).filter(|m| mode_of(&to) != Some(*m)) {
+            // Same content, new mode: fix the mode without rewriting, so k3s (which re-applies
+            // a manifest whose modification time changes) leaves it alone.
+            if !ctx.dry_run {
+                set_mode(&to, mode)?;
+            }
         }
     }
-    for gone in previous.iter().filter(|p| !names.contains(p)) {
+    for gone in previous
+        .iter()
+        .filter(|p| !names.contains(p) && is_below(p))
+    {
         let path = dest.join(gone);
         if path.exists() {
             if !ctx.dry_run {
                 std::fs::remove_file(&path).map_err(err(&path, "removing a dropped file"))?;
+                remove_empty_parents(dest, gone);
             }
             changes.removed.push(path.display().to_string());
         }
