@@ -110,12 +110,7 @@ fn build_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Resul
     let work = work_dir.path().join(format!("{}.img", spec.node));
     let method = output::clone_sparse(&base.image, &work)?;
     tracing::debug!(?method, "copied base");
-    let report = crate::apply::apply(&plan, &work)?;
-    tracing::info!(
-        changed = report.changed,
-        unchanged = report.unchanged,
-        "applied plan"
-    );
+    crate::apply::apply(&plan, &work)?;
     let record = build_record(&work, &plan.build_id)?;
     let published = output::publish(&PublishRequest {
         out_dir: &args.out,
