@@ -2,7 +2,6 @@
 
 use clap::Parser;
 use piimg::cli::{Cli, Command};
-use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -19,7 +18,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Inspect(args) => inspect(&args),
+        Command::Inspect(args) => piimg::verb::inspect(&args, &mut std::io::stdout().lock()),
         Command::Build(args) => {
             piimg::verb::build(&args, &mut std::io::stdout().lock()).map(|_| ())
         }
@@ -27,18 +26,6 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Secrets(cmd) => piimg::verb::secrets(&cmd, &mut std::io::stdout().lock()),
         Command::Watch(args) => piimg::verb::watch(&args),
     }
-}
-
-fn inspect(args: &piimg::cli::InspectArgs) -> anyhow::Result<()> {
-    let report = piimg::inspect::inspect(&args.image)?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        piimg::inspect::render_human(&report, &mut out)?;
-    }
-    Ok(())
 }
 
 /// One line: the error and each cause, separated by ": ", skipping causes already in the text.

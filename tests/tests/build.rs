@@ -246,7 +246,10 @@ fn worker_on_raspios_bookworm_and_trixie() {
     );
     assert!(!exists(&image, s, "/var/swap"));
     assert_eq!(text(&image, s, "/etc/machine-id"), "");
-    assert!(!exists(&image, s, "/var/lib/piimg/manifests/minio"), "an agent stages no base services");
+    assert!(
+        !exists(&image, s, "/var/lib/piimg/manifests/minio"),
+        "an agent stages no base services"
+    );
 
     std::fs::remove_dir_all(&tc.out).unwrap();
     let image = tc.build("worker-2", "img", &["--base", "raspios-trixie"]);
@@ -281,8 +284,20 @@ fn control_plane_on_ubuntu_amd64() {
     assert!(!exists(&image, s, "/swap.img"));
     // The base services, staged for first boot: logins only in 0600 Secrets.
     let staged = e2e::debugfs_ls(&image, s, "/var/lib/piimg/manifests");
-    for service in ["minio", "postgresql", "mlflow", "jupyterhub", "monitoring", "ray", "dask", "jaeger"] {
-        assert!(staged.iter().any(|e| e.name == service), "{service} not staged: {staged:?}");
+    for service in [
+        "minio",
+        "postgresql",
+        "mlflow",
+        "jupyterhub",
+        "monitoring",
+        "ray",
+        "dask",
+        "jaeger",
+    ] {
+        assert!(
+            staged.iter().any(|e| e.name == service),
+            "{service} not staged: {staged:?}"
+        );
     }
     let secret = "/var/lib/piimg/manifests/minio/minio-credentials.yaml";
     assert_eq!(mode(&image, s, secret), (0o600, 0, 0));

@@ -3,12 +3,14 @@
 
 mod build;
 mod firstboot_bin;
+mod inspect;
 mod manifests;
 mod plan;
 mod secrets;
 mod watch;
 
 pub use build::{build, Built};
+pub use inspect::inspect;
 pub use manifests::{ensure_service_credentials, render_manifests};
 pub use plan::{inputs_for_plan, plan, selected_nodes};
 pub use secrets::secrets;
