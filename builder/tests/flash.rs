@@ -128,7 +128,7 @@ impl FakeSystem {
         let devices = root.join("sys/devices");
         let by_number = root.join("sys/dev/block");
         std::fs::create_dir_all(&by_number).expect("mkdir");
-        let mut add = |rel: &str, dev: &str, removable: Option<&str>, partition: bool| {
+        let add = |rel: &str, dev: &str, removable: Option<&str>, partition: bool| {
             let p = devices.join(rel);
             std::fs::create_dir_all(&p).expect("mkdir");
             std::fs::write(p.join("dev"), format!("{dev}\n")).expect("dev");
