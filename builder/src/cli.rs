@@ -25,6 +25,10 @@ pub enum Command {
     /// Bake each selected node's image from its base: the edits `plan` shows, then the outputs
     /// (`<node>.img[.zst|.xz|.gz]`, `.sha256`, `.bmap`, `.build.json`) in `--out`.
     Build(BuildArgs),
+    /// Write an image to a card or USB disk: only its mapped blocks (from the `.bmap`), then
+    /// read them back and check them; refuses mounted, system and (without --force)
+    /// non-removable disks.
+    Flash(FlashArgs),
     /// Manage the cluster secrets file.
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -84,6 +88,22 @@ pub struct PlanArgs {
     /// Print JSON (an object for one node, an array for several) instead of the list.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `piimg flash IMAGE DEVICE [--bmap FILE] [--force]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FlashArgs {
+    /// The image, raw or compressed (.zst, .xz, .gz), as `piimg build` wrote it.
+    pub image: std::path::PathBuf,
+    /// The whole disk to write (/dev/sdX, /dev/mmcblkN), or a file.
+    pub device: std::path::PathBuf,
+    /// The block map (default: `<node>.bmap` beside the image).
+    #[arg(long, value_name = "FILE")]
+    pub bmap: Option<std::path::PathBuf>,
+    /// Write to a disk that is not marked removable (USB SSDs often are not); mounted disks
+    /// and the system's own disk are refused anyway.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `piimg secrets …`.

@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod cli;
 pub mod disk;
+pub mod flash;
 pub mod fs;
 pub mod inspect;
 pub mod manifests;

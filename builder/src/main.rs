@@ -25,7 +25,27 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Plan(args) => piimg::verb::plan(&args, &mut std::io::stdout().lock()),
         Command::Secrets(cmd) => piimg::verb::secrets(&cmd, &mut std::io::stdout().lock()),
         Command::Watch(args) => piimg::verb::watch(&args),
+        Command::Flash(args) => flash(&args),
     }
+}
+
+fn flash(args: &piimg::cli::FlashArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let report = piimg::flash::flash(&piimg::flash::FlashRequest {
+        image: args.image.clone(),
+        device: args.device.clone(),
+        bmap: args.bmap.clone(),
+        force: args.force,
+        system: piimg::flash::SystemPaths::default(),
+        progress: std::io::stderr().is_terminal(),
+    })?;
+    println!(
+        "{}: wrote {} of {} bytes (mapped blocks), verified",
+        args.device.display(),
+        report.written,
+        report.image_size
+    );
+    Ok(())
 }
 
 /// One line: the error and each cause, separated by ": ", skipping causes already in the text.

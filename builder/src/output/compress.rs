@@ -49,8 +49,19 @@ impl Format {
         }
     }
 
+    /// The compression level frames of this format are made with (part of the frame cache's
+    /// key: another level makes other bytes).
+    pub fn level(self) -> u32 {
+        match self {
+            Format::Raw => 0,
+            Format::Zstd => ZSTD_LEVEL as u32,
+            Format::Xz => XZ_PRESET,
+            Format::Gzip => GZIP_LEVEL,
+        }
+    }
+
     /// How many chunks may compress at once: every core, fewer for xz's large encoders.
-    fn workers(self) -> usize {
+    pub(super) fn workers(self) -> usize {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         match self {
             Format::Xz => cores.min((XZ_MEMORY_BUDGET / XZ_ENCODER_MEMORY).max(1) as usize),
@@ -236,20 +247,20 @@ fn compress_group(
 }
 
 /// The frame of an all-zero full-size chunk, computed once: most of a base image is holes.
-struct ZeroFrames {
+pub(super) struct ZeroFrames {
     format: Format,
     full: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl ZeroFrames {
-    fn new(format: Format) -> Self {
+    pub(super) fn new(format: Format) -> Self {
         ZeroFrames {
             format,
             full: std::sync::OnceLock::new(),
         }
     }
 
-    fn frame(&self, chunk: Chunk) -> io::Result<Frame> {
+    pub(super) fn frame(&self, chunk: Chunk) -> io::Result<Frame> {
         let zeros = || vec![0u8; chunk.len as usize];
         if chunk.len != CHUNK_SIZE {
             return compress_chunk(self.format, chunk, &zeros());

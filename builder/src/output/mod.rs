@@ -8,6 +8,7 @@ mod error;
 mod extents;
 mod publish;
 mod reflink;
+mod reuse;
 
 pub use bmap::{BlockRange, Bmap, BMAP_BLOCK_SIZE};
 pub use compress::{
@@ -16,4 +17,5 @@ pub use compress::{
 pub use copy::{clone_sparse, CloneMethod};
 pub use error::OutputError;
 pub use extents::{data_extents, extents_of, Extent};
-pub use publish::{publish, PublishRequest, Published};
+pub use publish::{publish, publish_reusing, PublishRequest, Published};
+pub use reuse::{compress_image_reusing, frames_dir, CompressStats, ReuseBase};

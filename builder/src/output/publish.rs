@@ -7,6 +7,7 @@ use super::bmap::Bmap;
 use super::compress::{compress_image_to, Format};
 use super::copy::{clone_into, Side};
 use super::error::{read_error, write_error, OutputError};
+use super::reuse::{compress_reusing_to, ReuseBase};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -45,6 +46,16 @@ pub struct Published {
 
 /// Publishes the outputs of one build, all or nothing (see the module docs).
 pub fn publish(req: &PublishRequest<'_>) -> Result<Published, OutputError> {
+    publish_reusing(req, None)
+}
+
+/// [`publish`], where a compressed image reuses the cached frames of the base the image was
+/// started from (see [`super::compress_image_reusing`]): the same bytes, only the changed
+/// chunks compressed.
+pub fn publish_reusing(
+    req: &PublishRequest<'_>,
+    base: Option<&ReuseBase>,
+) -> Result<Published, OutputError> {
     check_name(req.node)?;
     let dir = req.out_dir;
     let image_name = format!("{}.{}", req.node, req.format.extension());
@@ -57,7 +68,7 @@ pub fn publish(req: &PublishRequest<'_>) -> Result<Published, OutputError> {
     };
 
     let image_tmp = temp_for(&finals.image)?;
-    let (image_sha256, bmap) = write_image(req, image_tmp.as_file(), &finals.image)?;
+    let (image_sha256, bmap) = write_image(req, base, image_tmp.as_file(), &finals.image)?;
 
     let checksum_tmp = temp_for(&finals.checksum)?;
     write_bytes(
@@ -124,6 +135,7 @@ fn temp_for(final_path: &Path) -> Result<NamedTempFile, OutputError> {
 /// written and the block map of the raw image.
 fn write_image(
     req: &PublishRequest<'_>,
+    base: Option<&ReuseBase>,
     out: &File,
     final_path: &Path,
 ) -> Result<(String, Bmap), OutputError> {
@@ -141,7 +153,14 @@ fn write_image(
         inner: BufWriter::with_capacity(1 << 20, out),
         hasher: Sha256::new(),
     };
-    compress_image_to(req.image, req.format, &mut writer, final_path)?;
+    match base {
+        Some(base) => {
+            compress_reusing_to(req.image, base, req.format, &mut writer, final_path)?;
+        }
+        None => {
+            compress_image_to(req.image, req.format, &mut writer, final_path)?;
+        }
+    }
     let HashingWriter { inner, hasher } = writer;
     inner
         .into_inner()

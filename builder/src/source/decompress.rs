@@ -141,8 +141,12 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-/// A reader of decompressed bytes for `format`.
-fn decoder_for(format: Compression, reader: BufReader<File>) -> io::Result<Box<dyn Read + Send>> {
+/// A reader of decompressed bytes for `format` (also used by `piimg flash`, which streams a
+/// compressed image without unpacking it to disk).
+pub(crate) fn decoder_for(
+    format: Compression,
+    reader: BufReader<File>,
+) -> io::Result<Box<dyn Read + Send>> {
     Ok(match format {
         Compression::None => Box::new(reader),
         Compression::Xz => Box::new(XzStreams::new(reader)),

@@ -11,6 +11,7 @@ mod qcow2;
 mod sparse_write;
 
 pub use cache::Cache;
+pub(crate) use decompress::decoder_for;
 pub use decompress::{decompress_to, Compression};
 pub use digest::{sha256_file, Sha256Hex};
 pub use error::SourceError;

@@ -112,13 +112,22 @@ fn build_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Resul
     tracing::debug!(?method, "copied base");
     crate::apply::apply(&plan, &work)?;
     let record = build_record(&work, &plan.build_id)?;
-    let published = output::publish(&PublishRequest {
-        out_dir: &args.out,
-        node: &spec.node,
-        image: &work,
-        format: format_of(args.format),
-        build_json: &record,
-    })?;
+    let format = format_of(args.format);
+    // Compressed output reuses the frames of the chunks the node left as the base had them.
+    let reuse = output::ReuseBase {
+        image: base.image.clone(),
+        frames: output::frames_dir(cache.root(), base.sha256.as_str(), format),
+    };
+    let published = output::publish_reusing(
+        &PublishRequest {
+            out_dir: &args.out,
+            node: &spec.node,
+            image: &work,
+            format,
+            build_json: &record,
+        },
+        Some(&reuse),
+    )?;
     Ok(Built {
         node: spec.node.clone(),
         published,

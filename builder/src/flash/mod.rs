@@ -1,0 +1,315 @@
+//! `piimg flash IMAGE DEVICE`: writes only the mapped blocks of an image (raw or compressed)
+//! to a card, then reads every mapped range back and checks it against the `.bmap` SHA-256s.
+//!
+//! Why not `dd`: a node image is mostly holes, and writing them costs minutes on an SD card;
+//! a card that silently drops writes (failing or counterfeit) is only caught by reading back.
+//! The image's own bytes are hashed while they are written, so a damaged image is stopped at
+//! the first bad range. Block devices are checked by [`safety`] first; a regular file target
+//! is allowed (that is how tests and people preparing images for later run it).
+
+mod bmap_file;
+mod error;
+pub mod safety;
+
+pub use bmap_file::parse_bmap;
+pub use error::FlashError;
+pub use safety::{check_block_device, DevNo, SystemPaths};
+
+use crate::output::{BlockRange, Bmap, BMAP_BLOCK_SIZE};
+use sha2::{Digest, Sha256};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Bytes written between two `fdatasync`s: keeps the kernel's dirty pages (and so memory and
+/// the final sync's stall) bounded, and the progress bar honest about what reached the card.
+const SYNC_EVERY: u64 = 64 << 20;
+/// Read/write buffer.
+const BUFFER: usize = 4 << 20;
+
+/// What to flash, where, and how carefully.
+#[derive(Debug, Clone)]
+pub struct FlashRequest {
+    /// The image: raw, or compressed as .zst/.xz/.gz (told by its magic bytes).
+    pub image: PathBuf,
+    /// The target block device or regular file.
+    pub device: PathBuf,
+    /// The block map; `None` looks beside the image (see [`default_bmap_path`]).
+    pub bmap: Option<PathBuf>,
+    /// Allow a non-removable disk.
+    pub force: bool,
+    /// Where `/proc` and `/sys` views are read (the seam tests use).
+    pub system: SystemPaths,
+    /// Draw a progress bar (on a terminal).
+    pub progress: bool,
+}
+
+/// What was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlashReport {
+    /// Image size in bytes.
+    pub image_size: u64,
+    /// Bytes written (the mapped blocks).
+    pub written: u64,
+    /// Whether every mapped range was read back and matched.
+    pub verified: bool,
+}
+
+/// `node.img.zst` → `node.bmap` (as `piimg build` names it), else `IMAGE.bmap` or the image
+/// name with its extensions replaced, the first that exists.
+pub fn default_bmap_path(image: &Path) -> PathBuf {
+    let name = image
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.split('.').next().unwrap_or(&name).to_string();
+    let mut candidates = Vec::new();
+    for ext in [".img.zst", ".img.xz", ".img.gz", ".img"] {
+        if let Some(base) = name.strip_suffix(ext) {
+            candidates.push(image.with_file_name(format!("{base}.bmap")));
+        }
+    }
+    candidates.push(image.with_file_name(format!("{name}.bmap")));
+    candidates.push(image.with_file_name(format!("{stem}.bmap")));
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .unwrap_or_else(|| candidates[0].clone())
+}
+
+/// Flashes `req.image` to `req.device`; see the module docs.
+pub fn flash(req: &FlashRequest) -> Result<FlashReport, FlashError> {
+    let bmap_path = req
+        .bmap
+        .clone()
+        .unwrap_or_else(|| default_bmap_path(&req.image));
+    let text = match std::fs::read_to_string(&bmap_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && req.bmap.is_none() => {
+            return Err(FlashError::NoBmap {
+                image: req.image.clone(),
+                bmap: bmap_path,
+            })
+        }
+        Err(e) => {
+            return Err(FlashError::Read {
+                path: bmap_path,
+                source: e,
+            })
+        }
+    };
+    let bmap = parse_bmap(&bmap_path, &text)?;
+    let target = open_target(req, bmap.image_size)?;
+    let bar = progress_bar(req.progress, bmap.mapped_blocks() * BMAP_BLOCK_SIZE);
+    let written = write_ranges(req, &bmap_path, &bmap, &target, &bar)?;
+    bar.finish_and_clear();
+    verify(&req.device, &target, &bmap)?;
+    tracing::info!(device = %req.device.display(), written, "flashed and verified");
+    Ok(FlashReport {
+        image_size: bmap.image_size,
+        written,
+        verified: true,
+    })
+}
+
+/// Opens the target for writing after the safety checks; a regular file is made exactly the
+/// image's size with holes, so flashing to a file reproduces the image.
+fn open_target(req: &FlashRequest, image_size: u64) -> Result<File, FlashError> {
+    let dev = &req.device;
+    let write_err = |e| FlashError::Write {
+        path: dev.clone(),
+        source: e,
+    };
+    let same = |a: &Path, b: &Path| matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y);
+    if same(dev, &req.image) {
+        return Err(FlashError::Refused {
+            device: dev.clone(),
+            why: "it is the image itself; give the card's device or another file".to_string(),
+        });
+    }
+    match std::fs::metadata(dev) {
+        Ok(meta) if meta.file_type().is_block_device() => {
+            check_block_device(dev, DevNo::from_rdev(meta.rdev()), &req.system, req.force)?;
+            // O_EXCL on a block device fails while anything has it mounted or open exclusively.
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(nix::libc::O_EXCL)
+                .open(dev)
+                .map_err(write_err)?;
+            let size = file.seek(SeekFrom::End(0)).map_err(write_err)?;
+            if size < image_size {
+                return Err(FlashError::TooSmall {
+                    device: dev.clone(),
+                    device_size: size,
+                    image_size,
+                });
+            }
+            Ok(file)
+        }
+        Ok(meta) if !meta.is_file() => Err(FlashError::Refused {
+            device: dev.clone(),
+            why: "it is neither a block device nor a regular file; give /dev/sdX, /dev/mmcblkN or a file path".to_string(),
+        }),
+        _ => {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(dev)
+                .map_err(write_err)?;
+            file.set_len(image_size).map_err(write_err)?;
+            Ok(file)
+        }
+    }
+}
+
+/// Reads the image forward (compressed images cannot seek), writes each mapped range,
+/// hashing it on the way; syncs every [`SYNC_EVERY`] bytes and at the end.
+fn write_ranges(
+    req: &FlashRequest,
+    bmap_path: &Path,
+    bmap: &Bmap,
+    target: &File,
+    bar: &indicatif::ProgressBar,
+) -> Result<u64, FlashError> {
+    let read_err = |e| FlashError::Read {
+        path: req.image.clone(),
+        source: e,
+    };
+    let write_err = |e| FlashError::Write {
+        path: req.device.clone(),
+        source: e,
+    };
+    let format = crate::source::Compression::detect(&req.image).map_err(|e| FlashError::Read {
+        path: req.image.clone(),
+        source: io::Error::other(e.to_string()),
+    })?;
+    let file = File::open(&req.image).map_err(read_err)?;
+    let mut reader =
+        crate::source::decoder_for(format, io::BufReader::with_capacity(1 << 20, file))
+            .map_err(read_err)?;
+    let mut pos = 0u64;
+    let mut buf = vec![0u8; BUFFER];
+    let mut written = 0u64;
+    let mut unsynced = 0u64;
+    for range in &bmap.ranges {
+        let (start, end) = byte_span(range, bmap.image_size);
+        skip(&mut reader, &mut pos, start, &mut buf).map_err(|e| short(req, bmap_path, bmap, e))?;
+        let mut hasher = Sha256::new();
+        while pos < end {
+            let n = ((end - pos) as usize).min(buf.len());
+            reader
+                .read_exact(&mut buf[..n])
+                .map_err(|e| short(req, bmap_path, bmap, e))?;
+            hasher.update(&buf[..n]);
+            target.write_all_at(&buf[..n], pos).map_err(write_err)?;
+            pos += n as u64;
+            written += n as u64;
+            unsynced += n as u64;
+            bar.inc(n as u64);
+            if unsynced >= SYNC_EVERY {
+                target.sync_data().map_err(write_err)?;
+                unsynced = 0;
+            }
+        }
+        if hex::encode(hasher.finalize()) != range.sha256 {
+            return Err(FlashError::ImageMismatch {
+                image: req.image.clone(),
+                bmap: bmap_path.to_path_buf(),
+                first: range.first,
+                last: range.last,
+            });
+        }
+    }
+    target.sync_all().map_err(write_err)?;
+    Ok(written)
+}
+
+/// An early end of the image is the map's size disagreeing with it; other errors stay reads.
+fn short(req: &FlashRequest, bmap_path: &Path, bmap: &Bmap, e: io::Error) -> FlashError {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        FlashError::ImageTooShort {
+            image: req.image.clone(),
+            bmap: bmap_path.to_path_buf(),
+            size: bmap.image_size,
+        }
+    } else {
+        FlashError::Read {
+            path: req.image.clone(),
+            source: e,
+        }
+    }
+}
+
+/// Reads and drops bytes until `to` (holes of a compressed stream must still be decoded).
+fn skip(reader: &mut dyn Read, pos: &mut u64, to: u64, buf: &mut [u8]) -> io::Result<()> {
+    while *pos < to {
+        let n = ((to - *pos) as usize).min(buf.len());
+        reader.read_exact(&mut buf[..n])?;
+        *pos += n as u64;
+    }
+    Ok(())
+}
+
+/// Byte offsets `[start, end)` of a range, the last block cut at the image end.
+fn byte_span(range: &BlockRange, image_size: u64) -> (u64, u64) {
+    (
+        range.first * BMAP_BLOCK_SIZE,
+        ((range.last + 1) * BMAP_BLOCK_SIZE).min(image_size),
+    )
+}
+
+/// Reads every mapped range back from the target and compares its SHA-256. The page cache
+/// is dropped first (after the sync), so a block device is really read, not our own writes.
+fn verify(device: &Path, target: &File, bmap: &Bmap) -> Result<(), FlashError> {
+    let read_err = |e| FlashError::Read {
+        path: device.to_path_buf(),
+        source: e,
+    };
+    let _ = nix::fcntl::posix_fadvise(
+        target,
+        0,
+        0,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    );
+    let mut buf = vec![0u8; BUFFER];
+    for range in &bmap.ranges {
+        let (start, end) = byte_span(range, bmap.image_size);
+        let mut hasher = Sha256::new();
+        let mut at = start;
+        while at < end {
+            let n = ((end - at) as usize).min(buf.len());
+            target.read_exact_at(&mut buf[..n], at).map_err(read_err)?;
+            hasher.update(&buf[..n]);
+            at += n as u64;
+        }
+        if hex::encode(hasher.finalize()) != range.sha256 {
+            return Err(FlashError::VerifyFailed {
+                device: device.to_path_buf(),
+                first: range.first,
+                last: range.last,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}

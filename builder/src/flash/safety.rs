@@ -1,0 +1,225 @@
+//! Which block devices `piimg flash` may overwrite. Writing an image to the wrong disk destroys
+//! it, so the checks read what the kernel says (mount table, sysfs) rather than trusting names:
+//! never a disk with a mounted partition, never the disk the system runs from, and a
+//! non-removable disk only with `--force`. The paths of `/proc` and `/sys` are a seam, so tests
+//! run every refusal against stand-in trees instead of real disks.
+
+use super::error::FlashError;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Where the kernel's views live; [`SystemPaths::default`] is the real system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemPaths {
+    /// The mount table (`/proc/self/mountinfo`).
+    pub mountinfo: PathBuf,
+    /// The sysfs folder of block devices by number (`/sys/dev/block`).
+    pub sys_dev_block: PathBuf,
+}
+
+impl Default for SystemPaths {
+    fn default() -> Self {
+        SystemPaths {
+            mountinfo: PathBuf::from("/proc/self/mountinfo"),
+            sys_dev_block: PathBuf::from("/sys/dev/block"),
+        }
+    }
+}
+
+/// A block device number, as `major:minor` in sysfs and mountinfo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DevNo {
+    /// Major number.
+    pub major: u64,
+    /// Minor number.
+    pub minor: u64,
+}
+
+impl DevNo {
+    /// Splits a Linux `st_rdev` (glibc's encoding).
+    pub fn from_rdev(rdev: u64) -> DevNo {
+        DevNo {
+            major: ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff),
+            minor: (rdev & 0xff) | ((rdev >> 12) & !0xff),
+        }
+    }
+
+    fn parse(text: &str) -> Option<DevNo> {
+        let (a, b) = text.trim().split_once(':')?;
+        Some(DevNo {
+            major: a.parse().ok()?,
+            minor: b.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for DevNo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.major, self.minor)
+    }
+}
+
+/// Refuses `device` (block device `devno`) when it is unsafe to overwrite; see the module docs.
+/// `force` overrides only the non-removable check: a mounted disk or the system's own disk is
+/// never written.
+pub fn check_block_device(
+    device: &Path,
+    devno: DevNo,
+    paths: &SystemPaths,
+    force: bool,
+) -> Result<(), FlashError> {
+    let refuse = |why: String| FlashError::Refused {
+        device: device.to_path_buf(),
+        why,
+    };
+    let disk = disk_dir(paths, devno).ok_or_else(|| {
+        refuse(format!(
+            "the kernel does not list block device {devno} under {}; pass the whole disk (e.g. /dev/sdX, /dev/mmcblkN)",
+            paths.sys_dev_block.display()
+        ))
+    })?;
+    let members = disk_and_partitions(&disk);
+    let mountinfo = std::fs::read_to_string(&paths.mountinfo).map_err(|e| FlashError::Read {
+        path: paths.mountinfo.clone(),
+        source: e,
+    })?;
+    let mounts = parse_mountinfo(&mountinfo);
+    if let Some((dev, point)) = mounts.iter().find(|(dev, _)| members.contains(dev)) {
+        let part = if *dev == devno || Some(*dev) == read_dev(&disk) {
+            "it".to_string()
+        } else {
+            format!("its partition {dev}")
+        };
+        return Err(refuse(format!(
+            "{part} is mounted at {point}; unmount every partition of it first (umount, or udisksctl unmount -b)"
+        )));
+    }
+    if let Some((root, _)) = mounts.iter().find(|(_, point)| point == "/") {
+        let root_disks = underlying_disks(paths, *root);
+        if root_disks.contains(&disk) {
+            return Err(refuse(
+                "it is the disk the running system boots from; pick the card or USB disk you mean to flash (lsblk shows them)"
+                    .to_string(),
+            ));
+        }
+    }
+    let removable = std::fs::read_to_string(disk.join("removable"))
+        .map(|s| s.trim() == "1")
+        .unwrap_or(false);
+    if !removable && !force {
+        return Err(refuse(
+            "it is not a removable disk (sysfs 'removable' is 0); USB SSDs and some card readers say so too: check with lsblk that it is the disk you mean, then pass --force"
+                .to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// The sysfs folder of the whole disk holding `devno` (the device itself when it is a disk).
+fn disk_dir(paths: &SystemPaths, devno: DevNo) -> Option<PathBuf> {
+    let dir = std::fs::canonicalize(paths.sys_dev_block.join(devno.to_string())).ok()?;
+    if dir.join("partition").exists() {
+        dir.parent().map(Path::to_path_buf)
+    } else {
+        Some(dir)
+    }
+}
+
+/// The device numbers of a disk and of each of its partitions.
+fn disk_and_partitions(disk: &Path) -> BTreeSet<DevNo> {
+    let mut set = BTreeSet::new();
+    set.extend(read_dev(disk));
+    if let Ok(entries) = std::fs::read_dir(disk) {
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.join("partition").exists() {
+                set.extend(read_dev(&p));
+            }
+        }
+    }
+    set
+}
+
+fn read_dev(dir: &Path) -> Option<DevNo> {
+    DevNo::parse(&std::fs::read_to_string(dir.join("dev")).ok()?)
+}
+
+/// The disks beneath a device: itself (or its disk), or, for device-mapper and md devices,
+/// the disks of every device in `slaves/`, followed down.
+fn underlying_disks(paths: &SystemPaths, devno: DevNo) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::canonicalize(paths.sys_dev_block.join(devno.to_string())) else {
+        return out;
+    };
+    let mut todo = vec![dir];
+    while let Some(dir) = todo.pop() {
+        let slaves: Vec<PathBuf> = std::fs::read_dir(dir.join("slaves"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| std::fs::canonicalize(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if slaves.is_empty() {
+            if dir.join("partition").exists() {
+                out.extend(dir.parent().map(Path::to_path_buf));
+            } else {
+                out.push(dir);
+            }
+        } else if out.len() + todo.len() < 64 {
+            todo.extend(slaves);
+        }
+    }
+    out
+}
+
+/// (device, mount point) of each line of mountinfo (fields 3 and 5).
+fn parse_mountinfo(text: &str) -> Vec<(DevNo, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ');
+            let dev = DevNo::parse(fields.nth(2)?)?;
+            let point = fields.nth(1)?.replace("\\040", " ");
+            Some((dev, point))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rdev_split_matches_glibc() {
+        // makedev(8, 1) and makedev(259, 65536).
+        assert_eq!(DevNo::from_rdev(0x801), DevNo { major: 8, minor: 1 });
+        // makedev(259, 65536): major in bits 8..20, minor's high bits from bit 20.
+        let rdev = 0x1001_0300;
+        assert_eq!(
+            DevNo::from_rdev(rdev),
+            DevNo {
+                major: 259,
+                minor: 65536
+            }
+        );
+    }
+
+    #[test]
+    fn mountinfo_fields() {
+        let text = "22 1 8:2 / / rw,relatime - ext4 /dev/sda2 rw\n\
+                    30 22 179:1 / /media/my\\040card rw - vfat /dev/mmcblk0p1 rw\n";
+        assert_eq!(
+            parse_mountinfo(text),
+            vec![
+                (DevNo { major: 8, minor: 2 }, "/".to_string()),
+                (
+                    DevNo {
+                        major: 179,
+                        minor: 1
+                    },
+                    "/media/my card".to_string()
+                ),
+            ]
+        );
+    }
+}

@@ -1,0 +1,331 @@
+//! Compressed output that reuses the base's frames. A node image is its base plus a few
+//! changed chunks; since every chunk is compressed on its own and deterministically, the frame
+//! of a chunk whose bytes equal the base's is the base's frame. The base's frames are cached
+//! per (base digest, format, level, chunk size) the first time a node of that base is
+//! compressed (chunks equal to the base's are compressed once for both), and later builds
+//! compress only the chunks that differ and splice the cached frames for the rest. The output
+//! is byte for byte what [`super::compress_image`] writes.
+
+use super::compress::{chunks, compress_image_to};
+use super::compress::{compress_chunk, read_chunk, Chunk, Format, ZeroFrames, CHUNK_SIZE};
+use super::error::{read_error, write_error, OutputError};
+use super::extents::{extents_of, Extent};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The base a node image was started from, and where its frames are cached.
+#[derive(Debug, Clone)]
+pub struct ReuseBase {
+    /// The raw base image (read only).
+    pub image: PathBuf,
+    /// The frame cache folder of this base and format (see [`frames_dir`]).
+    pub frames: PathBuf,
+}
+
+/// What a compression with reuse did; the counts show whether the cache worked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CompressStats {
+    /// Compressed bytes written.
+    pub written: u64,
+    /// Chunks whose cached base frame was spliced in.
+    pub reused: u64,
+    /// Chunks compressed for the node.
+    pub compressed: u64,
+}
+
+/// The frame cache folder for a base: under `cache_root/frames/`, named by everything that
+/// changes a frame's bytes, so a different level or chunk size never reuses a stale frame.
+pub fn frames_dir(cache_root: &Path, base_sha256: &str, format: Format) -> PathBuf {
+    cache_root.join("frames").join(format!(
+        "{base_sha256}-{}-l{}-c{}",
+        format.extension(),
+        format.level(),
+        CHUNK_SIZE
+    ))
+}
+
+const FRAMES_FILE: &str = "frames";
+const INDEX_FILE: &str = "index";
+
+/// The cached frames of a base: the compressed base itself, and where each frame starts.
+struct CachedFrames {
+    file: File,
+    /// `chunks + 1` offsets; frame `i` is `offsets[i]..offsets[i + 1]`.
+    offsets: Vec<u64>,
+}
+
+impl CachedFrames {
+    /// Loads the cache if it is complete and fits an image of `chunk_count` chunks; anything
+    /// else (absent, partial, another size) counts as no cache.
+    fn load(dir: &Path, chunk_count: usize) -> Option<CachedFrames> {
+        let index = std::fs::read_to_string(dir.join(INDEX_FILE)).ok()?;
+        let offsets: Vec<u64> = index
+            .lines()
+            .map(|l| l.trim().parse().ok())
+            .collect::<Option<_>>()?;
+        let file = File::open(dir.join(FRAMES_FILE)).ok()?;
+        let len = file.metadata().ok()?.len();
+        let ordered = offsets.windows(2).all(|w| w[0] <= w[1]);
+        (offsets.len() == chunk_count + 1 && offsets.last() == Some(&len) && ordered)
+            .then_some(CachedFrames { file, offsets })
+    }
+
+    fn frame(&self, index: u64) -> io::Result<Vec<u8>> {
+        let i = index as usize;
+        let (from, to) = (self.offsets[i], self.offsets[i + 1]);
+        let mut bytes = vec![0u8; (to - from) as usize];
+        self.file.read_exact_at(&mut bytes, from)?;
+        Ok(bytes)
+    }
+}
+
+/// Writes a new frame cache into a temporary folder beside its final place, renamed into
+/// place only once complete, so a crash never leaves a partial cache that looks whole.
+struct CacheWriter {
+    temp: tempfile::TempDir,
+    out: BufWriter<File>,
+    offsets: Vec<u64>,
+}
+
+impl CacheWriter {
+    fn create(dir: &Path) -> io::Result<CacheWriter> {
+        let parent = dir.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent)?;
+        let temp = tempfile::Builder::new()
+            .prefix(".frames-")
+            .tempdir_in(parent)?;
+        let out = BufWriter::with_capacity(1 << 20, File::create(temp.path().join(FRAMES_FILE))?);
+        Ok(CacheWriter {
+            temp,
+            out,
+            offsets: vec![0],
+        })
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)?;
+        let end = self.offsets.last().copied().unwrap_or(0) + bytes.len() as u64;
+        self.offsets.push(end);
+        Ok(())
+    }
+
+    fn finish(self, dir: &Path) -> io::Result<()> {
+        let file = self.out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        let index: String = self.offsets.iter().map(|o| format!("{o}\n")).collect();
+        std::fs::write(self.temp.path().join(INDEX_FILE), index)?;
+        let temp = self.temp.keep();
+        if let Err(e) = std::fs::rename(&temp, dir) {
+            // Another build finished the same cache first: theirs is as good as ours.
+            let _ = std::fs::remove_dir_all(&temp);
+            if !dir.join(INDEX_FILE).is_file() {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A writer for a new cache at `dir`, replacing an incomplete or mismatched one (a crash,
+/// another chunk count); `None` (with a warning) when the cache folder is not writable, since
+/// a build without reuse is still a correct build.
+fn start_cache(dir: &Path) -> Option<CacheWriter> {
+    if dir.exists() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    match CacheWriter::create(dir) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot cache frames; compressing without");
+            None
+        }
+    }
+}
+
+/// What one worker produced for one chunk.
+struct Done {
+    node: Vec<u8>,
+    /// The base's frame when it differs from the node's (only while building the cache).
+    base: Option<Vec<u8>>,
+    reused: bool,
+}
+
+/// Compresses the node image `src` into `out` like [`super::compress_image`], reusing the
+/// cached frames of `base` for chunks the node left as they were, and creating that cache
+/// when it is missing. Falls back to plain compression when the base and node differ in size.
+pub fn compress_image_reusing(
+    src: &Path,
+    base: &ReuseBase,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<CompressStats, OutputError> {
+    compress_reusing_to(src, base, format, out, Path::new("<output>"))
+}
+
+/// [`compress_image_reusing`] naming `out_path` in write errors.
+pub(crate) fn compress_reusing_to(
+    src: &Path,
+    base: &ReuseBase,
+    format: Format,
+    out: &mut dyn Write,
+    out_path: &Path,
+) -> Result<CompressStats, OutputError> {
+    let node = File::open(src).map_err(|e| read_error(src, e))?;
+    let size = node.metadata().map_err(|e| read_error(src, e))?.len();
+    let base_file = File::open(&base.image).map_err(|e| read_error(&base.image, e))?;
+    let base_size = base_file
+        .metadata()
+        .map_err(|e| read_error(&base.image, e))?
+        .len();
+    if format == Format::Raw || base_size != size {
+        tracing::debug!(
+            size,
+            base_size,
+            "node and base differ in size: no frame reuse"
+        );
+        let written = compress_image_to(src, format, out, out_path)?;
+        return Ok(CompressStats {
+            written,
+            ..CompressStats::default()
+        });
+    }
+    let node_extents = extents_of(&node).map_err(|e| read_error(src, e))?;
+    let base_extents = extents_of(&base_file).map_err(|e| read_error(&base.image, e))?;
+    let all: Vec<Chunk> = chunks(size).collect();
+    let cached = CachedFrames::load(&base.frames, all.len());
+    let mut writer = match cached {
+        Some(_) => None,
+        None => start_cache(&base.frames),
+    };
+    let ctx = Context {
+        node: &node,
+        node_extents: &node_extents,
+        base: &base_file,
+        base_extents: &base_extents,
+        format,
+        cached: cached.as_ref(),
+        building: writer.is_some(),
+        zeros: ZeroFrames::new(format),
+    };
+    let workers = format.workers().max(1);
+    let mut stats = CompressStats::default();
+    for group in all.chunks(workers * 3) {
+        let done = ctx.group(group, workers).map_err(|e| read_error(src, e))?;
+        for d in done {
+            out.write_all(&d.node)
+                .map_err(|e| write_error(out_path, e))?;
+            stats.written += d.node.len() as u64;
+            if d.reused {
+                stats.reused += 1;
+            } else {
+                stats.compressed += 1;
+            }
+            if let Some(w) = writer.as_mut() {
+                let bytes = d.base.as_deref().unwrap_or(&d.node);
+                if let Err(e) = w.push(bytes) {
+                    tracing::warn!(error = %e, "cannot cache frames; compressing without");
+                    writer = None;
+                }
+            }
+        }
+    }
+    out.flush().map_err(|e| write_error(out_path, e))?;
+    if let Some(w) = writer {
+        if let Err(e) = w.finish(&base.frames) {
+            tracing::warn!(dir = %base.frames.display(), error = %e, "frame cache not saved");
+        }
+    }
+    tracing::info!(
+        reused = stats.reused,
+        compressed = stats.compressed,
+        "compressed with the base's frames"
+    );
+    Ok(stats)
+}
+
+struct Context<'a> {
+    node: &'a File,
+    node_extents: &'a [Extent],
+    base: &'a File,
+    base_extents: &'a [Extent],
+    format: Format,
+    cached: Option<&'a CachedFrames>,
+    building: bool,
+    zeros: ZeroFrames,
+}
+
+impl Context<'_> {
+    /// One chunk: compare node and base bytes, then reuse or compress.
+    fn chunk(&self, chunk: Chunk, a: &mut Vec<u8>, b: &mut Vec<u8>) -> io::Result<Done> {
+        let node_hole = read_chunk(self.node, self.node_extents, chunk, a)?;
+        let base_hole = read_chunk(self.base, self.base_extents, chunk, b)?;
+        let same = (node_hole && base_hole) || a == b;
+        let frame = |hole: bool, data: &[u8]| -> io::Result<Vec<u8>> {
+            Ok(if hole {
+                self.zeros.frame(chunk)?.bytes
+            } else {
+                compress_chunk(self.format, chunk, data)?.bytes
+            })
+        };
+        if same {
+            if let Some(cached) = self.cached {
+                return Ok(Done {
+                    node: cached.frame(chunk.index)?,
+                    base: None,
+                    reused: true,
+                });
+            }
+        }
+        let node = frame(node_hole, a)?;
+        let base = (self.building && !same)
+            .then(|| frame(base_hole, b))
+            .transpose()?;
+        Ok(Done {
+            node,
+            base,
+            reused: false,
+        })
+    }
+
+    /// A group of chunks on `workers` threads; results in chunk order.
+    fn group(&self, group: &[Chunk], workers: usize) -> io::Result<Vec<Done>> {
+        let next = AtomicUsize::new(0);
+        let results: Vec<io::Result<Vec<(usize, Done)>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers.min(group.len()))
+                .map(|_| {
+                    let next = &next;
+                    scope.spawn(move || {
+                        let (mut a, mut b) = (Vec::new(), Vec::new());
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(chunk) = group.get(i) else { break };
+                            done.push((i, self.chunk(*chunk, &mut a, &mut b)?));
+                        }
+                        Ok(done)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(io::Error::other("a compression thread panicked")))
+                })
+                .collect()
+        });
+        let mut slots: Vec<Option<Done>> = (0..group.len()).map(|_| None).collect();
+        for result in results {
+            for (i, d) in result? {
+                slots[i] = Some(d);
+            }
+        }
+        slots
+            .into_iter()
+            .map(|d| d.ok_or_else(|| io::Error::other("a chunk was not compressed")))
+            .collect()
+    }
+}

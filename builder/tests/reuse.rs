@@ -1,0 +1,118 @@
+//! Reused frames: a node compressed with the base's cached frames is byte for byte the
+//! from-scratch compression, in every format, decodes with the standard tool to the raw node
+//! image, and the second node of a base compresses only its changed chunks.
+
+mod io_support;
+use io_support as common;
+
+use common::{noise, sh, standard_image};
+use piimg::output::{
+    clone_sparse, compress_image, compress_image_reusing, frames_dir, Format, ReuseBase, CHUNK_SIZE,
+};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// A node made from the base: a copy with one chunk's worth of bytes changed in two places.
+fn node_from(base: &Path, node: &Path, seed: u64) {
+    clone_sparse(base, node).expect("clone");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(node)
+        .expect("open node");
+    file.write_all_at(&noise(5000, seed), 100).expect("edit");
+    file.write_all_at(&noise(70_000, seed + 1), (20 << 20) + 4096)
+        .expect("edit");
+}
+
+fn compressed(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::new();
+    f(&mut out);
+    out
+}
+
+#[test]
+fn reused_frames_give_the_from_scratch_bytes_in_every_format() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let base = d.join("base.img");
+    standard_image(&base);
+    let chunk_count = std::fs::metadata(&base)
+        .expect("stat")
+        .len()
+        .div_ceil(CHUNK_SIZE);
+    for (format, tool) in [
+        (Format::Zstd, "zstd -q -d -c"),
+        (Format::Xz, "xz -d -c"),
+        (Format::Gzip, "gzip -d -c"),
+    ] {
+        let reuse = ReuseBase {
+            image: base.clone(),
+            frames: frames_dir(&d.join("cache"), "0123abcd", format),
+        };
+        for (i, node_name) in ["node-1.img", "node-2.img"].iter().enumerate() {
+            let node = d.join(node_name);
+            node_from(&base, &node, 40 + i as u64);
+            let scratch = compressed(|out| {
+                compress_image(&node, format, out).expect("compress");
+            });
+            let mut stats = None;
+            let reused = compressed(|out| {
+                stats = Some(compress_image_reusing(&node, &reuse, format, out).expect("reuse"));
+            });
+            let stats = stats.expect("stats");
+            assert!(
+                reused == scratch,
+                "{format:?} {node_name}: reused frames differ from a from-scratch compression"
+            );
+            assert_eq!(stats.written, reused.len() as u64);
+            if i == 0 {
+                assert_eq!(stats.reused, 0, "{format:?}: nothing cached yet");
+            } else {
+                // The second node compresses only the two chunks it changed.
+                assert_eq!(stats.compressed, 2, "{format:?}: {stats:?}");
+                assert_eq!(stats.reused, chunk_count - 2, "{format:?}: {stats:?}");
+            }
+            let file = d.join(format!("{node_name}.{}", format.extension()));
+            std::fs::write(&file, &reused).expect("write");
+            let decoded = d.join("decoded.img");
+            sh(&format!(
+                "{tool} '{}' > '{}'",
+                file.display(),
+                decoded.display()
+            ));
+            assert!(
+                std::fs::read(&decoded).expect("read") == std::fs::read(&node).expect("read"),
+                "{tool} does not give the raw node image"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_damaged_frame_cache_is_rebuilt_not_trusted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let base = d.join("base.img");
+    standard_image(&base);
+    let reuse = ReuseBase {
+        image: base.clone(),
+        frames: frames_dir(&d.join("cache"), "feed", Format::Zstd),
+    };
+    let node = d.join("node.img");
+    node_from(&base, &node, 7);
+    compress_image_reusing(&node, &reuse, Format::Zstd, &mut Vec::new()).expect("first");
+    // Truncate the cached frames: the index no longer matches, so the cache is not used.
+    let frames = reuse.frames.join("frames");
+    let len = std::fs::metadata(&frames).expect("stat").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&frames)
+        .and_then(|f| f.set_len(len - 10))
+        .expect("truncate");
+    let mut out = Vec::new();
+    let stats = compress_image_reusing(&node, &reuse, Format::Zstd, &mut out).expect("second");
+    assert_eq!(stats.reused, 0);
+    let mut scratch = Vec::new();
+    compress_image(&node, Format::Zstd, &mut scratch).expect("scratch");
+    assert!(out == scratch);
+}
