@@ -22,6 +22,8 @@ pub struct BootCluster {
     pub profiles: PathBuf,
     /// `--out`.
     pub out: PathBuf,
+    /// The host port images send reports to (as `10.0.2.2:PORT`), where `piimg watch` listens.
+    pub report_port: u16,
 }
 
 /// What a build produced.
@@ -84,6 +86,7 @@ impl BootCluster {
         });
         let bc = BootCluster {
             out: dir.path().join("out"),
+            report_port,
             profiles,
             dir,
         };
