@@ -101,13 +101,14 @@ impl Boot {
     /// Everything a person needs to see why the boot went wrong.
     fn explain(&self) -> String {
         format!(
-            "{}: {} after {:.0} s\n--- serial console (last 60 lines; whole log in {}) ---\n{}\n--- piimg watch ---\n{}",
+            "{}: {} after {:.0} s\n--- first boot on the serial console ---\n{}\n--- serial console (last 60 lines; whole log in {}) ---\n{}\n--- piimg watch ---\n{}",
             self.node,
             match self.outcome.status {
                 None => "VM killed at the timeout".to_string(),
                 Some(s) => format!("qemu exited with {s}"),
             },
             self.outcome.elapsed.as_secs_f64(),
+            first_boot_lines(&self.outcome.serial),
             self.serial_log.display(),
             tail(&self.outcome.serial, 60),
             tail(&self.watch_out, 20),
@@ -124,16 +125,16 @@ impl Boot {
             why()
         );
         assert!(
-            self.watch_status.is_some_and(|s| s.success()),
-            "piimg watch --until-ready did not exit 0 ({:?})\n{}",
-            self.watch_status,
-            why()
-        );
-        assert!(
             self.outcome
                 .serial
                 .contains("piimg-e2e: first boot unit: active"),
             "piimg-firstboot.service did not end active\n{}",
+            why()
+        );
+        assert!(
+            self.watch_status.is_some_and(|s| s.success()),
+            "piimg watch --until-ready did not exit 0 ({:?})\n{}",
+            self.watch_status,
             why()
         );
         for step in ["storage", "k3s-data", "join", "report"] {
@@ -170,6 +171,18 @@ impl Boot {
             (action != "ok").then(|| action.to_string())
         })
     }
+}
+
+/// The serial console's lines from piimg-firstboot and the e2e overlay (ANSI colours dropped).
+fn first_boot_lines(serial: &str) -> String {
+    let lines: Vec<&str> = serial
+        .lines()
+        .filter(|l| l.contains("piimg-firstboot[") || l.contains("piimg-e2e:"))
+        .collect();
+    if lines.is_empty() {
+        return "(none: piimg-firstboot never ran, or its log does not reach the console)".into();
+    }
+    tail(&lines.join("\n"), 40)
 }
 
 /// The SSD's one partition: named for the cluster, ext4 with a piimg label, clean.
