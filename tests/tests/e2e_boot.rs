@@ -12,7 +12,7 @@ use piimg_e2e::boot::guest::{self, Base, ROOT_LABEL};
 use piimg_e2e::boot::vm::{Disk, Outcome, Vm};
 use piimg_e2e::boot::watch::{free_port, Watch};
 use piimg_e2e::boot::{logs_dir, tail};
-use piimg_e2e::{blkid_probe, check_ext4, debugfs_cat, partitions};
+use piimg_e2e::{blkid_probe, check_ext4, debugfs_cat, partitions, sha256_file};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
@@ -57,7 +57,7 @@ impl Boot {
         base: &Base,
         cluster: &BootCluster,
         image: &Path,
-        ssd: &Path,
+        ssd: &Disk,
         logs: &Path,
     ) -> Boot {
         let watch = Watch::start(
@@ -77,10 +77,7 @@ impl Boot {
                     path: image.to_path_buf(),
                     serial: None,
                 },
-                Disk {
-                    path: ssd.to_path_buf(),
-                    serial: Some(format!("{SSD_SERIAL_PREFIX}1")),
-                },
+                ssd.clone(),
             ],
             forwards: vec![],
             serial_log: serial_log.clone(),
@@ -225,7 +222,7 @@ fn newer_k3s(k3s: &Path, dir: &Path) -> PathBuf {
 }
 
 #[test]
-fn control_plane_boots_formats_its_ssd_reports_ready_and_a_reimage_keeps_the_data() {
+fn control_plane_boots_reports_ready_keeps_its_data_on_reimage_and_refuses_a_foreign_disk() {
     if !enabled() {
         return;
     }
@@ -248,13 +245,17 @@ fn control_plane_boots_formats_its_ssd_reports_ready_and_a_reimage_keeps_the_dat
 
     let ssd = logs.join("control-plane-ssd.img");
     blank_disk(&ssd, 2);
+    let ssd_disk = Disk {
+        path: ssd.clone(),
+        serial: Some(format!("{SSD_SERIAL_PREFIX}1")),
+    };
     let boot = Boot::run(
         "first-boot",
         "control-plane",
         &base,
         &cluster,
         &first.image,
-        &ssd,
+        &ssd_disk,
         &logs,
     );
     boot.assert_ready(&first.build_id);
@@ -297,7 +298,7 @@ fn control_plane_boots_formats_its_ssd_reports_ready_and_a_reimage_keeps_the_dat
         &base,
         &cluster,
         &second.image,
-        &ssd,
+        &ssd_disk,
         &logs,
     );
     boot.assert_ready(&second.build_id);
@@ -317,5 +318,53 @@ fn control_plane_boots_formats_its_ssd_reports_ready_and_a_reimage_keeps_the_dat
         debugfs_cat(&ssd, start, MARKER),
         b"kept across re-imaging\n",
         "the marker did not survive the re-image"
+    );
+
+    // Fault: an SSD that holds another filesystem is refused, reported as such to the watch,
+    // and left byte-identical.
+    let foreign = logs.join("foreign-ssd.img");
+    blank_disk(&foreign, 1);
+    let mkfs = std::process::Command::new("mkfs.vfat")
+        .args(["-F", "32", "-n", "HOLIDAYS"])
+        .arg(&foreign)
+        .output()
+        .expect("run mkfs.vfat");
+    assert!(mkfs.status.success(), "mkfs.vfat: {mkfs:?}");
+    let before = sha256_file(&foreign);
+    let boot = Boot::run(
+        "foreign-disk",
+        "control-plane",
+        &base,
+        &cluster,
+        &second.image,
+        &Disk {
+            path: foreign.clone(),
+            serial: Some(format!("{SSD_SERIAL_PREFIX}2")),
+        },
+        &logs,
+    );
+    assert!(
+        boot.outcome.powered_off(),
+        "the VM did not power off by itself\n{}",
+        boot.explain()
+    );
+    assert!(
+        boot.watch_status.is_some_and(|s| !s.success())
+            && boot.watch_out.contains("control-plane failed")
+            && boot.watch_out.contains("left untouched"),
+        "piimg watch should report the refused disk and exit non-zero\n{}",
+        boot.explain()
+    );
+    assert!(
+        boot.outcome
+            .serial
+            .contains("piimg-e2e: status: storage: failed"),
+        "first boot's storage step should have failed\n{}",
+        boot.explain()
+    );
+    assert_eq!(
+        sha256_file(&foreign),
+        before,
+        "the foreign disk was changed"
     );
 }
