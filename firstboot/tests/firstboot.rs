@@ -23,6 +23,25 @@ struct Node {
     url: Option<String>,
 }
 
+/// The binary under test. When these tests are cross-built for arm64 and run under
+/// `qemu-aarch64-static` (scripts/test-firstboot-arm64), the host cannot exec the arm64 binary
+/// itself (no binfmt_misc needed or assumed), so it runs through the same cargo runner.
+fn firstboot_command() -> Command {
+    let runner_var = if cfg!(target_arch = "aarch64") {
+        "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER"
+    } else {
+        return Command::new(BIN);
+    };
+    match std::env::var(runner_var) {
+        Ok(runner) if !runner.trim().is_empty() => {
+            let mut cmd = Command::new(runner.trim());
+            cmd.arg(BIN);
+            cmd
+        }
+        _ => Command::new(BIN),
+    }
+}
+
 fn sh(cmd: &str, args: &[&str]) -> Output {
     Command::new(cmd)
         .args(args)
@@ -134,7 +153,7 @@ staged_images = "/var/lib/piimg/images"
 
     fn command(&self, extra: &[&str]) -> Command {
         self.write_config();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = firstboot_command();
         cmd.arg("--root")
             .arg(self.root())
             .arg("--devices")

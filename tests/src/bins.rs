@@ -65,6 +65,16 @@ fn locate_and_build() -> PathBuf {
     bin
 }
 
+/// The cargo target directory the running test was built in (`<target>` of
+/// `<target>/<profile>/deps/<test>`), so helpers build more binaries beside it.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe()
+        .unwrap_or_else(|e| panic!("cannot tell where the running test binary is: {e}"));
+    profile_dir(&exe)
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| panic!("{}: not under <target>/<profile>/deps", exe.display()))
+}
+
 /// `<target>/<profile>` for a test binary at `<target>/<profile>/deps/<name>`.
 fn profile_dir(exe: &Path) -> Option<PathBuf> {
     let deps = exe.parent()?;

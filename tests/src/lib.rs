@@ -5,6 +5,7 @@
 //! returning errors, so a failed assertion explains itself.
 
 mod bins;
+pub mod boot;
 mod checks;
 pub mod cluster;
 mod cmd;

@@ -68,9 +68,10 @@ fn mismatch(flavour: Flavour, found: &Found) -> Option<String> {
         Flavour::UbuntuAmd64 if found.arch.as_deref().is_some_and(|a| a != "amd64") => {
             Some(format!(" for {}", found.arch.as_deref().unwrap_or("?")))
         }
-        Flavour::UbuntuAmd64 if found.cmdline || found.ab_cmdline => {
+        Flavour::UbuntuAmd64 | Flavour::Debian if found.cmdline || found.ab_cmdline => {
             Some(" with a Raspberry Pi boot partition (cmdline.txt)".into())
         }
+        Flavour::Debian if found.id != "debian" => Some(String::new()),
         _ => None,
     }
 }
@@ -154,6 +155,10 @@ mod tests {
                 Flavour::UbuntuAmd64,
                 found("ubuntu", "noble", "amd64", false, false),
             ),
+            (
+                Flavour::Debian,
+                found("debian", "bookworm", "amd64", false, false),
+            ),
         ];
         for (flavour, f) in cases {
             assert_eq!(mismatch(flavour, &f), None, "{flavour}");
@@ -172,5 +177,8 @@ mod tests {
         assert!(mismatch(Flavour::UbuntuAmd64, &noble_pi).is_some_and(|d| d.contains("arm64")));
         let amd = found("ubuntu", "noble", "amd64", false, false);
         assert!(mismatch(Flavour::UbuntuRaspi { ab_boot: false }, &amd).is_some());
+        assert_eq!(mismatch(Flavour::Debian, &amd), Some(String::new()));
+        let raspios = found("debian", "bookworm", "arm64", true, false);
+        assert!(mismatch(Flavour::Debian, &raspios).is_some_and(|d| d.contains("cmdline.txt")));
     }
 }

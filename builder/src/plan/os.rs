@@ -36,7 +36,7 @@ pub fn boot(spec: &NodeSpec) -> Vec<Edit> {
     let mut e = Vec::new();
     let cmdline = match flavour {
         Flavour::UbuntuRaspi { ab_boot: true } => Some("current/cmdline.txt"),
-        Flavour::UbuntuAmd64 => None,
+        Flavour::UbuntuAmd64 | Flavour::Debian => None,
         _ => Some("cmdline.txt"),
     };
     if let Some(file) = cmdline {
@@ -55,16 +55,19 @@ pub fn boot(spec: &NodeSpec) -> Vec<Edit> {
     if matches!(flavour, Flavour::Bookworm | Flavour::Trixie) && !spec.kernel.keep_16k_pages {
         e.push(set("kernel", "kernel8.img"));
     }
-    if spec.kernel.usb_max_current && flavour != Flavour::UbuntuAmd64 {
+    if spec.kernel.usb_max_current && !matches!(flavour, Flavour::UbuntuAmd64 | Flavour::Debian) {
         e.push(set("usb_max_current_enable", "1"));
     }
     e
 }
 
-/// GRUB drop-in for amd64, only when the profile asks for kernel parameters (cgroup v2 with
-/// memory is on by default there). update-grub must run for it to apply: first boot's job.
+/// GRUB drop-in for amd64 and Debian, only when the profile asks for kernel parameters
+/// (cgroup v2 with memory is on by default there). update-grub must run for it to apply:
+/// first boot's job.
 pub fn grub(spec: &NodeSpec) -> Vec<Edit> {
-    if spec.base.flavour() != Flavour::UbuntuAmd64 || spec.kernel.cmdline_extra.is_empty() {
+    if !matches!(spec.base.flavour(), Flavour::UbuntuAmd64 | Flavour::Debian)
+        || spec.kernel.cmdline_extra.is_empty()
+    {
         return vec![];
     }
     vec![text(
@@ -96,6 +99,8 @@ pub fn swap(spec: &NodeSpec) -> Vec<Edit> {
             remove("/var/swap"),
         ],
         Flavour::UbuntuRaspi { .. } | Flavour::UbuntuAmd64 => vec![remove("/swap.img")],
+        // Debian's installer makes a swap partition, which the fstab edit drops.
+        Flavour::Debian => vec![],
     }
 }
 
@@ -227,7 +232,8 @@ pub fn access(spec: &NodeSpec) -> Vec<Edit> {
 }
 
 /// Network: NetworkManager keyfile on Raspberry Pi OS (static only; DHCP is its default);
-/// netplan on Ubuntu (always: with cloud-init off nothing else would configure it).
+/// netplan on Ubuntu (always: with cloud-init off nothing else would configure it);
+/// systemd-networkd on Debian (always: it ships with systemd, where ifupdown may be absent).
 pub fn network(spec: &NodeSpec) -> Vec<Edit> {
     let n = &spec.network;
     let secret_file = |path: &str, content: String| Edit::WriteFile {
@@ -281,5 +287,101 @@ pub fn network(spec: &NodeSpec) -> Vec<Edit> {
                 format!("# Written by piimg.\nnetwork:\n  version: 2\n  ethernets:\n    wired:\n{matcher}{addressing}"),
             )]
         }
+        Flavour::Debian => networkd(n),
+    }
+}
+
+/// A systemd-networkd `.network` file and the links `systemctl enable systemd-networkd` makes
+/// (with its socket and wait-online, so `network-online.target` means an address is up).
+fn networkd(n: &crate::spec::NetworkSpec) -> Vec<Edit> {
+    let name = n.interface.as_deref().unwrap_or("en* eth*");
+    let mut network = match &n.static_address {
+        None => "DHCP=ipv4\n".to_string(),
+        Some(s) => {
+            let mut a = format!("Address={}\nGateway={}\n", s.address, s.gateway);
+            for d in &s.dns {
+                a += &format!("DNS={d}\n");
+            }
+            a
+        }
+    };
+    network.insert_str(0, "[Network]\n");
+    let enable = |unit: &str, wanted_by: &str| Edit::EnableUnit {
+        unit: unit.into(),
+        unit_dir: "/lib/systemd/system".into(),
+        wanted_by: wanted_by.into(),
+    };
+    vec![
+        text(
+            "/etc/systemd/network/90-piimg.network",
+            &format!("# Written by piimg.\n[Match]\nName={name}\n\n{network}"),
+            0o644,
+        ),
+        enable("systemd-networkd.service", "multi-user.target"),
+        enable("systemd-networkd.socket", "sockets.target"),
+        enable(
+            "systemd-networkd-wait-online.service",
+            "network-online.target",
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::StaticAddress;
+    use crate::spec::NetworkSpec;
+
+    fn written(edits: &[Edit]) -> String {
+        edits
+            .iter()
+            .find_map(|e| match e {
+                Edit::WriteFile {
+                    path,
+                    content: Content::Text(t),
+                    ..
+                } if path == "/etc/systemd/network/90-piimg.network" => Some(t.clone()),
+                _ => None,
+            })
+            .expect("a .network file")
+    }
+
+    #[test]
+    fn debian_gets_networkd_with_dhcp_or_a_static_address_and_enables_it() {
+        let dhcp = networkd(&NetworkSpec {
+            interface: None,
+            static_address: None,
+        });
+        let text = written(&dhcp);
+        assert!(text.contains("[Match]\nName=en* eth*\n"), "{text}");
+        assert!(text.contains("[Network]\nDHCP=ipv4\n"), "{text}");
+        let links: Vec<String> = dhcp
+            .iter()
+            .filter_map(Edit::enable_link)
+            .map(|(link, _)| link)
+            .collect();
+        assert_eq!(
+            links,
+            [
+                "/etc/systemd/system/multi-user.target.wants/systemd-networkd.service",
+                "/etc/systemd/system/sockets.target.wants/systemd-networkd.socket",
+                "/etc/systemd/system/network-online.target.wants/systemd-networkd-wait-online.service",
+            ]
+        );
+        let fixed = networkd(&NetworkSpec {
+            interface: Some("enp1s0".into()),
+            static_address: Some(StaticAddress {
+                address: "192.168.1.10/24".into(),
+                gateway: "192.168.1.1".into(),
+                dns: vec!["192.168.1.1".into()],
+            }),
+        });
+        let text = written(&fixed);
+        assert!(text.contains("Name=enp1s0\n"), "{text}");
+        assert!(
+            text.contains("Address=192.168.1.10/24\nGateway=192.168.1.1\nDNS=192.168.1.1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("DHCP"), "{text}");
     }
 }

@@ -34,6 +34,9 @@ pub enum Family {
     Raspios,
     /// Ubuntu Server (for Raspberry Pi on arm64, cloud image on amd64).
     Ubuntu,
+    /// Plain Debian with systemd, booted by its own bootloader (or directly by a VM): what the
+    /// QEMU boot test bakes, and a control plane on a PC.
+    Debian,
 }
 
 /// A pinned download: where it is and what its SHA-256 must be.

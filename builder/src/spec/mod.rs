@@ -79,6 +79,7 @@ impl BaseSpec {
             (Family::Ubuntu, Arch::Arm64) => Flavour::UbuntuRaspi {
                 ab_boot: ubuntu_has_ab_boot(&self.release),
             },
+            (Family::Debian, _) => Flavour::Debian,
         }
     }
 }
@@ -105,6 +106,8 @@ pub enum Flavour {
     },
     /// Ubuntu amd64 (cloud image): GRUB, GPT.
     UbuntuAmd64,
+    /// Plain Debian: GRUB drop-in for kernel parameters, systemd-networkd for the network.
+    Debian,
 }
 
 impl fmt::Display for Flavour {
@@ -115,6 +118,7 @@ impl fmt::Display for Flavour {
             Flavour::UbuntuRaspi { ab_boot: false } => "Ubuntu for Raspberry Pi",
             Flavour::UbuntuRaspi { ab_boot: true } => "Ubuntu for Raspberry Pi, A/B boot",
             Flavour::UbuntuAmd64 => "Ubuntu amd64",
+            Flavour::Debian => "Debian",
         })
     }
 }

@@ -1,0 +1,26 @@
+//! Booting baked images in QEMU (the `PIIMG_E2E=1` tests, `scripts/e2e-boot`): the bootable
+//! Debian base and the guest binaries ([`guest`]), a cluster folder wired for the VM
+//! ([`cluster`]), `piimg watch` on the host ([`watch`]) and the VM itself ([`vm`]).
+
+pub mod cluster;
+pub mod guest;
+pub mod vm;
+pub mod watch;
+
+use std::path::PathBuf;
+
+/// Where a boot test keeps what a person needs after a failure (serial logs, the watch's
+/// output, the SSD files): `<workspace>/target/e2e-boot/`, emptied at the start of a run.
+pub fn logs_dir() -> PathBuf {
+    let dir = crate::workspace_root().join("target").join("e2e-boot");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("{}: cannot create: {e}", dir.display()));
+    dir
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
