@@ -10,41 +10,10 @@ use piimg::spec::{resolve, Overrides};
 use piimg::verb::{inputs_for_plan, render_manifests};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// A copy of the repository's profiles, overlays and manifests with fresh secrets.
-struct Cluster {
-    _dir: tempfile::TempDir,
-    profiles: PathBuf,
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else if e.file_name() != "secrets.toml" {
-            fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
-fn example() -> Cluster {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = tempfile::tempdir().unwrap();
-    for sub in ["profiles", "overlays", "manifests"] {
-        copy_tree(&repo.join(sub), &dir.path().join(sub));
-    }
-    let profiles = dir.path().join("profiles");
-    secrets::init(&profiles.join("secrets.toml")).unwrap();
-    Cluster {
-        _dir: dir,
-        profiles,
-    }
-}
+mod example;
+use example::{example, Example as Cluster};
 
 impl Cluster {
     fn secrets(&self) -> ClusterSecrets {

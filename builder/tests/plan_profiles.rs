@@ -1,49 +1,16 @@
 //! The example cluster in `profiles/`, resolved and planned as a user would, without images.
 
 use piimg::plan::{compute, Content, Edit, Plan, TIME_WAIT_SYNC_UNIT};
-use piimg::secrets::{self, ClusterSecrets};
+use piimg::secrets;
 use piimg::spec::{resolve, Flavour, NodeSpec, Overrides};
 use piimg::verb::{inputs_for_plan, render_manifests};
 use piimg_firstboot::unit;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A copy of the repository's profiles and overlays with fresh secrets.
-struct Cluster {
-    _dir: tempfile::TempDir,
-    profiles: PathBuf,
-    secrets: ClusterSecrets,
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else if e.file_name() != "secrets.toml" {
-            fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
-fn example() -> Cluster {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = tempfile::tempdir().unwrap();
-    copy_tree(&repo.join("profiles"), &dir.path().join("profiles"));
-    copy_tree(&repo.join("overlays"), &dir.path().join("overlays"));
-    copy_tree(&repo.join("manifests"), &dir.path().join("manifests"));
-    let profiles = dir.path().join("profiles");
-    let secrets = secrets::init(&profiles.join("secrets.toml")).unwrap();
-    Cluster {
-        _dir: dir,
-        profiles,
-        secrets,
-    }
-}
+mod example;
+use example::{example, Example as Cluster};
 
 impl Cluster {
     fn spec(&self, node: &str) -> NodeSpec {
