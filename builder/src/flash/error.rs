@@ -84,7 +84,7 @@ pub enum FlashError {
         image_size: u64,
     },
     /// The kernel refused exclusive access to the block device.
-    #[error("refusing to write {device}: the kernel reports it busy (EBUSY on exclusive open): a partition of it is mounted or active swap, something is stacked on it (LVM, dm-crypt, md RAID), or a program has it open; see what with: lsblk -o NAME,TYPE,MOUNTPOINTS {device}; fuser -v {device}*, then release it (umount, swapoff, vgchange -an, cryptsetup close, mdadm --stop, or quit the program) and retry")]
+    #[error("refusing to write {device}: the kernel reports it busy (EBUSY on exclusive open): a partition of it is mounted or active swap, something is stacked on it (LVM, dm-crypt, md RAID), or a program has it open; see what with: lsblk -o NAME,TYPE,MOUNTPOINTS {device} and fuser -v {device}; release it (umount, swapoff, vgchange -an, cryptsetup close, mdadm --stop, or quit the program) and retry")]
     Busy {
         /// The target.
         device: PathBuf,

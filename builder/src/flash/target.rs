@@ -154,6 +154,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_file_refusing_o_direct_falls_back() {
+        // procfs has no direct I/O: the kernel refuses O_DIRECT with EINVAL, like a
+        // filesystem without it would for a target file.
+        let file = File::open("/proc/self/stat").expect("open /proc/self/stat");
+        let mut target = Target::new(file, Path::new("/proc/self/stat"), false);
+        assert!(!target.try_direct("writing"));
+        assert!(!target.wrote_direct());
+        let mut buf = [0u8; 1];
+        target
+            .read_at(&mut buf, 0)
+            .expect("buffered read still works");
+    }
+
+    #[test]
     fn aligned_buffer_is_aligned() {
         for len in [DIRECT_ALIGN, 4 << 20] {
             let mut b = AlignedBuffer::new(len);
