@@ -86,7 +86,7 @@ impl Target {
             Err(e) if self.direct && e.raw_os_error() == Some(nix::libc::EINVAL) => {
                 tracing::warn!(
                     target = %self.path.display(),
-                    "O_DIRECT write of {} bytes at offset {pos} refused (EINVAL: not aligned to the device's block size); writing the rest through the page cache with periodic fdatasync",
+                    "O_DIRECT write of {} bytes at offset {pos} refused (EINVAL: not aligned to the device's or filesystem's block size); writing the rest through the page cache with periodic fdatasync",
                     data.len()
                 );
                 self.set_direct(false).map_err(io::Error::from)?;
