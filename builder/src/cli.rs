@@ -90,7 +90,7 @@ pub struct PlanArgs {
     pub json: bool,
 }
 
-/// `piimg flash IMAGE DEVICE [--bmap FILE] [--force]`.
+/// `piimg flash IMAGE DEVICE [--bmap FILE] [--force] [--direct]`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FlashArgs {
     /// The image, raw or compressed (.zst, .xz, .gz), as `piimg build` wrote it.
@@ -104,6 +104,10 @@ pub struct FlashArgs {
     /// and the system's own disk are refused anyway.
     #[arg(long)]
     pub force: bool,
+    /// Write with O_DIRECT (bypassing the page cache) instead of buffered writes with an
+    /// fdatasync every 64 MiB; falls back, with a warning, where the kernel refuses it.
+    #[arg(long)]
+    pub direct: bool,
 }
 
 /// `piimg secrets …`.

@@ -36,14 +36,16 @@ fn flash(args: &piimg::cli::FlashArgs) -> anyhow::Result<()> {
         device: args.device.clone(),
         bmap: args.bmap.clone(),
         force: args.force,
+        direct: args.direct,
         system: piimg::flash::SystemPaths::default(),
         progress: std::io::stderr().is_terminal(),
     })?;
     println!(
-        "{}: wrote {} of {} bytes (mapped blocks), verified",
+        "{}: wrote {} of {} bytes (mapped blocks{}), verified",
         args.device.display(),
         report.written,
-        report.image_size
+        report.image_size,
+        if report.direct { ", O_DIRECT" } else { "" }
     );
     Ok(())
 }

@@ -83,6 +83,12 @@ pub enum FlashError {
         /// The image size.
         image_size: u64,
     },
+    /// The kernel refused exclusive access to the block device.
+    #[error("refusing to write {device}: the kernel reports it busy (EBUSY on exclusive open): a partition of it is mounted or active swap, something is stacked on it (LVM, dm-crypt, md RAID), or a program has it open; see what with: lsblk -o NAME,TYPE,MOUNTPOINTS {device} and fuser -v {device}; release it (umount, swapoff, vgchange -an, cryptsetup close, mdadm --stop, or quit the program) and retry")]
+    Busy {
+        /// The target.
+        device: PathBuf,
+    },
     /// A target piimg will not write to.
     #[error("refusing to write {device}: {why}")]
     Refused {

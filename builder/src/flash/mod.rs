@@ -4,12 +4,24 @@
 //! Why not `dd`: a node image is mostly holes, and writing them costs minutes on an SD card;
 //! a card that silently drops writes (failing or counterfeit) is only caught by reading back.
 //! The image's own bytes are hashed while they are written, so a damaged image is stopped at
-//! the first bad range. Block devices are checked by [`safety`] first; a regular file target
-//! is allowed (that is how tests and people preparing images for later run it).
+//! the first bad range. Block devices are checked by [`safety`] first, then opened with
+//! `O_EXCL`, so the kernel itself refuses (EBUSY) a disk that is mounted or held by anything
+//! our checks missed; a regular file target is allowed (that is how tests and people preparing
+//! images for later run it).
+//!
+//! Durability: by default writes go through the page cache with an `fdatasync` every
+//! [`SYNC_EVERY`] bytes; `--direct` writes with `O_DIRECT` instead (falling back, with a
+//! warning, where the kernel refuses it). Either way the target is `fsync`ed before the
+//! read-back. On a block device the read-back cannot come from the page cache: its pages are
+//! dropped (`BLKFLSBUF` when privileged, `posix_fadvise(DONTNEED)` always) and the reads use
+//! `O_DIRECT`. Afterwards the kernel is asked to re-read the partition table (`BLKRRPART`).
 
+mod blkdev;
 mod bmap_file;
 mod error;
+mod in_use;
 pub mod safety;
+mod target;
 
 pub use bmap_file::parse_bmap;
 pub use error::FlashError;
@@ -19,13 +31,14 @@ use crate::output::{BlockRange, Bmap, BMAP_BLOCK_SIZE};
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use target::{AlignedBuffer, Target};
 
 /// Bytes written between two `fdatasync`s: keeps the kernel's dirty pages (and so memory and
 /// the final sync's stall) bounded, and the progress bar honest about what reached the card.
 const SYNC_EVERY: u64 = 64 << 20;
-/// Read/write buffer.
+/// Read/write buffer (a multiple of the direct I/O alignment).
 const BUFFER: usize = 4 << 20;
 
 /// What to flash, where, and how carefully.
@@ -39,6 +52,9 @@ pub struct FlashRequest {
     pub bmap: Option<PathBuf>,
     /// Allow a non-removable disk.
     pub force: bool,
+    /// Write with `O_DIRECT` instead of the page cache and periodic `fdatasync`: steadier
+    /// progress and no dirty pages piling up in memory; falls back where refused.
+    pub direct: bool,
     /// Where `/proc` and `/sys` views are read (the seam tests use).
     pub system: SystemPaths,
     /// Draw a progress bar (on a terminal).
@@ -54,6 +70,8 @@ pub struct FlashReport {
     pub written: u64,
     /// Whether every mapped range was read back and matched.
     pub verified: bool,
+    /// Whether every write bypassed the page cache (`O_DIRECT` asked for and accepted).
+    pub direct: bool,
 }
 
 /// `node.img.zst` → `node.bmap` (as `piimg build` names it), else `IMAGE.bmap` or the image
@@ -101,22 +119,30 @@ pub fn flash(req: &FlashRequest) -> Result<FlashReport, FlashError> {
         }
     };
     let bmap = parse_bmap(&bmap_path, &text)?;
-    let target = open_target(req, bmap.image_size)?;
+    let mut target = open_target(req, bmap.image_size)?;
+    if req.direct {
+        target.try_direct("writing");
+    }
     let bar = progress_bar(req.progress, bmap.mapped_blocks() * BMAP_BLOCK_SIZE);
-    let written = write_ranges(req, &bmap_path, &bmap, &target, &bar)?;
+    let written = write_ranges(req, &bmap_path, &bmap, &mut target, &bar)?;
     bar.finish_and_clear();
-    verify(&req.device, &target, &bmap)?;
-    tracing::info!(device = %req.device.display(), written, "flashed and verified");
+    let direct = target.wrote_direct();
+    verify(&req.device, &mut target, &bmap)?;
+    if target.is_block_device() {
+        reread_partition_table(&req.device, &target);
+    }
+    tracing::info!(device = %req.device.display(), written, direct, "flashed and verified");
     Ok(FlashReport {
         image_size: bmap.image_size,
         written,
         verified: true,
+        direct,
     })
 }
 
 /// Opens the target for writing after the safety checks; a regular file is made exactly the
 /// image's size with holes, so flashing to a file reproduces the image.
-fn open_target(req: &FlashRequest, image_size: u64) -> Result<File, FlashError> {
+fn open_target(req: &FlashRequest, image_size: u64) -> Result<Target, FlashError> {
     let dev = &req.device;
     let write_err = |e| FlashError::Write {
         path: dev.clone(),
@@ -132,13 +158,20 @@ fn open_target(req: &FlashRequest, image_size: u64) -> Result<File, FlashError> 
     match std::fs::metadata(dev) {
         Ok(meta) if meta.file_type().is_block_device() => {
             check_block_device(dev, DevNo::from_rdev(meta.rdev()), &req.system, req.force)?;
-            // O_EXCL on a block device fails while anything has it mounted or open exclusively.
+            // O_EXCL on a block device fails (EBUSY) while the kernel has it or a partition
+            // mounted, as swap, or claimed by a stacked device or another exclusive opener.
             let mut file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .custom_flags(nix::libc::O_EXCL)
                 .open(dev)
-                .map_err(write_err)?;
+                .map_err(|e| {
+                    if e.raw_os_error() == Some(nix::libc::EBUSY) {
+                        FlashError::Busy { device: dev.clone() }
+                    } else {
+                        write_err(e)
+                    }
+                })?;
             let size = file.seek(SeekFrom::End(0)).map_err(write_err)?;
             if size < image_size {
                 return Err(FlashError::TooSmall {
@@ -147,7 +180,7 @@ fn open_target(req: &FlashRequest, image_size: u64) -> Result<File, FlashError> 
                     image_size,
                 });
             }
-            Ok(file)
+            Ok(Target::new(file, dev, true))
         }
         Ok(meta) if !meta.is_file() => Err(FlashError::Refused {
             device: dev.clone(),
@@ -162,18 +195,19 @@ fn open_target(req: &FlashRequest, image_size: u64) -> Result<File, FlashError> 
                 .open(dev)
                 .map_err(write_err)?;
             file.set_len(image_size).map_err(write_err)?;
-            Ok(file)
+            Ok(Target::new(file, dev, false))
         }
     }
 }
 
 /// Reads the image forward (compressed images cannot seek), writes each mapped range,
-/// hashing it on the way; syncs every [`SYNC_EVERY`] bytes and at the end.
+/// hashing it on the way; syncs every [`SYNC_EVERY`] bytes (unless writing directly) and
+/// at the end.
 fn write_ranges(
     req: &FlashRequest,
     bmap_path: &Path,
     bmap: &Bmap,
-    target: &File,
+    target: &mut Target,
     bar: &indicatif::ProgressBar,
 ) -> Result<u64, FlashError> {
     let read_err = |e| FlashError::Read {
@@ -193,12 +227,13 @@ fn write_ranges(
         crate::source::decoder_for(format, io::BufReader::with_capacity(1 << 20, file))
             .map_err(read_err)?;
     let mut pos = 0u64;
-    let mut buf = vec![0u8; BUFFER];
+    let mut storage = AlignedBuffer::new(BUFFER);
+    let buf = storage.as_mut_slice();
     let mut written = 0u64;
     let mut unsynced = 0u64;
     for range in &bmap.ranges {
         let (start, end) = byte_span(range, bmap.image_size);
-        skip(&mut reader, &mut pos, start, &mut buf).map_err(|e| short(req, bmap_path, bmap, e))?;
+        skip(&mut reader, &mut pos, start, buf).map_err(|e| short(req, bmap_path, bmap, e))?;
         let mut hasher = Sha256::new();
         while pos < end {
             let n = ((end - pos) as usize).min(buf.len());
@@ -206,13 +241,13 @@ fn write_ranges(
                 .read_exact(&mut buf[..n])
                 .map_err(|e| short(req, bmap_path, bmap, e))?;
             hasher.update(&buf[..n]);
-            target.write_all_at(&buf[..n], pos).map_err(write_err)?;
+            target.write_at(&buf[..n], pos).map_err(write_err)?;
             pos += n as u64;
             written += n as u64;
             unsynced += n as u64;
             bar.inc(n as u64);
-            if unsynced >= SYNC_EVERY {
-                target.sync_data().map_err(write_err)?;
+            if unsynced >= SYNC_EVERY && !target.wrote_direct() {
+                target.file().sync_data().map_err(write_err)?;
                 unsynced = 0;
             }
         }
@@ -225,7 +260,8 @@ fn write_ranges(
             });
         }
     }
-    target.sync_all().map_err(write_err)?;
+    // O_DIRECT skips the page cache, not the device's write cache: fsync flushes that too.
+    target.file().sync_all().map_err(write_err)?;
     Ok(written)
 }
 
@@ -263,27 +299,38 @@ fn byte_span(range: &BlockRange, image_size: u64) -> (u64, u64) {
     )
 }
 
-/// Reads every mapped range back from the target and compares its SHA-256. The page cache
-/// is dropped first (after the sync), so a block device is really read, not our own writes.
-fn verify(device: &Path, target: &File, bmap: &Bmap) -> Result<(), FlashError> {
+/// Reads every mapped range back from the target and compares its SHA-256. The target's
+/// cached pages are dropped first (after the sync): `BLKFLSBUF` on a block device where we
+/// are privileged, `posix_fadvise(DONTNEED)` always; on a block device the reads also use
+/// `O_DIRECT`, so what is compared came from the card, not from our own writes.
+fn verify(device: &Path, target: &mut Target, bmap: &Bmap) -> Result<(), FlashError> {
     let read_err = |e| FlashError::Read {
         path: device.to_path_buf(),
         source: e,
     };
+    if target.is_block_device() {
+        if let Err(e) = blkdev::flush_buffers(target.file()) {
+            tracing::debug!(device = %device.display(), "BLKFLSBUF: {e} (needs root; DONTNEED and O_DIRECT reads still apply)");
+        }
+    }
     let _ = nix::fcntl::posix_fadvise(
-        target,
+        target.file(),
         0,
         0,
         nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
     );
-    let mut buf = vec![0u8; BUFFER];
+    if target.is_block_device() {
+        target.try_direct("the read-back");
+    }
+    let mut storage = AlignedBuffer::new(BUFFER);
+    let buf = storage.as_mut_slice();
     for range in &bmap.ranges {
         let (start, end) = byte_span(range, bmap.image_size);
         let mut hasher = Sha256::new();
         let mut at = start;
         while at < end {
             let n = ((end - at) as usize).min(buf.len());
-            target.read_exact_at(&mut buf[..n], at).map_err(read_err)?;
+            target.read_at(&mut buf[..n], at).map_err(read_err)?;
             hasher.update(&buf[..n]);
             at += n as u64;
         }
@@ -296,6 +343,24 @@ fn verify(device: &Path, target: &File, bmap: &Bmap) -> Result<(), FlashError> {
         }
     }
     Ok(())
+}
+
+/// Asks the kernel to re-read the new partition table, so `/dev/sdX1…` describe the image
+/// (coreos-installer does the same). It needs root; otherwise udev does it when we close the
+/// device (its `watch` on block devices), so a refusal is only reported, never an error.
+fn reread_partition_table(device: &Path, target: &Target) {
+    match blkdev::reread_partitions(target.file()) {
+        Ok(()) => tracing::debug!(device = %device.display(), "partition table re-read"),
+        Err(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM) => tracing::debug!(
+            device = %device.display(),
+            "BLKRRPART needs root; udev re-reads the partition table when the device is closed"
+        ),
+        Err(e) => tracing::warn!(
+            device = %device.display(),
+            "the kernel did not re-read the new partition table ({e}); the image is written and verified, but its partitions may not show until you unplug and replug the card (or run: sudo partprobe {})",
+            device.display()
+        ),
+    }
 }
 
 fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {

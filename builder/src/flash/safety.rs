@@ -1,10 +1,12 @@
 //! Which block devices `piimg flash` may overwrite. Writing an image to the wrong disk destroys
-//! it, so the checks read what the kernel says (mount table, sysfs) rather than trusting names:
-//! never a disk with a mounted partition, never the disk the system runs from, and a
-//! non-removable disk only with `--force`. The paths of `/proc` and `/sys` are a seam, so tests
+//! it, so the checks read what the kernel says (mount table, swap list, sysfs) rather than
+//! trusting names: never a disk with a mounted partition, never the disk the system runs from,
+//! never a disk (or partition) that is active swap or held by LVM, dm-crypt or md (none of
+//! which shows in the mount table), and a non-removable disk only with `--force`. The paths of `/proc` and `/sys` are a seam, so tests
 //! run every refusal against stand-in trees instead of real disks.
 
 use super::error::FlashError;
+use super::in_use;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +17,8 @@ pub struct SystemPaths {
     pub mountinfo: PathBuf,
     /// The sysfs folder of block devices by number (`/sys/dev/block`).
     pub sys_dev_block: PathBuf,
+    /// The active swap areas (`/proc/swaps`); a missing file means none (no swap support).
+    pub swaps: PathBuf,
 }
 
 impl Default for SystemPaths {
@@ -22,6 +26,7 @@ impl Default for SystemPaths {
         SystemPaths {
             mountinfo: PathBuf::from("/proc/self/mountinfo"),
             sys_dev_block: PathBuf::from("/sys/dev/block"),
+            swaps: PathBuf::from("/proc/swaps"),
         }
     }
 }
@@ -103,6 +108,13 @@ pub fn check_block_device(
             ));
         }
     }
+    let devices = members_of(&disk);
+    if let Some(why) = in_use::active_swap(&devices, &paths.swaps)? {
+        return Err(refuse(why));
+    }
+    if let Some(why) = in_use::held(&devices) {
+        return Err(refuse(why));
+    }
     let removable = std::fs::read_to_string(disk.join("removable"))
         .map(|s| s.trim() == "1")
         .unwrap_or(false);
@@ -127,17 +139,57 @@ fn disk_dir(paths: &SystemPaths, devno: DevNo) -> Option<PathBuf> {
 
 /// The device numbers of a disk and of each of its partitions.
 fn disk_and_partitions(disk: &Path) -> BTreeSet<DevNo> {
-    let mut set = BTreeSet::new();
-    set.extend(read_dev(disk));
-    if let Ok(entries) = std::fs::read_dir(disk) {
-        for entry in entries.flatten() {
-            let p = entry.path();
-            if p.join("partition").exists() {
-                set.extend(read_dev(&p));
-            }
+    members_of(disk).iter().filter_map(|m| m.devno).collect()
+}
+
+/// A disk or one of its partitions, as sysfs names it.
+#[derive(Debug, Clone)]
+pub(super) struct Member {
+    /// Kernel name (`sda`, `mmcblk0p1`): the `/dev` name.
+    pub name: String,
+    /// Device number, when sysfs gives one.
+    pub devno: Option<DevNo>,
+    /// Its sysfs folder.
+    pub dir: PathBuf,
+    /// Whether it is the whole disk (else a partition).
+    pub whole_disk: bool,
+}
+
+impl Member {
+    /// How a refusal names it: "it (sda)" for the disk, "its partition sda2".
+    pub fn label(&self) -> String {
+        if self.whole_disk {
+            format!("it ({})", self.name)
+        } else {
+            format!("its partition {}", self.name)
         }
     }
-    set
+}
+
+/// The disk, then each of its partitions (sorted by name, so messages are stable).
+fn members_of(disk: &Path) -> Vec<Member> {
+    let member = |dir: &Path, whole_disk| Member {
+        name: dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        devno: read_dev(dir),
+        dir: dir.to_path_buf(),
+        whole_disk,
+    };
+    let mut parts: Vec<Member> = std::fs::read_dir(disk)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.join("partition").exists())
+                .map(|p| member(&p, false))
+                .collect()
+        })
+        .unwrap_or_default();
+    parts.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut all = vec![member(disk, true)];
+    all.extend(parts);
+    all
 }
 
 fn read_dev(dir: &Path) -> Option<DevNo> {
