@@ -46,12 +46,16 @@ impl std::ops::Deref for BootCluster {
 }
 
 impl BootCluster {
-    /// Copies the example cluster under `parent` and edits `cluster.toml` as a user would:
+    /// Copies the example cluster under `parent` (with the download cache shared by every boot
+    /// test, `target/e2e-cache/`) and edits `cluster.toml` as a user would:
     /// the bootable base in the catalogue, reports to `http://10.0.2.2:REPORT_PORT/report`,
     /// the server at `https://10.0.2.2:API_PORT` (a host forward to the control plane VM);
     /// then runs `piimg secrets init`.
     pub fn new(parent: &Path, base: &Base, report_port: u16, api_port: u16) -> BootCluster {
-        let example = ExampleCluster::copy(Some(parent));
+        let mut example = ExampleCluster::copy(Some(parent));
+        // One download cache for every boot test and run: importing the 1.6 GB base costs
+        // about 30 s per cache. It is content-addressed, so sharing it is safe.
+        example.cache = crate::workspace_root().join("target").join("e2e-cache");
         cmd::success(
             Command::new("cp")
                 .arg("-a")
