@@ -291,6 +291,10 @@ impl Setup {
 
     /// Bakes `node` with the guest binaries.
     fn bake(&self, cluster: &BootCluster, node: &str) -> Built {
+        // One bake at a time: the first imports the base into the shared download cache,
+        // the others then find it there instead of importing it side by side.
+        static BAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = BAKING.lock().unwrap_or_else(|p| p.into_inner());
         let t = Instant::now();
         let built = cluster.build(node, &self.k3s, &self.firstboot);
         phase(&format!("bake {node}"), t.elapsed());

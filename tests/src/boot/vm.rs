@@ -130,10 +130,7 @@ impl Running {
             if self.serial().contains(needle) {
                 return true;
             }
-            let stopped = match self.child.as_mut().map(Child::try_wait) {
-                Some(Ok(None)) => false,
-                _ => true,
-            };
+            let stopped = !matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)));
             if stopped || self.started.elapsed() >= self.timeout {
                 return self.serial().contains(needle);
             }
