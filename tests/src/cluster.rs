@@ -2,16 +2,15 @@
 //! at look-alike bases and stand-in artifacts served from 127.0.0.1, with its own secrets file,
 //! cache and output folders: what a user has after `piimg secrets init`, minus the internet.
 
-use crate::fixture::{fixture, workspace_root, Kind};
+use crate::example::ExampleCluster;
+pub use crate::example::EPOCH;
+use crate::fixture::{fixture, Kind};
 use crate::http::Server;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
-
-/// The `SOURCE_DATE_EPOCH` every test build uses.
-pub const EPOCH: &str = "1700000000";
 
 /// A stand-in k3s for an architecture: a script, different per arch and per version.
 pub fn stand_in_k3s(arch: &str, version: &str) -> Vec<u8> {
@@ -28,16 +27,11 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// The example cluster in a temp folder, wired to a local server.
+/// The example cluster in a temp folder, wired to a local server. Derefs to the
+/// [`ExampleCluster`] (`out`, `profiles`, `cache`, `piimg`, …).
 pub struct TestCluster {
-    /// Keeps everything alive.
-    pub dir: tempfile::TempDir,
-    /// The profiles folder (cluster.toml, one profile per node, secrets.toml).
-    pub profiles: PathBuf,
-    /// `--out`.
-    pub out: PathBuf,
-    /// `--cache-dir`.
-    pub cache: PathBuf,
+    /// The copy of the example cluster.
+    pub example: ExampleCluster,
     /// The server behind every catalogue URL.
     pub server: Server,
 }
@@ -50,100 +44,23 @@ pub const CATALOGUE: [(&str, Kind); 4] = [
     ("ubuntu-amd64", Kind::UbuntuAmd64),
 ];
 
+impl std::ops::Deref for TestCluster {
+    type Target = ExampleCluster;
+    fn deref(&self) -> &ExampleCluster {
+        &self.example
+    }
+}
+
 impl TestCluster {
     /// Copies the example cluster, serves every base (xz-compressed like upstream, the amd64
     /// one raw) and stand-in artifacts, rewrites the catalogue to them, and runs
     /// `piimg secrets init`.
     pub fn new() -> TestCluster {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = workspace_root();
-        for sub in ["profiles", "overlays", "manifests"] {
-            let status = Command::new("cp")
-                .arg("-a")
-                .arg(root.join(sub))
-                .arg(dir.path())
-                .status()
-                .expect("cp");
-            assert!(status.success());
-        }
-        let profiles = dir.path().join("profiles");
-        let _ = std::fs::remove_file(profiles.join("secrets.toml"));
+        let example = ExampleCluster::copy(None);
         let server = Server::start();
-        let cluster_toml = profiles.join("cluster.toml");
-        let mut cluster: toml::Table = std::fs::read_to_string(&cluster_toml)
-            .expect("read cluster.toml")
-            .parse()
-            .expect("cluster.toml parses");
-        let bases = cluster["bases"].as_table_mut().expect("[bases]");
-        for (name, kind) in CATALOGUE {
-            let (path, body) = if kind == Kind::UbuntuAmd64 {
-                (
-                    format!("/bases/{name}.img"),
-                    std::fs::read(fixture(kind)).expect("read fixture"),
-                )
-            } else {
-                (format!("/bases/{name}.img.xz"), compressed_fixture(kind))
-            };
-            let entry = bases[name].as_table_mut().expect("base entry");
-            entry.insert("sha256".into(), sha256_hex(&body).into());
-            entry.insert("url".into(), server.serve_bytes(&path, body).into());
-        }
-        let version = cluster["k3s"]["version"]
-            .as_str()
-            .expect("k3s.version")
-            .to_string();
-        let releases = cluster["k3s"]["releases"][version.as_str()]
-            .as_table_mut()
-            .expect("k3s release");
-        let mut firstboot = toml::Table::new();
-        for arch in ["amd64", "arm64"] {
-            let body = stand_in_k3s(arch, &version);
-            let entry = releases[arch].as_table_mut().expect("k3s arch");
-            entry.insert("sha256".into(), sha256_hex(&body).into());
-            entry.insert(
-                "url".into(),
-                server.serve_bytes(&format!("/k3s/{arch}/k3s"), body).into(),
-            );
-            let body = stand_in_firstboot(arch);
-            let mut fb = toml::Table::new();
-            fb.insert("sha256".into(), sha256_hex(&body).into());
-            fb.insert(
-                "url".into(),
-                server
-                    .serve_bytes(&format!("/firstboot/{arch}"), body)
-                    .into(),
-            );
-            firstboot.insert(arch.into(), fb.into());
-        }
-        cluster.insert("firstboot".into(), firstboot.into());
-        std::fs::write(&cluster_toml, toml::to_string(&cluster).expect("toml")).expect("write");
-        let tc = TestCluster {
-            out: dir.path().join("out"),
-            cache: dir.path().join("cache"),
-            profiles,
-            dir,
-            server,
-        };
-        let out = tc.piimg(&["secrets", "init"]);
-        assert!(
-            out.status.success(),
-            "secrets init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        tc
-    }
-
-    /// Runs `piimg ARGS --profiles … ` with the test epoch, in the cluster's folder.
-    pub fn piimg(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(crate::piimg_bin());
-        cmd.args(args)
-            .arg("--profiles")
-            .arg(&self.profiles)
-            .current_dir(self.dir.path())
-            .env("SOURCE_DATE_EPOCH", EPOCH)
-            .env("PIIMG_CACHE_DIR", &self.cache)
-            .env_remove("RUST_LOG");
-        cmd.output().expect("run piimg")
+        example.edit_cluster(|cluster| serve_catalogue(cluster, &server));
+        example.secrets_init();
+        TestCluster { example, server }
     }
 
     /// `piimg build --profile NODE --out OUT --format FORMAT EXTRA…`, asserting success.
@@ -177,21 +94,6 @@ impl TestCluster {
         args.extend_from_slice(extra);
         self.piimg(&args)
     }
-
-    /// Every secret value in the secrets file (for "never printed" checks).
-    pub fn secret_values(&self) -> Vec<String> {
-        let text = std::fs::read_to_string(self.profiles.join("secrets.toml")).expect("secrets");
-        let table: toml::Table = text.parse().expect("secrets parse");
-        let mut values = Vec::new();
-        collect_strings(&toml::Value::Table(table), &mut values);
-        values.retain(|v| v.len() >= 12);
-        values
-    }
-
-    /// The cluster folder.
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
 }
 
 impl Default for TestCluster {
@@ -200,13 +102,51 @@ impl Default for TestCluster {
     }
 }
 
-fn collect_strings(v: &toml::Value, out: &mut Vec<String>) {
-    match v {
-        toml::Value::String(s) => out.push(s.clone()),
-        toml::Value::Table(t) => t.values().for_each(|v| collect_strings(v, out)),
-        toml::Value::Array(a) => a.iter().for_each(|v| collect_strings(v, out)),
-        _ => {}
+/// Points every catalogue base, k3s release and first-boot binary of `cluster` (cluster.toml)
+/// at look-alikes served by `server`.
+fn serve_catalogue(cluster: &mut toml::Table, server: &Server) {
+    let bases = cluster["bases"].as_table_mut().expect("[bases]");
+    for (name, kind) in CATALOGUE {
+        let (path, body) = if kind == Kind::UbuntuAmd64 {
+            (
+                format!("/bases/{name}.img"),
+                std::fs::read(fixture(kind)).expect("read fixture"),
+            )
+        } else {
+            (format!("/bases/{name}.img.xz"), compressed_fixture(kind))
+        };
+        let entry = bases[name].as_table_mut().expect("base entry");
+        entry.insert("sha256".into(), sha256_hex(&body).into());
+        entry.insert("url".into(), server.serve_bytes(&path, body).into());
     }
+    let version = cluster["k3s"]["version"]
+        .as_str()
+        .expect("k3s.version")
+        .to_string();
+    let releases = cluster["k3s"]["releases"][version.as_str()]
+        .as_table_mut()
+        .expect("k3s release");
+    let mut firstboot = toml::Table::new();
+    for arch in ["amd64", "arm64"] {
+        let body = stand_in_k3s(arch, &version);
+        let entry = releases[arch].as_table_mut().expect("k3s arch");
+        entry.insert("sha256".into(), sha256_hex(&body).into());
+        entry.insert(
+            "url".into(),
+            server.serve_bytes(&format!("/k3s/{arch}/k3s"), body).into(),
+        );
+        let body = stand_in_firstboot(arch);
+        let mut fb = toml::Table::new();
+        fb.insert("sha256".into(), sha256_hex(&body).into());
+        fb.insert(
+            "url".into(),
+            server
+                .serve_bytes(&format!("/firstboot/{arch}"), body)
+                .into(),
+        );
+        firstboot.insert(arch.into(), fb.into());
+    }
+    cluster.insert("firstboot".into(), firstboot.into());
 }
 
 /// A fixture as `.img.xz`, compressed once per test process.

@@ -10,6 +10,7 @@ mod checks;
 pub mod cluster;
 mod cmd;
 mod digest;
+pub mod example;
 mod fixture;
 mod fsread;
 pub mod http;

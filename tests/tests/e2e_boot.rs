@@ -1,13 +1,16 @@
 //! Zero-touch, proven: an image piimg baked boots in QEMU, its first boot formats the SSD,
 //! starts k3s (a stand-in that answers what first boot checks) and reports ready to
-//! `piimg watch` on the host; a newer image booted with the same SSD keeps its data.
+//! `piimg watch` on the host; an agent joins the control plane VM; a newer image booted with
+//! the same SSD keeps its data; a foreign disk is refused; a power cut in the middle of the
+//! storage step is finished by the next boot.
 //!
 //! Skipped unless `PIIMG_E2E=1` (`scripts/e2e-boot` sets it): it needs mmdebstrap, a Debian
 //! mirror and qemu-system-x86, and takes minutes. On failure the serial logs, the watch's
-//! output and the SSD files stay in `target/e2e-boot/`, and the panic prints their tails.
+//! output and the SSD files stay in `target/e2e-boot/TEST/`, and the panic prints their tails.
+//! Every VM is killed when its test ends, passing or not.
 
 use piimg::fs::ext4::{Access, Ext4, Meta};
-use piimg_e2e::boot::cluster::{BootCluster, Built, SSD_SERIAL_PREFIX};
+use piimg_e2e::boot::cluster::{BootCluster, Built, GUEST_API_PORT, SSD_SERIAL_PREFIX};
 use piimg_e2e::boot::guest::{self, Base, ROOT_LABEL};
 use piimg_e2e::boot::vm::{Disk, Outcome, Vm};
 use piimg_e2e::boot::watch::{free_port, Watch};
@@ -23,6 +26,15 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(420);
 /// The marker the re-image step writes onto the SSD and expects to find again.
 const MARKER: &str = "/piimg-e2e-marker";
 
+/// The agent that joins the control plane VM.
+const AGENT: &str = "worker-1";
+
+/// The port of `piimg-e2e-shutdown.socket` in the guest (tests/e2e/overlay).
+const GUEST_SHUTDOWN_PORT: u16 = 7777;
+
+/// On the kernel command line: the VM stays up after first boot (tests/e2e/overlay).
+const STAY: &str = "piimg.e2e.stay";
+
 fn enabled() -> bool {
     if std::env::var("PIIMG_E2E").as_deref() == Ok("1") {
         return true;
@@ -31,8 +43,14 @@ fn enabled() -> bool {
     false
 }
 
+thread_local! {
+    /// The running test's short name, for the phase lines (tests may run side by side).
+    static TEST: std::cell::RefCell<&'static str> = const { std::cell::RefCell::new("") };
+}
+
 fn phase(name: &str, elapsed: Duration) {
-    eprintln!("e2e phase {name}: {:.1} s", elapsed.as_secs_f64());
+    let test = TEST.with(|t| *t.borrow());
+    eprintln!("e2e phase [{test}] {name}: {:.1} s", elapsed.as_secs_f64());
 }
 
 /// A blank disk file of `gib` GiB (sparse).
@@ -50,7 +68,27 @@ struct Boot {
     serial_log: PathBuf,
 }
 
+/// The VM for one boot of `image` with `ssd`; `extra` is added to the kernel command line.
+fn vm(base: &Base, image: &Path, ssd: &Disk, serial_log: PathBuf, extra: &str) -> Vm {
+    Vm {
+        kernel: base.kernel.clone(),
+        initrd: base.initrd.clone(),
+        append: format!("root=LABEL={ROOT_LABEL} ro console=ttyS0 panic=-1 {extra}"),
+        disks: vec![
+            Disk {
+                path: image.to_path_buf(),
+                serial: None,
+            },
+            ssd.clone(),
+        ],
+        forwards: vec![],
+        serial_log,
+        timeout: BOOT_TIMEOUT,
+    }
+}
+
 impl Boot {
+    /// Boots `image` with `ssd` once, with `piimg watch --until-ready` for `node` running.
     fn run(
         name: &str,
         node: &'static str,
@@ -68,22 +106,7 @@ impl Boot {
             &logs.join(format!("{name}.watch.log")),
         );
         let serial_log = logs.join(format!("{name}.serial.log"));
-        let outcome = Vm {
-            kernel: base.kernel.clone(),
-            initrd: base.initrd.clone(),
-            append: format!("root=LABEL={ROOT_LABEL} ro console=ttyS0 panic=-1"),
-            disks: vec![
-                Disk {
-                    path: image.to_path_buf(),
-                    serial: None,
-                },
-                ssd.clone(),
-            ],
-            forwards: vec![],
-            serial_log: serial_log.clone(),
-            timeout: BOOT_TIMEOUT,
-        }
-        .boot();
+        let outcome = vm(base, image, ssd, serial_log.clone(), "").boot();
         phase(&format!("boot {name}"), outcome.elapsed);
         let (watch_status, watch_out) = watch.finish(Duration::from_secs(15));
         Boot {
@@ -221,55 +244,193 @@ fn newer_k3s(k3s: &Path, dir: &Path) -> PathBuf {
     path
 }
 
-#[test]
-fn control_plane_boots_reports_ready_keeps_its_data_on_reimage_and_refuses_a_foreign_disk() {
+/// What every boot test starts from: its logs folder, the bootable base, the guest binaries.
+struct Setup {
+    logs: PathBuf,
+    base: Base,
+    firstboot: PathBuf,
+    k3s: PathBuf,
+}
+
+/// `None` (the test is skipped) unless `PIIMG_E2E=1`.
+fn setup(test: &'static str) -> Option<Setup> {
     if !enabled() {
-        return;
+        return None;
     }
-    let logs = logs_dir();
+    TEST.with(|t| *t.borrow_mut() = test);
+    let logs = logs_dir(test);
     let t = Instant::now();
     let base = guest::base();
     phase("base (cached or built)", t.elapsed());
-
     let t = Instant::now();
     let firstboot = guest::binary("piimg-firstboot", "piimg-firstboot");
     let k3s = guest::binary("piimg-k3s-stand-in", "k3s");
     phase("guest binaries", t.elapsed());
+    Some(Setup {
+        logs,
+        base,
+        firstboot,
+        k3s,
+    })
+}
 
-    let cluster = BootCluster::new(&logs.join("work"), &base, free_port());
-    cluster.prepare_node("control-plane");
-    let t = Instant::now();
-    let first = cluster.build("control-plane", &k3s, &firstboot);
-    phase("bake control-plane", t.elapsed());
+impl Setup {
+    /// A boot cluster with `nodes` pointed at the e2e base.
+    fn cluster(&self, nodes: &[&str]) -> BootCluster {
+        let cluster = BootCluster::new(
+            &self.logs.join("work"),
+            &self.base,
+            free_port(),
+            free_port(),
+        );
+        for node in nodes {
+            cluster.prepare_node(node);
+        }
+        cluster
+    }
+
+    /// Bakes `node` with the guest binaries.
+    fn bake(&self, cluster: &BootCluster, node: &str) -> Built {
+        // One bake at a time: the first imports the base into the shared download cache,
+        // the others then find it there instead of importing it side by side.
+        static BAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = BAKING.lock().unwrap_or_else(|p| p.into_inner());
+        let t = Instant::now();
+        let built = cluster.build(node, &self.k3s, &self.firstboot);
+        phase(&format!("bake {node}"), t.elapsed());
+        built
+    }
+
+    /// A blank SSD file of `gib` GiB and the disk the VM sees (serial `piimg-ssd-N`).
+    fn blank_ssd(&self, name: &str, gib: u64, n: u32) -> Disk {
+        let path = self.logs.join(name);
+        blank_disk(&path, gib);
+        Disk {
+            path,
+            serial: Some(format!("{SSD_SERIAL_PREFIX}{n}")),
+        }
+    }
+}
+
+#[test]
+fn an_agent_joins_the_control_plane_both_report_ready_and_a_reimage_keeps_the_data() {
+    let Some(setup) = setup("cluster") else {
+        return;
+    };
+    let logs = &setup.logs;
+    let cluster = setup.cluster(&["control-plane", AGENT]);
+    let first = setup.bake(&cluster, "control-plane");
+    let agent = setup.bake(&cluster, AGENT);
     let first_password = node_password(&first);
 
-    let ssd = logs.join("control-plane-ssd.img");
-    blank_disk(&ssd, 2);
-    let ssd_disk = Disk {
-        path: ssd.clone(),
-        serial: Some(format!("{SSD_SERIAL_PREFIX}1")),
-    };
-    let boot = Boot::run(
-        "first-boot",
-        "control-plane",
-        &base,
-        &cluster,
+    // The control plane's first boot, kept up (its k3s API forwarded to the host, where the
+    // agent VM reaches it as 10.0.2.2), and the agent's, at the same time; one watch for both.
+    let cp_ssd = setup.blank_ssd("control-plane-ssd.img", 2, 1);
+    let agent_ssd = setup.blank_ssd("agent-ssd.img", 2, 2);
+    let shutdown_port = free_port();
+    let mut cp_vm = vm(
+        &setup.base,
         &first.image,
-        &ssd_disk,
-        &logs,
+        &cp_ssd,
+        logs.join("first-boot.serial.log"),
+        STAY,
     );
-    boot.assert_ready(&first.build_id);
+    cp_vm.forwards = vec![
+        format!("tcp:127.0.0.1:{}-:{GUEST_API_PORT}", cluster.api_port),
+        format!("tcp:127.0.0.1:{shutdown_port}-:{GUEST_SHUTDOWN_PORT}"),
+    ];
+    let agent_vm = vm(
+        &setup.base,
+        &agent.image,
+        &agent_ssd,
+        logs.join("agent.serial.log"),
+        "",
+    );
+    let watch = Watch::start(
+        &cluster.report_key_file(),
+        &["control-plane", AGENT],
+        cluster.report_port,
+        "10m",
+        &logs.join("cluster.watch.log"),
+    );
+    let t = Instant::now();
+    let mut cp_running = cp_vm.start();
+    let agent_running = agent_vm.start();
+    let agent_outcome = agent_running.wait();
+    phase(
+        "boot agent (beside the control plane)",
+        agent_outcome.elapsed,
+    );
+    let cp_done = cp_running.wait_for_serial("piimg-e2e: staying up");
+    phase("boot control-plane (until first boot done)", t.elapsed());
+    let (watch_status, watch_out) = watch.finish(Duration::from_secs(15));
+    let cp_outcome = cp_running.power_off_via(shutdown_port);
+    phase("cluster boot in all", t.elapsed());
+    let cp = Boot {
+        node: "control-plane",
+        outcome: cp_outcome,
+        watch_status,
+        watch_out: watch_out.clone(),
+        serial_log: cp_vm.serial_log.clone(),
+    };
+    let worker = Boot {
+        node: AGENT,
+        outcome: agent_outcome,
+        watch_status,
+        watch_out,
+        serial_log: agent_vm.serial_log.clone(),
+    };
+    let both = || format!("{}\n\n{}", cp.explain(), worker.explain());
+    assert!(
+        cp_done,
+        "the control plane never printed first boot's status\n{}",
+        both()
+    );
+    assert!(
+        cp.outcome.serial.contains("piimg-e2e: asked to power off"),
+        "the control plane did not power off when asked\n{}",
+        both()
+    );
+    cp.assert_ready(&first.build_id);
+    worker.assert_ready(&agent.build_id);
+    let server_url = format!("https://10.0.2.2:{}", cluster.api_port);
+    assert!(
+        worker
+            .outcome
+            .serial
+            .contains(&format!("agent {AGENT} registered with {server_url}")),
+        "the agent did not register with the control plane at {server_url}\n{}",
+        both()
+    );
+    for line in [
+        format!("k3s (stand-in): node {AGENT} joined"),
+        format!("k3s (stand-in): node {AGENT} Ready: True"),
+    ] {
+        assert!(
+            cp.outcome.serial.contains(&line),
+            "the control plane's k3s never logged {line:?}: the agent's Node Ready did not come from it\n{}",
+            both()
+        );
+    }
     assert_eq!(
-        boot.storage_action().as_deref(),
+        cp.storage_action().as_deref(),
         Some("formatted"),
         "{}",
-        boot.explain()
+        cp.explain()
     );
-    let (start, uuid) = assert_piimg_ssd(&ssd);
+    assert_eq!(
+        worker.storage_action().as_deref(),
+        Some("formatted"),
+        "{}",
+        worker.explain()
+    );
+    assert_piimg_ssd(&agent_ssd.path);
+    let (start, uuid) = assert_piimg_ssd(&cp_ssd.path);
 
     // Re-image: data on the SSD (written rootless through the builder's ext4 module), a newer
     // build (another k3s), the same SSD: mounted, not formatted; same node password.
-    let mut fs = Ext4::open(&ssd, start, Access::ReadWrite).expect("open the SSD's ext4");
+    let ssd = &cp_ssd.path;
+    let mut fs = Ext4::open(ssd, start, Access::ReadWrite).expect("open the SSD's ext4");
     let meta = Meta {
         mode: 0o644,
         uid: 0,
@@ -279,9 +440,9 @@ fn control_plane_boots_reports_ready_keeps_its_data_on_reimage_and_refuses_a_for
     fs.write_file(MARKER, &mut &b"kept across re-imaging\n"[..], &meta)
         .expect("write the marker");
     fs.close().expect("close the SSD's ext4");
-    let next_k3s = newer_k3s(&k3s, &logs);
+    let next_k3s = newer_k3s(&setup.k3s, logs);
     let t = Instant::now();
-    let second = cluster.build("control-plane", &next_k3s, &firstboot);
+    let second = cluster.build("control-plane", &next_k3s, &setup.firstboot);
     phase("bake control-plane again", t.elapsed());
     assert_ne!(
         second.build_id, first.build_id,
@@ -295,11 +456,11 @@ fn control_plane_boots_reports_ready_keeps_its_data_on_reimage_and_refuses_a_for
     let boot = Boot::run(
         "re-image",
         "control-plane",
-        &base,
+        &setup.base,
         &cluster,
         &second.image,
-        &ssd_disk,
-        &logs,
+        &cp_ssd,
+        logs,
     );
     boot.assert_ready(&second.build_id);
     assert_eq!(
@@ -308,40 +469,42 @@ fn control_plane_boots_reports_ready_keeps_its_data_on_reimage_and_refuses_a_for
         "{}",
         boot.explain()
     );
-    let (start_after, uuid_after) = assert_piimg_ssd(&ssd);
+    let (start_after, uuid_after) = assert_piimg_ssd(ssd);
     assert_eq!(
         (start_after, uuid_after),
         (start, uuid),
         "the SSD was re-formatted"
     );
     assert_eq!(
-        debugfs_cat(&ssd, start, MARKER),
+        debugfs_cat(ssd, start, MARKER),
         b"kept across re-imaging\n",
         "the marker did not survive the re-image"
     );
+}
 
-    // Fault: an SSD that holds another filesystem is refused, reported as such to the watch,
-    // and left byte-identical.
-    let foreign = logs.join("foreign-ssd.img");
-    blank_disk(&foreign, 1);
+#[test]
+fn a_foreign_disk_is_refused_reported_and_left_untouched() {
+    let Some(setup) = setup("foreign-disk") else {
+        return;
+    };
+    let cluster = setup.cluster(&["control-plane"]);
+    let image = setup.bake(&cluster, "control-plane");
+    let foreign = setup.blank_ssd("foreign-ssd.img", 1, 1);
     let mkfs = std::process::Command::new("mkfs.vfat")
         .args(["-F", "32", "-n", "HOLIDAYS"])
-        .arg(&foreign)
+        .arg(&foreign.path)
         .output()
         .expect("run mkfs.vfat");
     assert!(mkfs.status.success(), "mkfs.vfat: {mkfs:?}");
-    let before = sha256_file(&foreign);
+    let before = sha256_file(&foreign.path);
     let boot = Boot::run(
         "foreign-disk",
         "control-plane",
-        &base,
+        &setup.base,
         &cluster,
-        &second.image,
-        &Disk {
-            path: foreign.clone(),
-            serial: Some(format!("{SSD_SERIAL_PREFIX}2")),
-        },
-        &logs,
+        &image.image,
+        &foreign,
+        &setup.logs,
     );
     assert!(
         boot.outcome.powered_off(),
@@ -363,8 +526,97 @@ fn control_plane_boots_reports_ready_keeps_its_data_on_reimage_and_refuses_a_for
         boot.explain()
     );
     assert_eq!(
-        sha256_file(&foreign),
+        sha256_file(&foreign.path),
         before,
         "the foreign disk was changed"
+    );
+}
+
+#[test]
+fn a_power_cut_right_after_formatting_is_finished_by_the_next_boot() {
+    let Some(setup) = setup("power-cut") else {
+        return;
+    };
+    let cluster = setup.cluster(&["control-plane"]);
+    let image = setup.bake(&cluster, "control-plane");
+    let ssd = setup.blank_ssd("ssd.img", 2, 1);
+
+    // First boot dies right after formatting (the crash seam, set for every unit through
+    // systemd's environment) and the overlay cuts the power at once, without a sync.
+    let serial_log = setup.logs.join("power-cut.serial.log");
+    let cut = vm(
+        &setup.base,
+        &image.image,
+        &ssd,
+        serial_log.clone(),
+        "systemd.setenv=PIIMG_FIRSTBOOT_CRASH_AFTER=format",
+    )
+    .boot();
+    phase("boot power-cut", cut.elapsed);
+    let explain_cut = || {
+        format!(
+            "--- first boot on the serial console ---\n{}\n--- serial console (last 60 lines; whole log in {}) ---\n{}",
+            first_boot_lines(&cut.serial),
+            serial_log.display(),
+            tail(&cut.serial, 60)
+        )
+    };
+    assert!(
+        cut.powered_off()
+            && cut
+                .serial
+                .contains("piimg-e2e: power cut: first boot died after format"),
+        "first boot should have died after formatting and the power gone at once\n{}",
+        explain_cut()
+    );
+    assert!(
+        !cut.serial.contains("piimg-e2e: first boot unit:"),
+        "the VM ran on after the power cut\n{}",
+        explain_cut()
+    );
+    let half_made = partitions(&ssd.path);
+    let made_fs = half_made
+        .first()
+        .map(|p| blkid_probe(&ssd.path, p.start))
+        .unwrap_or_default();
+    eprintln!("after the power cut the SSD holds {half_made:?} {made_fs:?}");
+
+    // The same image and SSD again, without the seam: first boot finishes the job.
+    let boot = Boot::run(
+        "after-power-cut",
+        "control-plane",
+        &setup.base,
+        &cluster,
+        &image.image,
+        &ssd,
+        &setup.logs,
+    );
+    boot.assert_ready(&image.build_id);
+    let action = boot.storage_action();
+    let verdict: Vec<&str> = boot
+        .outcome
+        .serial
+        .lines()
+        .filter(|l| l.contains("storage disk examined"))
+        .collect();
+    eprintln!(
+        "after the power cut, first boot's storage step: {action:?} ({})",
+        verdict.join(" | ")
+    );
+    // The cut came after formatting finished (mkfs and the state file are synced), so the
+    // next boot finds the filesystem it made and mounts it rather than formatting again.
+    assert_eq!(
+        action.as_deref(),
+        Some("mounted"),
+        "after the power cut first boot should mount the filesystem it had made\n{}",
+        boot.explain()
+    );
+    // The same result as a normal first boot: one piimg partition, a clean filesystem, and
+    // the filesystem made before the cut.
+    let (_, uuid) = assert_piimg_ssd(&ssd.path);
+    assert_eq!(
+        Some(&uuid),
+        made_fs.get("UUID"),
+        "the SSD was formatted again after the power cut"
     );
 }

@@ -6,8 +6,10 @@
 //!   refuses to run unless its `data-dir` is on a mounted filesystem other than `/` (what the
 //!   piimg drop-in promises), writes `<data-dir>/server/node-token` and the kubeconfig
 //!   `/etc/rancher/k3s/k3s.yaml` (0600), tells systemd it is ready, then answers on
-//!   `127.0.0.1:6443` (plain HTTP): `/readyz` → `ok`, `/stand-in/ready/NODE` → `True` for
-//!   itself and every agent that registered.
+//!   `0.0.0.0:6443` (plain HTTP, reachable by agents): `/readyz` → `ok`,
+//!   `/stand-in/register/NODE` (an agent joining), `/stand-in/ready/NODE` → `True` for itself
+//!   and every agent that registered. It logs each join and each Ready answer, so the boot
+//!   test can tell an agent's Ready came from this server.
 //! - `k3s agent` (unit `k3s-agent.service`): registers with its `server` (the `https://` of
 //!   config.yaml spoken as plain HTTP), writes `<data-dir>/agent/kubelet.kubeconfig`, answers
 //!   the kubelet's `http://127.0.0.1:10248/healthz`.
@@ -212,6 +214,7 @@ fn server() -> Result<(), String> {
                 (200, "registered".into())
             } else if let Some(n) = path.strip_prefix("/stand-in/ready/") {
                 if known.iter().any(|k| k == n) {
+                    eprintln!("k3s (stand-in): node {n} Ready: True");
                     (200, "True".into())
                 } else {
                     (404, format!("nodes \"{n}\" not found"))

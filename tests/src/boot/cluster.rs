@@ -1,12 +1,13 @@
-//! The example cluster (`profiles/`, `overlays/`, `manifests/`) copied into a folder under
-//! `target/`, with the bootable base in its catalogue, reports sent to the host as the VM sees
-//! it (`10.0.2.2`), and the test-only overlay `e2e` (`tests/e2e/overlay`: first boot's log on
-//! the serial console, power-off when it is done).
+//! The example cluster ([`ExampleCluster`]) wired for QEMU: the bootable base in its
+//! catalogue, reports sent to the host as the VM sees it (`10.0.2.2`), the server URL pointing
+//! at the control plane VM's API through a QEMU host forward, and the test-only overlay `e2e`
+//! (`tests/e2e/overlay`: first boot's log on the serial console, power-off when it is done).
 
 use super::guest::Base;
 use crate::cmd;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use crate::example::ExampleCluster;
+use std::path::Path;
+use std::process::Command;
 
 /// The catalogue name of the bootable base.
 pub const BASE_NAME: &str = "e2e-debian";
@@ -14,61 +15,54 @@ pub const BASE_NAME: &str = "e2e-debian";
 /// The SSD's serial: the guest sees `/dev/disk/by-id/virtio-piimg-ssd-…`.
 pub const SSD_SERIAL_PREFIX: &str = "piimg-ssd-";
 
-/// A cluster folder for boot tests.
+/// The k3s API port inside the control plane VM.
+pub const GUEST_API_PORT: u16 = 6443;
+
+/// A cluster folder for boot tests. Derefs to the [`ExampleCluster`].
 pub struct BootCluster {
-    /// Keeps the folder alive.
-    pub dir: tempfile::TempDir,
-    /// The profiles folder.
-    pub profiles: PathBuf,
-    /// `--out`.
-    pub out: PathBuf,
+    /// The copy of the example cluster.
+    pub example: ExampleCluster,
     /// The host port images send reports to (as `10.0.2.2:PORT`), where `piimg watch` listens.
     pub report_port: u16,
+    /// The host port forwarded to the control plane VM's k3s API (agents join
+    /// `https://10.0.2.2:PORT`).
+    pub api_port: u16,
 }
 
 /// What a build produced.
 #[derive(Debug, Clone)]
 pub struct Built {
     /// The raw image.
-    pub image: PathBuf,
+    pub image: std::path::PathBuf,
     /// The build id baked into it (from `.build.json`).
     pub build_id: String,
 }
 
-fn edit_toml(path: &Path, f: impl FnOnce(&mut toml::Table)) {
-    let mut table: toml::Table = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .parse()
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    f(&mut table);
-    std::fs::write(path, toml::to_string(&table).expect("toml"))
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+impl std::ops::Deref for BootCluster {
+    type Target = ExampleCluster;
+    fn deref(&self) -> &ExampleCluster {
+        &self.example
+    }
 }
 
 impl BootCluster {
-    /// Copies the example cluster under `parent`, points the catalogue at `base`, sends
-    /// reports to `http://10.0.2.2:REPORT_PORT/report`, runs `piimg secrets init`.
-    pub fn new(parent: &Path, base: &Base, report_port: u16) -> BootCluster {
-        std::fs::create_dir_all(parent).expect("create the work folder");
-        let dir = tempfile::tempdir_in(parent).expect("tempdir");
-        let root = crate::workspace_root();
-        for sub in ["profiles", "overlays", "manifests"] {
-            cmd::success(
-                Command::new("cp")
-                    .arg("-a")
-                    .arg(root.join(sub))
-                    .arg(dir.path()),
-            );
-        }
+    /// Copies the example cluster under `parent` (with the download cache shared by every boot
+    /// test, `target/e2e-cache/`) and edits `cluster.toml` as a user would:
+    /// the bootable base in the catalogue, reports to `http://10.0.2.2:REPORT_PORT/report`,
+    /// the server at `https://10.0.2.2:API_PORT` (a host forward to the control plane VM);
+    /// then runs `piimg secrets init`.
+    pub fn new(parent: &Path, base: &Base, report_port: u16, api_port: u16) -> BootCluster {
+        let mut example = ExampleCluster::copy(Some(parent));
+        // One download cache for every boot test and run: importing the 1.6 GB base costs
+        // about 30 s per cache. It is content-addressed, so sharing it is safe.
+        example.cache = crate::workspace_root().join("target").join("e2e-cache");
         cmd::success(
             Command::new("cp")
                 .arg("-a")
-                .arg(root.join("tests/e2e/overlay"))
-                .arg(dir.path().join("overlays/e2e")),
+                .arg(crate::workspace_root().join("tests/e2e/overlay"))
+                .arg(example.path().join("overlays/e2e")),
         );
-        let profiles = dir.path().join("profiles");
-        let _ = std::fs::remove_file(profiles.join("secrets.toml"));
-        edit_toml(&profiles.join("cluster.toml"), |c| {
+        example.edit_cluster(|c| {
             let mut b = toml::Table::new();
             b.insert("url".into(), base.image.display().to_string().into());
             b.insert("sha256".into(), base.sha256.clone().into());
@@ -83,26 +77,23 @@ impl BootCluster {
                 "report_url".into(),
                 format!("http://10.0.2.2:{report_port}/report").into(),
             );
+            c["server"]
+                .as_table_mut()
+                .expect("[server]")
+                .insert("url".into(), format!("https://10.0.2.2:{api_port}").into());
         });
-        let bc = BootCluster {
-            out: dir.path().join("out"),
+        example.secrets_init();
+        BootCluster {
+            example,
             report_port,
-            profiles,
-            dir,
-        };
-        let out = bc.piimg(&["secrets", "init"]);
-        assert!(
-            out.status.success(),
-            "secrets init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        bc
+            api_port,
+        }
     }
 
     /// Makes `node` boot in the VM: the e2e base, DHCP (user networking), the SSD by its
     /// virtio serial, the `e2e` overlay.
     pub fn prepare_node(&self, node: &str) {
-        edit_toml(&self.profiles.join(format!("{node}.toml")), |p| {
+        self.edit_profile(node, |p| {
             p.insert("base".into(), BASE_NAME.into());
             p.remove("network");
             let mut selector = toml::Table::new();
@@ -115,19 +106,6 @@ impl BootCluster {
             p.insert("storage".into(), storage.into());
             p.insert("overlays".into(), toml::Value::Array(vec!["e2e".into()]));
         });
-    }
-
-    /// Runs `piimg ARGS --profiles …` with a fixed `SOURCE_DATE_EPOCH` and the cluster's cache.
-    pub fn piimg(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(crate::piimg_bin());
-        cmd.args(args)
-            .arg("--profiles")
-            .arg(&self.profiles)
-            .current_dir(self.dir.path())
-            .env("SOURCE_DATE_EPOCH", crate::cluster::EPOCH)
-            .env("PIIMG_CACHE_DIR", self.dir.path().join("cache"))
-            .env_remove("RUST_LOG");
-        cmd.output().expect("run piimg")
     }
 
     /// `piimg build --profile NODE --format img` with these guest binaries; asserts success.
@@ -161,23 +139,5 @@ impl BootCluster {
             image: self.out.join(format!("{node}.img")),
             build_id: json["build_id"].as_str().expect("build_id").to_string(),
         }
-    }
-
-    /// The cluster report key, in a file (0600) for `piimg watch --key-file`.
-    pub fn report_key_file(&self) -> PathBuf {
-        use std::os::unix::fs::OpenOptionsExt;
-        let text = std::fs::read_to_string(self.profiles.join("secrets.toml")).expect("secrets");
-        let table: toml::Table = text.parse().expect("secrets parse");
-        let key = table["report_key"].as_str().expect("report_key");
-        let path = self.dir.path().join("report.key");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .expect("key file");
-        std::io::Write::write_all(&mut f, key.as_bytes()).expect("write key");
-        path
     }
 }

@@ -5,6 +5,7 @@
 use crate::cmd;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::{Mutex, OnceLock};
 
 /// The musl target the guest binaries are built for (static: the guest's libc does not matter).
 pub const GUEST_TARGET: &str = "x86_64-unknown-linux-musl";
@@ -26,7 +27,13 @@ pub struct Base {
 pub const ROOT_LABEL: &str = "e2e-rootfs";
 
 /// The base, built on first use (about a minute with a Debian mirror; needs mmdebstrap).
+/// Boot tests running at the same time share one build.
 pub fn base() -> Base {
+    static BASE: OnceLock<Base> = OnceLock::new();
+    BASE.get_or_init(build_base).clone()
+}
+
+fn build_base() -> Base {
     let script = crate::workspace_root().join("scripts").join("e2e-base");
     let cache = crate::workspace_root().join("target").join("e2e-base");
     let out = cmd::success(Command::new(&script).arg(&cache));
@@ -46,6 +53,9 @@ pub fn base() -> Base {
 /// Builds `bin` of `package` for [`GUEST_TARGET`] with the `release-firstboot` profile, in
 /// the running test's target directory; returns its path.
 pub fn binary(package: &str, bin: &str) -> PathBuf {
+    // One cargo at a time from this process (cargo would wait on its own lock anyway).
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _one = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
     let target_dir = crate::bins::target_dir();
     let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     build

@@ -9,10 +9,14 @@ pub mod watch;
 
 use std::path::PathBuf;
 
-/// Where a boot test keeps what a person needs after a failure (serial logs, the watch's
-/// output, the SSD files): `<workspace>/target/e2e-boot/`, emptied at the start of a run.
-pub fn logs_dir() -> PathBuf {
-    let dir = crate::workspace_root().join("target").join("e2e-boot");
+/// Where the boot test `test` keeps what a person needs after a failure (serial logs, the
+/// watch's output, the SSD files): `<workspace>/target/e2e-boot/TEST/`, emptied when the test
+/// starts.
+pub fn logs_dir(test: &str) -> PathBuf {
+    let dir = crate::workspace_root()
+        .join("target")
+        .join("e2e-boot")
+        .join(test);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)
         .unwrap_or_else(|e| panic!("{}: cannot create: {e}", dir.display()));

@@ -3,7 +3,7 @@
 //! the serial console in a file, and a hard timeout after which the VM is killed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// A disk of the VM.
@@ -53,8 +53,8 @@ impl Outcome {
 }
 
 impl Vm {
-    /// Starts the VM.
-    pub fn spawn(&self) -> std::process::Child {
+    /// Starts qemu.
+    fn spawn(&self) -> Child {
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-accel", "tcg", "-m", "1024", "-smp", "2"])
             .args(["-nodefaults", "-display", "none", "-no-reboot"])
@@ -94,19 +94,83 @@ impl Vm {
 
     /// Boots and waits until the guest powers off or the timeout kills it.
     pub fn boot(&self) -> Outcome {
-        let started = Instant::now();
-        let child = self.spawn();
-        finish(child, started, self.timeout, &self.serial_log)
+        self.start().wait()
+    }
+
+    /// Starts the VM and returns at once; the VM is killed when the [`Running`] is dropped,
+    /// so a failing test leaves no qemu behind.
+    pub fn start(&self) -> Running {
+        Running {
+            started: Instant::now(),
+            child: Some(self.spawn()),
+            timeout: self.timeout,
+            serial_log: self.serial_log.clone(),
+        }
     }
 }
 
-/// Waits for `child` until `timeout` after `started`, killing it then; reads the serial log.
-pub fn finish(
-    mut child: std::process::Child,
+/// A VM that is running (or has stopped and not been waited for).
+pub struct Running {
+    child: Option<Child>,
     started: Instant,
     timeout: Duration,
-    serial_log: &Path,
-) -> Outcome {
+    serial_log: PathBuf,
+}
+
+impl Running {
+    /// The serial console so far.
+    pub fn serial(&self) -> String {
+        read_serial(&self.serial_log)
+    }
+
+    /// Waits until the serial console shows `needle` (true), or the VM stops or reaches its
+    /// timeout (false).
+    pub fn wait_for_serial(&mut self, needle: &str) -> bool {
+        loop {
+            if self.serial().contains(needle) {
+                return true;
+            }
+            let stopped = !matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)));
+            if stopped || self.started.elapsed() >= self.timeout {
+                return self.serial().contains(needle);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Waits until the guest powers off or the timeout kills it.
+    pub fn wait(mut self) -> Outcome {
+        let child = self.child.take().expect("a running VM");
+        finish(child, self.started, self.timeout, &self.serial_log)
+    }
+
+    /// Connects to `127.0.0.1:port` (a host forward to the guest's `piimg-e2e-shutdown.socket`)
+    /// so the guest powers itself off cleanly, then waits for it like [`Running::wait`].
+    pub fn power_off_via(self, port: u16) -> Outcome {
+        if let Err(e) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            eprintln!("asking the VM to power off through 127.0.0.1:{port}: {e}");
+        }
+        self.wait()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn read_serial(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// Waits for `child` until `timeout` after `started`, killing it then; reads the serial log.
+fn finish(mut child: Child, started: Instant, timeout: Duration, serial_log: &Path) -> Outcome {
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
@@ -131,8 +195,6 @@ pub fn finish(
     Outcome {
         status,
         elapsed: started.elapsed(),
-        serial: std::fs::read(serial_log)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default(),
+        serial: read_serial(serial_log),
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 /// A running `piimg watch`.
 pub struct Watch {
-    child: Child,
+    child: Option<Child>,
     log: PathBuf,
 }
 
@@ -35,7 +35,7 @@ impl Watch {
             .spawn()
             .expect("start piimg watch");
         Watch {
-            child,
+            child: Some(child),
             log: log.to_path_buf(),
         }
     }
@@ -44,12 +44,13 @@ impl Watch {
     /// killed) and output.
     pub fn finish(mut self, grace: Duration) -> (Option<ExitStatus>, String) {
         let started = Instant::now();
+        let mut child = self.child.take().expect("a running watch");
         let status = loop {
-            match self.child.try_wait().expect("wait for watch") {
+            match child.try_wait().expect("wait for watch") {
                 Some(s) => break Some(s),
                 None if started.elapsed() >= grace => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
+                    let _ = child.kill();
+                    let _ = child.wait();
                     break None;
                 }
                 None => std::thread::sleep(Duration::from_millis(200)),
@@ -57,5 +58,15 @@ impl Watch {
         };
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         (status, text)
+    }
+}
+
+impl Drop for Watch {
+    /// A test that fails before [`Watch::finish`] leaves no `piimg watch` behind.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
