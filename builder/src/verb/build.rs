@@ -118,7 +118,8 @@ fn build_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Resul
         image: base.image.clone(),
         frames: output::frames_dir(cache.root(), base.sha256.as_str(), format),
     };
-    let published = output::publish_reusing(
+    // The work image is ours and already inside --out: a raw output is it, renamed.
+    let published = output::publish_moving(
         &PublishRequest {
             out_dir: &args.out,
             node: &spec.node,
