@@ -5,11 +5,11 @@
 
 use super::error::{read_error, write_error, OutputError};
 use super::extents::{extents_of, Extent};
+use super::pool::map_in_order;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Uncompressed bytes per frame. Large enough that frame overhead and lost context cost
 /// well under 1% of ratio, small enough that every core has work and memory stays bounded.
@@ -201,49 +201,14 @@ fn compress_group(
     workers: usize,
     zeros: &ZeroFrames,
 ) -> io::Result<Vec<Frame>> {
-    let next = AtomicUsize::new(0);
-    let results: Vec<io::Result<Vec<(usize, Frame)>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers.min(group.len()))
-            .map(|_| {
-                let next = &next;
-                scope.spawn(move || {
-                    let mut buf = Vec::new();
-                    let mut done = Vec::new();
-                    // Workers take the next chunk when free, so a worker that drew holes
-                    // does not sit idle while another compresses data.
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(chunk) = group.get(i) else { break };
-                        let hole = read_chunk(file, extents, *chunk, &mut buf)?;
-                        let frame = if hole {
-                            zeros.frame(*chunk)?
-                        } else {
-                            compress_chunk(format, *chunk, &buf)?
-                        };
-                        done.push((i, frame));
-                    }
-                    Ok(done)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("a compression thread panicked")))
-            })
-            .collect()
-    });
-    let mut slots: Vec<Option<Frame>> = vec![None; group.len()];
-    for result in results {
-        for (i, frame) in result? {
-            slots[i] = Some(frame);
+    map_in_order(group, workers, |chunk, buf: &mut Vec<u8>| {
+        let hole = read_chunk(file, extents, *chunk, buf)?;
+        if hole {
+            zeros.frame(*chunk)
+        } else {
+            compress_chunk(format, *chunk, buf)
         }
-    }
-    slots
-        .into_iter()
-        .map(|f| f.ok_or_else(|| io::Error::other("a chunk was not compressed")))
-        .collect()
+    })
 }
 
 /// The frame of an all-zero full-size chunk, computed once: most of a base image is holes.

@@ -6,6 +6,7 @@ mod compress;
 mod copy;
 mod error;
 mod extents;
+mod pool;
 mod publish;
 mod reflink;
 mod reuse;

@@ -10,11 +10,11 @@ use super::compress::{chunks, compress_image_to};
 use super::compress::{compress_chunk, read_chunk, Chunk, Format, ZeroFrames, CHUNK_SIZE};
 use super::error::{read_error, write_error, OutputError};
 use super::extents::{extents_of, Extent};
+use super::pool::map_in_order;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The base a node image was started from, and where its frames are cached.
 #[derive(Debug, Clone)]
@@ -292,40 +292,8 @@ impl Context<'_> {
 
     /// A group of chunks on `workers` threads; results in chunk order.
     fn group(&self, group: &[Chunk], workers: usize) -> io::Result<Vec<Done>> {
-        let next = AtomicUsize::new(0);
-        let results: Vec<io::Result<Vec<(usize, Done)>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers.min(group.len()))
-                .map(|_| {
-                    let next = &next;
-                    scope.spawn(move || {
-                        let (mut a, mut b) = (Vec::new(), Vec::new());
-                        let mut done = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(chunk) = group.get(i) else { break };
-                            done.push((i, self.chunk(*chunk, &mut a, &mut b)?));
-                        }
-                        Ok(done)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(io::Error::other("a compression thread panicked")))
-                })
-                .collect()
-        });
-        let mut slots: Vec<Option<Done>> = (0..group.len()).map(|_| None).collect();
-        for result in results {
-            for (i, d) in result? {
-                slots[i] = Some(d);
-            }
-        }
-        slots
-            .into_iter()
-            .map(|d| d.ok_or_else(|| io::Error::other("a chunk was not compressed")))
-            .collect()
+        map_in_order(group, workers, |chunk, (a, b): &mut (Vec<u8>, Vec<u8>)| {
+            self.chunk(*chunk, a, b)
+        })
     }
 }
