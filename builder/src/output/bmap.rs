@@ -1,7 +1,14 @@
 //! bmaptool's block map (format 2.0) of a sparse image, built from its data extents so holes
 //! are never read. `bmaptool copy` and `piimg flash` write only the mapped blocks and check
 //! each range against its SHA-256.
+//!
+//! Ranges are split at [`CHUNK_SIZE`] boundaries (bmaptool accepts any ranges): a range then
+//! lies in one compression chunk, so compressed output hashes it from the chunk's bytes it
+//! already holds, and a chunk left as the base had it takes its hashes from the base's cache.
 
+#[cfg(test)]
+use super::compress::CHUNK_SIZE;
+use super::compress::{chunks, Chunk};
 use super::error::{read_error, OutputError};
 use super::extents::{extents_of, Extent};
 use sha2::{Digest, Sha256};
@@ -26,7 +33,7 @@ pub struct BlockRange {
 }
 
 /// The block map of one image.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Bmap {
     /// Image size in bytes.
     pub image_size: u64,
@@ -55,15 +62,17 @@ impl Bmap {
         let extents = extents_of(&file).map_err(|e| read_error(path, e))?;
         let mut reader = RangeHasher::new(&file, size);
         let mut ranges = Vec::new();
-        for (first, last) in block_ranges(&extents) {
-            let sha256 = reader
-                .hash_blocks(first, last, whole.as_deref_mut())
-                .map_err(|e| read_error(path, e))?;
-            ranges.push(BlockRange {
-                first,
-                last,
-                sha256,
-            });
+        for chunk in chunks(size) {
+            for (first, last) in chunk_ranges(&extents, chunk) {
+                let sha256 = reader
+                    .hash_blocks(first, last, whole.as_deref_mut())
+                    .map_err(|e| read_error(path, e))?;
+                ranges.push(BlockRange {
+                    first,
+                    last,
+                    sha256,
+                });
+            }
         }
         if let Some(whole) = whole {
             reader.hash_zeros_to(size, whole);
@@ -167,11 +176,59 @@ impl Bmap {
     }
 }
 
+/// The mapped block ranges (inclusive) of one chunk: its data extents rounded out to whole
+/// blocks and merged where they touch. Chunks start on block boundaries, so these are the
+/// image's ranges cut at chunk boundaries.
+pub(super) fn chunk_ranges(extents: &[Extent], chunk: Chunk) -> Vec<(u64, u64)> {
+    let end = chunk.offset + chunk.len;
+    let first = extents.partition_point(|e| e.end() <= chunk.offset);
+    let clipped = extents[first..]
+        .iter()
+        .take_while(|e| e.offset < end)
+        .map(|e| {
+            let from = e.offset.max(chunk.offset);
+            Extent {
+                offset: from,
+                len: e.end().min(end).saturating_sub(from),
+            }
+        });
+    block_ranges(clipped)
+}
+
+/// The SHA-256 of each range of `chunk`, from the chunk's bytes (`data`, holes as zeros).
+pub(super) fn hash_ranges(chunk: Chunk, data: &[u8], ranges: &[(u64, u64)]) -> Vec<BlockRange> {
+    let end = chunk.offset + data.len() as u64;
+    ranges
+        .iter()
+        .map(|&(first, last)| {
+            let from = (first * BMAP_BLOCK_SIZE - chunk.offset) as usize;
+            let to = (((last + 1) * BMAP_BLOCK_SIZE).min(end) - chunk.offset) as usize;
+            BlockRange {
+                first,
+                last,
+                sha256: hex::encode(Sha256::digest(&data[from..to])),
+            }
+        })
+        .collect()
+}
+
+/// Whether a cached range list could belong to `chunk` (validation of the hash cache).
+pub(super) fn ranges_fit(chunk: Chunk, ranges: &[BlockRange]) -> bool {
+    let lo = chunk.offset / BMAP_BLOCK_SIZE;
+    let hi = (chunk.offset + chunk.len).div_ceil(BMAP_BLOCK_SIZE);
+    let mut at = lo;
+    ranges.iter().all(|r| {
+        let ok = r.first >= at && r.first <= r.last && r.last < hi;
+        at = r.last + 2;
+        ok
+    })
+}
+
 /// Block ranges (inclusive) covering the extents, rounded out to whole blocks and merged
 /// where they touch.
-fn block_ranges(extents: &[Extent]) -> Vec<(u64, u64)> {
+fn block_ranges(extents: impl IntoIterator<Item = Extent>) -> Vec<(u64, u64)> {
     let mut ranges: Vec<(u64, u64)> = Vec::new();
-    for e in extents.iter().filter(|e| e.len > 0) {
+    for e in extents.into_iter().filter(|e| e.len > 0) {
         let first = e.offset / BMAP_BLOCK_SIZE;
         let last = (e.end() - 1) / BMAP_BLOCK_SIZE;
         match ranges.last_mut() {
@@ -254,4 +311,48 @@ fn human(size: u64) -> String {
         }
     }
     format!("{value:.1} PiB")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ranges per chunk are the image's merged ranges cut at chunk boundaries.
+    #[test]
+    fn chunk_ranges_cut_the_image_ranges_at_chunk_boundaries() {
+        let extents = [
+            Extent {
+                offset: 0,
+                len: 100,
+            },
+            Extent {
+                offset: 4096,
+                len: 4096,
+            },
+            Extent {
+                offset: CHUNK_SIZE - 8192,
+                len: 3 * CHUNK_SIZE,
+            },
+            Extent {
+                offset: 5 * CHUNK_SIZE + 10,
+                len: 5000,
+            },
+        ];
+        let size = 6 * CHUNK_SIZE - 1000;
+        let per_chunk: Vec<(u64, u64)> = chunks(size)
+            .flat_map(|c| chunk_ranges(&extents, c))
+            .collect();
+        let b = CHUNK_SIZE / BMAP_BLOCK_SIZE;
+        let mut cut = Vec::new();
+        for (first, last) in block_ranges(extents) {
+            let mut f = first;
+            while f <= last {
+                let l = last.min((f / b + 1) * b - 1);
+                cut.push((f, l));
+                f = l + 1;
+            }
+        }
+        assert_eq!(per_chunk, cut);
+        assert_eq!(per_chunk[0], (0, 1));
+    }
 }

@@ -205,21 +205,20 @@ fn write_image(
         inner: BufWriter::with_capacity(1 << 20, out),
         hasher: Sha256::new(),
     };
-    match base {
+    // The block map comes out of the compression pass: no second read of the image.
+    let bmap = match base {
         Some(base) => {
-            compress_reusing_to(req.image, base, req.format, &mut writer, final_path)?;
+            compress_reusing_to(req.image, base, req.format, &mut writer, final_path)?.bmap
         }
-        None => {
-            compress_image_to(req.image, req.format, &mut writer, final_path)?;
-        }
-    }
+        None => compress_image_to(req.image, req.format, &mut writer, final_path)?.1,
+    };
     let HashingWriter { inner, hasher } = writer;
     inner
         .into_inner()
         .map_err(|e| write_error(final_path, e.into_error()))?
         .sync_all()
         .map_err(|e| write_error(final_path, e))?;
-    Ok((hex::encode(hasher.finalize()), Bmap::of_image(req.image)?))
+    Ok((hex::encode(hasher.finalize()), bmap))
 }
 
 fn write_bytes(temp: &NamedTempFile, bytes: &[u8], final_path: &Path) -> Result<(), OutputError> {
