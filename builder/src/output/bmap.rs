@@ -6,17 +6,15 @@
 //! lies in one compression chunk, so compressed output hashes it from the chunk's bytes it
 //! already holds, and a chunk left as the base had it takes its hashes from the base's cache.
 
-#[cfg(test)]
-use super::compress::CHUNK_SIZE;
-use super::compress::{chunks, Chunk};
+use super::compress::{chunks, read_chunk, Chunk, CHUNK_SIZE};
 use super::error::{read_error, OutputError};
 use super::extents::{extents_of, Extent};
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 
 /// bmaptool's block size; every image we write is 4 KiB aligned.
 pub const BMAP_BLOCK_SIZE: u64 = 4096;
@@ -44,43 +42,61 @@ pub struct Bmap {
 impl Bmap {
     /// Maps the image at `path`: reads only its data extents.
     pub fn of_image(path: &Path) -> Result<Bmap, OutputError> {
-        Self::scan(path, None)
+        Self::scan(path, false).map(|(bmap, _)| bmap)
     }
 
     /// Maps the image and also returns the SHA-256 of the whole image, from the same single
     /// read of its data (holes are hashed as zeros without being read): publishing a raw
-    /// image needs both, and reading a multi-GB image twice would double the cost.
+    /// image needs both, and reading a multi-GB image twice would double the cost. The
+    /// whole-image hash runs on its own thread, fed the chunks this one reads and hashes.
     pub fn of_image_with_sha256(path: &Path) -> Result<(Bmap, String), OutputError> {
-        let mut whole = Sha256::new();
-        let bmap = Self::scan(path, Some(&mut whole))?;
-        Ok((bmap, hex::encode(whole.finalize())))
+        let (bmap, whole) = Self::scan(path, true)?;
+        Ok((bmap, whole.unwrap_or_default()))
     }
 
-    fn scan(path: &Path, mut whole: Option<&mut Sha256>) -> Result<Bmap, OutputError> {
+    fn scan(path: &Path, whole: bool) -> Result<(Bmap, Option<String>), OutputError> {
         let file = File::open(path).map_err(|e| read_error(path, e))?;
         let size = file.metadata().map_err(|e| read_error(path, e))?.len();
         let extents = extents_of(&file).map_err(|e| read_error(path, e))?;
-        let mut reader = RangeHasher::new(&file, size);
         let mut ranges = Vec::new();
-        for chunk in chunks(size) {
-            for (first, last) in chunk_ranges(&extents, chunk) {
-                let sha256 = reader
-                    .hash_blocks(first, last, whole.as_deref_mut())
-                    .map_err(|e| read_error(path, e))?;
-                ranges.push(BlockRange {
-                    first,
-                    last,
-                    sha256,
-                });
+        let mut map_chunk = |chunk: Chunk, buf: &mut Vec<u8>| -> io::Result<bool> {
+            let map = chunk_ranges(&extents, chunk);
+            if map.is_empty() {
+                return Ok(false);
             }
-        }
-        if let Some(whole) = whole {
-            reader.hash_zeros_to(size, whole);
-        }
-        Ok(Bmap {
-            image_size: size,
-            ranges,
-        })
+            read_chunk(&file, &extents, chunk, buf)?;
+            ranges.extend(hash_ranges(chunk, buf, &map));
+            Ok(true)
+        };
+        let digest = if whole {
+            Some(
+                with_whole_hasher(|feed| {
+                    for chunk in chunks(size) {
+                        let mut buf = feed.spare();
+                        if map_chunk(chunk, &mut buf)? {
+                            feed.data(buf)?;
+                        } else {
+                            feed.zeros(chunk.len as usize)?;
+                        }
+                    }
+                    Ok(())
+                })
+                .map_err(|e| read_error(path, e))?,
+            )
+        } else {
+            let mut buf = Vec::new();
+            for chunk in chunks(size) {
+                map_chunk(chunk, &mut buf).map_err(|e| read_error(path, e))?;
+            }
+            None
+        };
+        Ok((
+            Bmap {
+                image_size: size,
+                ranges,
+            },
+            digest,
+        ))
     }
 
     /// Number of blocks of the image (the last may be partial).
@@ -239,63 +255,78 @@ fn block_ranges(extents: impl IntoIterator<Item = Extent>) -> Vec<(u64, u64)> {
     ranges
 }
 
-/// Reads mapped ranges in order, hashing each on its own and, optionally, feeding the whole
-/// image (zeros for the holes between ranges) into a second hasher.
-struct RangeHasher<'a> {
-    file: &'a File,
-    size: u64,
-    /// Bytes of the image already fed to the whole-image hasher.
-    pos: u64,
-    buf: Vec<u8>,
+/// What the whole-image hasher is fed, in image order.
+enum Piece {
+    Data(Vec<u8>),
+    Zeros(usize),
 }
 
-impl<'a> RangeHasher<'a> {
-    fn new(file: &'a File, size: u64) -> Self {
-        RangeHasher {
-            file,
-            size,
-            pos: 0,
-            buf: vec![0u8; 1 << 20],
-        }
+/// The reading side of [`with_whole_hasher`].
+struct Feed {
+    to_hasher: SyncSender<Piece>,
+    recycled: Receiver<Vec<u8>>,
+}
+
+impl Feed {
+    /// A buffer the hasher is done with, to read the next chunk into (no allocation per
+    /// chunk).
+    fn spare(&self) -> Vec<u8> {
+        self.recycled.try_recv().unwrap_or_default()
     }
 
-    /// SHA-256 of blocks `first..=last`, the last cut at the end of the image (as bmaptool
-    /// reads it).
-    fn hash_blocks(
-        &mut self,
-        first: u64,
-        last: u64,
-        mut whole: Option<&mut Sha256>,
-    ) -> io::Result<String> {
-        let start = first * BMAP_BLOCK_SIZE;
-        let end = ((last + 1) * BMAP_BLOCK_SIZE).min(self.size);
-        if let Some(w) = whole.as_deref_mut() {
-            self.hash_zeros_to(start, w);
-        }
-        let mut hasher = Sha256::new();
-        let mut at = start;
-        while at < end {
-            let n = ((end - at) as usize).min(self.buf.len());
-            self.file.read_exact_at(&mut self.buf[..n], at)?;
-            hasher.update(&self.buf[..n]);
-            if let Some(w) = whole.as_deref_mut() {
-                w.update(&self.buf[..n]);
+    fn data(&self, buf: Vec<u8>) -> io::Result<()> {
+        self.send(Piece::Data(buf))
+    }
+
+    fn zeros(&self, len: usize) -> io::Result<()> {
+        self.send(Piece::Zeros(len))
+    }
+
+    fn send(&self, piece: Piece) -> io::Result<()> {
+        self.to_hasher
+            .send(piece)
+            .map_err(|_| io::Error::other("the image hashing thread stopped"))
+    }
+}
+
+/// Runs `read` (which feeds the image's bytes in order) while a second thread hashes them:
+/// the whole-image SHA-256 and the range hashes then cost one read and run side by side.
+/// At most a few chunks are in flight, so memory stays bounded.
+fn with_whole_hasher(read: impl FnOnce(&Feed) -> io::Result<()>) -> io::Result<String> {
+    let (to_hasher, pieces) = sync_channel::<Piece>(2);
+    let (give_back, recycled) = channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || {
+            let zeros = vec![0u8; CHUNK_SIZE as usize];
+            let mut whole = Sha256::new();
+            for piece in pieces {
+                match piece {
+                    Piece::Data(buf) => {
+                        whole.update(&buf);
+                        let _ = give_back.send(buf);
+                    }
+                    Piece::Zeros(mut len) => {
+                        while len > 0 {
+                            let n = len.min(zeros.len());
+                            whole.update(&zeros[..n]);
+                            len -= n;
+                        }
+                    }
+                }
             }
-            at += n as u64;
-        }
-        self.pos = end;
-        Ok(hex::encode(hasher.finalize()))
-    }
-
-    /// Feeds zeros from the current position up to `to` (a hole: nothing is read).
-    fn hash_zeros_to(&mut self, to: u64, whole: &mut Sha256) {
-        self.buf.fill(0);
-        while self.pos < to {
-            let n = ((to - self.pos) as usize).min(self.buf.len());
-            whole.update(&self.buf[..n]);
-            self.pos += n as u64;
-        }
-    }
+            hex::encode(whole.finalize())
+        });
+        let feed = Feed {
+            to_hasher,
+            recycled,
+        };
+        let result = read(&feed);
+        drop(feed);
+        let digest = hasher
+            .join()
+            .map_err(|_| io::Error::other("the image hashing thread panicked"))?;
+        result.map(|()| digest)
+    })
 }
 
 /// bmaptool's human size: "1.5 MiB".
