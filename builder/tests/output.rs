@@ -6,7 +6,8 @@ use io_support as common;
 
 use common::{allocated, names, sh, standard_image};
 use piimg::output::{
-    clone_sparse, compress_image, data_extents, publish, Bmap, Format, PublishRequest,
+    clone_sparse, compress_image, data_extents, publish, publish_moving, Bmap, Format,
+    PublishRequest,
 };
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -109,6 +110,63 @@ fn bmaptool_copy_accepts_our_bmap() {
     );
 }
 
+/// `.bmap` ranges are cut at chunk boundaries (so compressed output hashes them from the
+/// chunks in memory); bmaptool and `piimg flash` accept and verify such a map, and a
+/// compressed publish writes the same map a fresh read of the image gives.
+#[test]
+fn ranges_cut_at_chunk_boundaries_are_accepted_and_verified() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let img = d.join("node.img");
+    let chunk = piimg::output::CHUNK_SIZE;
+    let bytes = common::sparse_image(
+        &img,
+        3 * chunk + 5000,
+        &[
+            (chunk - 300_000, 2_000_000),
+            (2 * chunk + 4096, chunk as usize),
+        ],
+    );
+    let bmap = Bmap::of_image(&img).expect("bmap");
+    let firsts: Vec<u64> = bmap.ranges.iter().map(|r| r.first).collect();
+    let b = chunk / 4096;
+    assert_eq!(firsts, vec![(chunk - 300_000) / 4096, b, 2 * b + 1, 3 * b]);
+    let out = d.join("out");
+    std::fs::create_dir(&out).expect("mkdir");
+    let json = serde_json::json!({});
+    let done = publish(&PublishRequest {
+        out_dir: &out,
+        node: "n",
+        image: &img,
+        format: Format::Zstd,
+        build_json: &json,
+    })
+    .expect("publish");
+    assert_eq!(
+        std::fs::read_to_string(&done.bmap).expect("read"),
+        bmap.to_xml()
+    );
+    sh(&format!(
+        "bmaptool copy --bmap {} {} {p}/copy.img 2>&1 && cmp {p}/copy.img {}",
+        done.bmap.display(),
+        done.image.display(),
+        img.display(),
+        p = d.display()
+    ));
+    let target = d.join("card");
+    let report = piimg::flash::flash(&piimg::flash::FlashRequest {
+        image: done.image.clone(),
+        device: target.clone(),
+        bmap: Some(done.bmap.clone()),
+        force: false,
+        system: piimg::flash::SystemPaths::default(),
+        progress: false,
+    })
+    .expect("piimg flash");
+    assert!(report.verified);
+    assert!(std::fs::read(&target).expect("read") == bytes);
+}
+
 #[test]
 fn publish_writes_every_output_0600_and_checkable() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -161,6 +219,97 @@ fn publish_writes_every_output_0600_and_checkable() {
             "worker-2.img.zst",
             "worker-2.img.zst.sha256",
         ]
+    );
+}
+
+/// `piimg build` hands its work image over: a raw output is that file renamed (no second copy),
+/// with the same bytes, holes, mode 0600 and checkable sidecars as a copying publish.
+#[test]
+fn publish_moving_renames_the_image_into_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let out = d.join("out");
+    let work = out.join(".work");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    let img = work.join("worker-2.img");
+    let bytes = standard_image(&img);
+    std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let copy = d.join("copied");
+    std::fs::create_dir(&copy).expect("mkdir");
+    let json = serde_json::json!({"node": "worker-2"});
+    let req = PublishRequest {
+        out_dir: &copy,
+        node: "worker-2",
+        image: &img,
+        format: Format::Raw,
+        build_json: &json,
+    };
+    let copied = publish(&req).expect("publish");
+    let moved = publish_moving(
+        &PublishRequest {
+            out_dir: &out,
+            ..req
+        },
+        None,
+    )
+    .expect("publish_moving");
+    assert!(!img.exists(), "the work image was copied, not moved");
+    assert!(std::fs::read(&moved.image).expect("read") == bytes);
+    assert_eq!(moved.image_sha256, copied.image_sha256);
+    for (a, b) in [
+        (&moved.bmap, &copied.bmap),
+        (&moved.build_json, &copied.build_json),
+    ] {
+        assert_eq!(
+            std::fs::read(a).expect("read"),
+            std::fs::read(b).expect("read")
+        );
+    }
+    assert!(allocated(&moved.image) < 6 << 20, "raw output not sparse");
+    for path in [
+        &moved.image,
+        &moved.checksum,
+        &moved.bmap,
+        &moved.build_json,
+    ] {
+        let mode = std::fs::metadata(path).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", path.display());
+    }
+    sh(&format!(
+        "cd {} && sha256sum -c worker-2.img.sha256",
+        out.display()
+    ));
+}
+
+/// A rename that fails after the image was moved (here: a folder sits where the build record
+/// goes) leaves no output of this build, the moved image included.
+#[test]
+fn publish_moving_is_all_or_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let work = out.join(".work");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    let img = work.join("worker-2.img");
+    standard_image(&img);
+    std::fs::create_dir(out.join("worker-2.build.json")).expect("mkdir");
+    std::fs::write(out.join("worker-2.build.json").join("x"), b"x").expect("write");
+    let json = serde_json::json!({});
+    publish_moving(
+        &PublishRequest {
+            out_dir: &out,
+            node: "worker-2",
+            image: &img,
+            format: Format::Raw,
+            build_json: &json,
+        },
+        None,
+    )
+    .expect_err("a folder in the way must fail the publish");
+    assert_eq!(names(&out), vec![".work", "worker-2.build.json"]);
+    assert!(
+        names(&work).is_empty(),
+        "left in the work folder: {:?}",
+        names(&work)
     );
 }
 

@@ -7,7 +7,8 @@ use io_support as common;
 
 use common::{noise, sh, standard_image};
 use piimg::output::{
-    clone_sparse, compress_image, compress_image_reusing, frames_dir, Format, ReuseBase, CHUNK_SIZE,
+    clone_sparse, compress_image, compress_image_reusing, frames_dir, Bmap, Format, ReuseBase,
+    CHUNK_SIZE,
 };
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -65,9 +66,22 @@ fn reused_frames_give_the_from_scratch_bytes_in_every_format() {
                 "{format:?} {node_name}: reused frames differ from a from-scratch compression"
             );
             assert_eq!(stats.written, reused.len() as u64);
+            // The block map made in the compression pass is the one a fresh read gives.
+            assert_eq!(
+                stats.bmap,
+                Bmap::of_image(&node).expect("bmap"),
+                "{format:?} {node_name}"
+            );
             if i == 0 {
                 assert_eq!(stats.reused, 0, "{format:?}: nothing cached yet");
+                assert_eq!(stats.hashes_reused, 0, "{format:?}: nothing cached yet");
             } else {
+                // Unchanged chunks take their range hashes from the base's cache.
+                assert_eq!(
+                    stats.hashes_reused,
+                    chunk_count - 2,
+                    "{format:?}: {stats:?}"
+                );
                 // The second node compresses only the two chunks it changed.
                 assert_eq!(stats.compressed, 2, "{format:?}: {stats:?}");
                 assert_eq!(stats.reused, chunk_count - 2, "{format:?}: {stats:?}");
@@ -115,4 +129,49 @@ fn a_damaged_frame_cache_is_rebuilt_not_trusted() {
     let mut scratch = Vec::new();
     compress_image(&node, Format::Zstd, &mut scratch).expect("scratch");
     assert!(out == scratch);
+}
+
+/// A damaged or missing range-hash cache is not trusted: the hashes are computed and the
+/// block map is still the one a fresh read gives; frames are still reused.
+#[test]
+fn a_damaged_hash_cache_is_recomputed_not_trusted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let base = d.join("base.img");
+    standard_image(&base);
+    let reuse = ReuseBase {
+        image: base.clone(),
+        frames: frames_dir(&d.join("cache"), "beef", Format::Zstd),
+    };
+    let node = d.join("node.img");
+    node_from(&base, &node, 9);
+    compress_image_reusing(&node, &reuse, Format::Zstd, &mut Vec::new()).expect("first");
+    let ranges = reuse.frames.join("ranges");
+    let text = std::fs::read_to_string(&ranges).expect("ranges cache");
+    let expected = Bmap::of_image(&node).expect("bmap");
+    for damaged in [
+        // A wrong hash is not detectable by shape; a cut-short file, bad hex and a missing
+        // file are.
+        text.lines()
+            .take(2)
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+        text.replacen(
+            |c: char| c.is_ascii_hexdigit() && c.is_ascii_alphabetic(),
+            "Z",
+            1,
+        ),
+        String::new(),
+    ] {
+        if damaged.is_empty() {
+            std::fs::remove_file(&ranges).expect("remove");
+        } else {
+            std::fs::write(&ranges, &damaged).expect("damage");
+        }
+        let stats =
+            compress_image_reusing(&node, &reuse, Format::Zstd, &mut Vec::new()).expect("again");
+        assert!(stats.reused > 0, "frames still reused: {stats:?}");
+        assert_eq!(stats.hashes_reused, 0);
+        assert_eq!(stats.bmap, expected);
+    }
 }

@@ -1,15 +1,20 @@
 //! bmaptool's block map (format 2.0) of a sparse image, built from its data extents so holes
 //! are never read. `bmaptool copy` and `piimg flash` write only the mapped blocks and check
 //! each range against its SHA-256.
+//!
+//! Ranges are split at [`CHUNK_SIZE`] boundaries (bmaptool accepts any ranges): a range then
+//! lies in one compression chunk, so compressed output hashes it from the chunk's bytes it
+//! already holds, and a chunk left as the base had it takes its hashes from the base's cache.
 
+use super::compress::{chunks, read_chunk, Chunk, CHUNK_SIZE};
 use super::error::{read_error, OutputError};
 use super::extents::{extents_of, Extent};
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 
 /// bmaptool's block size; every image we write is 4 KiB aligned.
 pub const BMAP_BLOCK_SIZE: u64 = 4096;
@@ -26,7 +31,7 @@ pub struct BlockRange {
 }
 
 /// The block map of one image.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Bmap {
     /// Image size in bytes.
     pub image_size: u64,
@@ -37,41 +42,61 @@ pub struct Bmap {
 impl Bmap {
     /// Maps the image at `path`: reads only its data extents.
     pub fn of_image(path: &Path) -> Result<Bmap, OutputError> {
-        Self::scan(path, None)
+        Self::scan(path, false).map(|(bmap, _)| bmap)
     }
 
     /// Maps the image and also returns the SHA-256 of the whole image, from the same single
     /// read of its data (holes are hashed as zeros without being read): publishing a raw
-    /// image needs both, and reading a multi-GB image twice would double the cost.
+    /// image needs both, and reading a multi-GB image twice would double the cost. The
+    /// whole-image hash runs on its own thread, fed the chunks this one reads and hashes.
     pub fn of_image_with_sha256(path: &Path) -> Result<(Bmap, String), OutputError> {
-        let mut whole = Sha256::new();
-        let bmap = Self::scan(path, Some(&mut whole))?;
-        Ok((bmap, hex::encode(whole.finalize())))
+        let (bmap, whole) = Self::scan(path, true)?;
+        Ok((bmap, whole.unwrap_or_default()))
     }
 
-    fn scan(path: &Path, mut whole: Option<&mut Sha256>) -> Result<Bmap, OutputError> {
+    fn scan(path: &Path, whole: bool) -> Result<(Bmap, Option<String>), OutputError> {
         let file = File::open(path).map_err(|e| read_error(path, e))?;
         let size = file.metadata().map_err(|e| read_error(path, e))?.len();
         let extents = extents_of(&file).map_err(|e| read_error(path, e))?;
-        let mut reader = RangeHasher::new(&file, size);
         let mut ranges = Vec::new();
-        for (first, last) in block_ranges(&extents) {
-            let sha256 = reader
-                .hash_blocks(first, last, whole.as_deref_mut())
-                .map_err(|e| read_error(path, e))?;
-            ranges.push(BlockRange {
-                first,
-                last,
-                sha256,
-            });
-        }
-        if let Some(whole) = whole {
-            reader.hash_zeros_to(size, whole);
-        }
-        Ok(Bmap {
-            image_size: size,
-            ranges,
-        })
+        let mut map_chunk = |chunk: Chunk, buf: &mut Vec<u8>| -> io::Result<bool> {
+            let map = chunk_ranges(&extents, chunk);
+            if map.is_empty() {
+                return Ok(false);
+            }
+            read_chunk(&file, &extents, chunk, buf)?;
+            ranges.extend(hash_ranges(chunk, buf, &map));
+            Ok(true)
+        };
+        let digest = if whole {
+            Some(
+                with_whole_hasher(|feed| {
+                    for chunk in chunks(size) {
+                        let mut buf = feed.spare();
+                        if map_chunk(chunk, &mut buf)? {
+                            feed.data(buf)?;
+                        } else {
+                            feed.zeros(chunk.len as usize)?;
+                        }
+                    }
+                    Ok(())
+                })
+                .map_err(|e| read_error(path, e))?,
+            )
+        } else {
+            let mut buf = Vec::new();
+            for chunk in chunks(size) {
+                map_chunk(chunk, &mut buf).map_err(|e| read_error(path, e))?;
+            }
+            None
+        };
+        Ok((
+            Bmap {
+                image_size: size,
+                ranges,
+            },
+            digest,
+        ))
     }
 
     /// Number of blocks of the image (the last may be partial).
@@ -167,11 +192,59 @@ impl Bmap {
     }
 }
 
+/// The mapped block ranges (inclusive) of one chunk: its data extents rounded out to whole
+/// blocks and merged where they touch. Chunks start on block boundaries, so these are the
+/// image's ranges cut at chunk boundaries.
+pub(super) fn chunk_ranges(extents: &[Extent], chunk: Chunk) -> Vec<(u64, u64)> {
+    let end = chunk.offset + chunk.len;
+    let first = extents.partition_point(|e| e.end() <= chunk.offset);
+    let clipped = extents[first..]
+        .iter()
+        .take_while(|e| e.offset < end)
+        .map(|e| {
+            let from = e.offset.max(chunk.offset);
+            Extent {
+                offset: from,
+                len: e.end().min(end).saturating_sub(from),
+            }
+        });
+    block_ranges(clipped)
+}
+
+/// The SHA-256 of each range of `chunk`, from the chunk's bytes (`data`, holes as zeros).
+pub(super) fn hash_ranges(chunk: Chunk, data: &[u8], ranges: &[(u64, u64)]) -> Vec<BlockRange> {
+    let end = chunk.offset + data.len() as u64;
+    ranges
+        .iter()
+        .map(|&(first, last)| {
+            let from = (first * BMAP_BLOCK_SIZE - chunk.offset) as usize;
+            let to = (((last + 1) * BMAP_BLOCK_SIZE).min(end) - chunk.offset) as usize;
+            BlockRange {
+                first,
+                last,
+                sha256: hex::encode(Sha256::digest(&data[from..to])),
+            }
+        })
+        .collect()
+}
+
+/// Whether a cached range list could belong to `chunk` (validation of the hash cache).
+pub(super) fn ranges_fit(chunk: Chunk, ranges: &[BlockRange]) -> bool {
+    let lo = chunk.offset / BMAP_BLOCK_SIZE;
+    let hi = (chunk.offset + chunk.len).div_ceil(BMAP_BLOCK_SIZE);
+    let mut at = lo;
+    ranges.iter().all(|r| {
+        let ok = r.first >= at && r.first <= r.last && r.last < hi;
+        at = r.last + 2;
+        ok
+    })
+}
+
 /// Block ranges (inclusive) covering the extents, rounded out to whole blocks and merged
 /// where they touch.
-fn block_ranges(extents: &[Extent]) -> Vec<(u64, u64)> {
+fn block_ranges(extents: impl IntoIterator<Item = Extent>) -> Vec<(u64, u64)> {
     let mut ranges: Vec<(u64, u64)> = Vec::new();
-    for e in extents.iter().filter(|e| e.len > 0) {
+    for e in extents.into_iter().filter(|e| e.len > 0) {
         let first = e.offset / BMAP_BLOCK_SIZE;
         let last = (e.end() - 1) / BMAP_BLOCK_SIZE;
         match ranges.last_mut() {
@@ -182,63 +255,78 @@ fn block_ranges(extents: &[Extent]) -> Vec<(u64, u64)> {
     ranges
 }
 
-/// Reads mapped ranges in order, hashing each on its own and, optionally, feeding the whole
-/// image (zeros for the holes between ranges) into a second hasher.
-struct RangeHasher<'a> {
-    file: &'a File,
-    size: u64,
-    /// Bytes of the image already fed to the whole-image hasher.
-    pos: u64,
-    buf: Vec<u8>,
+/// What the whole-image hasher is fed, in image order.
+enum Piece {
+    Data(Vec<u8>),
+    Zeros(usize),
 }
 
-impl<'a> RangeHasher<'a> {
-    fn new(file: &'a File, size: u64) -> Self {
-        RangeHasher {
-            file,
-            size,
-            pos: 0,
-            buf: vec![0u8; 1 << 20],
-        }
+/// The reading side of [`with_whole_hasher`].
+struct Feed {
+    to_hasher: SyncSender<Piece>,
+    recycled: Receiver<Vec<u8>>,
+}
+
+impl Feed {
+    /// A buffer the hasher is done with, to read the next chunk into (no allocation per
+    /// chunk).
+    fn spare(&self) -> Vec<u8> {
+        self.recycled.try_recv().unwrap_or_default()
     }
 
-    /// SHA-256 of blocks `first..=last`, the last cut at the end of the image (as bmaptool
-    /// reads it).
-    fn hash_blocks(
-        &mut self,
-        first: u64,
-        last: u64,
-        mut whole: Option<&mut Sha256>,
-    ) -> io::Result<String> {
-        let start = first * BMAP_BLOCK_SIZE;
-        let end = ((last + 1) * BMAP_BLOCK_SIZE).min(self.size);
-        if let Some(w) = whole.as_deref_mut() {
-            self.hash_zeros_to(start, w);
-        }
-        let mut hasher = Sha256::new();
-        let mut at = start;
-        while at < end {
-            let n = ((end - at) as usize).min(self.buf.len());
-            self.file.read_exact_at(&mut self.buf[..n], at)?;
-            hasher.update(&self.buf[..n]);
-            if let Some(w) = whole.as_deref_mut() {
-                w.update(&self.buf[..n]);
+    fn data(&self, buf: Vec<u8>) -> io::Result<()> {
+        self.send(Piece::Data(buf))
+    }
+
+    fn zeros(&self, len: usize) -> io::Result<()> {
+        self.send(Piece::Zeros(len))
+    }
+
+    fn send(&self, piece: Piece) -> io::Result<()> {
+        self.to_hasher
+            .send(piece)
+            .map_err(|_| io::Error::other("the image hashing thread stopped"))
+    }
+}
+
+/// Runs `read` (which feeds the image's bytes in order) while a second thread hashes them:
+/// the whole-image SHA-256 and the range hashes then cost one read and run side by side.
+/// At most a few chunks are in flight, so memory stays bounded.
+fn with_whole_hasher(read: impl FnOnce(&Feed) -> io::Result<()>) -> io::Result<String> {
+    let (to_hasher, pieces) = sync_channel::<Piece>(2);
+    let (give_back, recycled) = channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || {
+            let zeros = vec![0u8; CHUNK_SIZE as usize];
+            let mut whole = Sha256::new();
+            for piece in pieces {
+                match piece {
+                    Piece::Data(buf) => {
+                        whole.update(&buf);
+                        let _ = give_back.send(buf);
+                    }
+                    Piece::Zeros(mut len) => {
+                        while len > 0 {
+                            let n = len.min(zeros.len());
+                            whole.update(&zeros[..n]);
+                            len -= n;
+                        }
+                    }
+                }
             }
-            at += n as u64;
-        }
-        self.pos = end;
-        Ok(hex::encode(hasher.finalize()))
-    }
-
-    /// Feeds zeros from the current position up to `to` (a hole: nothing is read).
-    fn hash_zeros_to(&mut self, to: u64, whole: &mut Sha256) {
-        self.buf.fill(0);
-        while self.pos < to {
-            let n = ((to - self.pos) as usize).min(self.buf.len());
-            whole.update(&self.buf[..n]);
-            self.pos += n as u64;
-        }
-    }
+            hex::encode(whole.finalize())
+        });
+        let feed = Feed {
+            to_hasher,
+            recycled,
+        };
+        let result = read(&feed);
+        drop(feed);
+        let digest = hasher
+            .join()
+            .map_err(|_| io::Error::other("the image hashing thread panicked"))?;
+        result.map(|()| digest)
+    })
 }
 
 /// bmaptool's human size: "1.5 MiB".
@@ -254,4 +342,48 @@ fn human(size: u64) -> String {
         }
     }
     format!("{value:.1} PiB")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ranges per chunk are the image's merged ranges cut at chunk boundaries.
+    #[test]
+    fn chunk_ranges_cut_the_image_ranges_at_chunk_boundaries() {
+        let extents = [
+            Extent {
+                offset: 0,
+                len: 100,
+            },
+            Extent {
+                offset: 4096,
+                len: 4096,
+            },
+            Extent {
+                offset: CHUNK_SIZE - 8192,
+                len: 3 * CHUNK_SIZE,
+            },
+            Extent {
+                offset: 5 * CHUNK_SIZE + 10,
+                len: 5000,
+            },
+        ];
+        let size = 6 * CHUNK_SIZE - 1000;
+        let per_chunk: Vec<(u64, u64)> = chunks(size)
+            .flat_map(|c| chunk_ranges(&extents, c))
+            .collect();
+        let b = CHUNK_SIZE / BMAP_BLOCK_SIZE;
+        let mut cut = Vec::new();
+        for (first, last) in block_ranges(extents) {
+            let mut f = first;
+            while f <= last {
+                let l = last.min((f / b + 1) * b - 1);
+                cut.push((f, l));
+                f = l + 1;
+            }
+        }
+        assert_eq!(per_chunk, cut);
+        assert_eq!(per_chunk[0], (0, 1));
+    }
 }

@@ -3,13 +3,14 @@
 //! compress on every core, the bytes do not depend on thread timing, and a later build can
 //! reuse the frame of any chunk that is identical to the base's.
 
+use super::bmap::{chunk_ranges, hash_ranges, BlockRange, Bmap};
 use super::error::{read_error, write_error, OutputError};
 use super::extents::{extents_of, Extent};
+use super::pool::map_in_order;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Uncompressed bytes per frame. Large enough that frame overhead and lost context cost
 /// well under 1% of ratio, small enough that every core has work and memory stays bounded.
@@ -160,16 +161,17 @@ pub fn read_chunk(
 /// Compresses the raw image at `src` into `out` as frames in chunk order, on all cores, with
 /// memory bounded by a few chunks per worker. Returns the compressed size.
 pub fn compress_image(src: &Path, format: Format, out: &mut dyn Write) -> Result<u64, OutputError> {
-    compress_image_to(src, format, out, Path::new("<output>"))
+    compress_image_to(src, format, out, Path::new("<output>")).map(|(written, _)| written)
 }
 
-/// [`compress_image`] naming `out_path` in write errors.
+/// [`compress_image`] naming `out_path` in write errors; also returns the image's block map,
+/// hashed from the chunks in memory (no second read of the image).
 pub(crate) fn compress_image_to(
     src: &Path,
     format: Format,
     out: &mut dyn Write,
     out_path: &Path,
-) -> Result<u64, OutputError> {
+) -> Result<(u64, Bmap), OutputError> {
     let file = File::open(src).map_err(|e| read_error(src, e))?;
     let size = file.metadata().map_err(|e| read_error(src, e))?.len();
     let extents = extents_of(&file).map_err(|e| read_error(src, e))?;
@@ -178,21 +180,27 @@ pub(crate) fn compress_image_to(
     let batch = workers * 3;
     let zero_frame = ZeroFrames::new(format);
     let mut written = 0u64;
+    let mut bmap = Bmap {
+        image_size: size,
+        ranges: Vec::new(),
+    };
     for group in all.chunks(batch) {
         let frames = compress_group(&file, &extents, format, group, workers, &zero_frame)
             .map_err(|e| read_error(src, e))?;
-        for frame in frames {
+        for (frame, ranges) in frames {
             out.write_all(&frame.bytes)
                 .map_err(|e| write_error(out_path, e))?;
             written += frame.bytes.len() as u64;
+            bmap.ranges.extend(ranges);
         }
     }
     out.flush().map_err(|e| write_error(out_path, e))?;
     tracing::debug!(src = %src.display(), ?format, size, written, "compressed");
-    Ok(written)
+    Ok((written, bmap))
 }
 
-/// Compresses a group of chunks on `workers` threads; frames come back in chunk order.
+/// Compresses a group of chunks on `workers` threads and hashes their mapped ranges from the
+/// same bytes; results come back in chunk order.
 fn compress_group(
     file: &File,
     extents: &[Extent],
@@ -200,50 +208,16 @@ fn compress_group(
     group: &[Chunk],
     workers: usize,
     zeros: &ZeroFrames,
-) -> io::Result<Vec<Frame>> {
-    let next = AtomicUsize::new(0);
-    let results: Vec<io::Result<Vec<(usize, Frame)>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers.min(group.len()))
-            .map(|_| {
-                let next = &next;
-                scope.spawn(move || {
-                    let mut buf = Vec::new();
-                    let mut done = Vec::new();
-                    // Workers take the next chunk when free, so a worker that drew holes
-                    // does not sit idle while another compresses data.
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(chunk) = group.get(i) else { break };
-                        let hole = read_chunk(file, extents, *chunk, &mut buf)?;
-                        let frame = if hole {
-                            zeros.frame(*chunk)?
-                        } else {
-                            compress_chunk(format, *chunk, &buf)?
-                        };
-                        done.push((i, frame));
-                    }
-                    Ok(done)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("a compression thread panicked")))
-            })
-            .collect()
-    });
-    let mut slots: Vec<Option<Frame>> = vec![None; group.len()];
-    for result in results {
-        for (i, frame) in result? {
-            slots[i] = Some(frame);
+) -> io::Result<Vec<(Frame, Vec<BlockRange>)>> {
+    map_in_order(group, workers, |chunk, buf: &mut Vec<u8>| {
+        let hole = read_chunk(file, extents, *chunk, buf)?;
+        if hole {
+            Ok((zeros.frame(*chunk)?, Vec::new()))
+        } else {
+            let ranges = hash_ranges(*chunk, buf, &chunk_ranges(extents, *chunk));
+            Ok((compress_chunk(format, *chunk, buf)?, ranges))
         }
-    }
-    slots
-        .into_iter()
-        .map(|f| f.ok_or_else(|| io::Error::other("a chunk was not compressed")))
-        .collect()
+    })
 }
 
 /// The frame of an all-zero full-size chunk, computed once: most of a base image is holes.

@@ -6,6 +6,7 @@ mod compress;
 mod copy;
 mod error;
 mod extents;
+mod pool;
 mod publish;
 mod reflink;
 mod reuse;
@@ -17,5 +18,5 @@ pub use compress::{
 pub use copy::{clone_sparse, CloneMethod};
 pub use error::OutputError;
 pub use extents::{data_extents, extents_of, Extent};
-pub use publish::{publish, publish_reusing, PublishRequest, Published};
+pub use publish::{publish, publish_moving, publish_reusing, PublishRequest, Published};
 pub use reuse::{compress_image_reusing, frames_dir, CompressStats, ReuseBase};

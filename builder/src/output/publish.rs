@@ -11,8 +11,9 @@ use super::reuse::{compress_reusing_to, ReuseBase};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use tempfile::NamedTempFile;
+use tempfile::{NamedTempFile, TempPath};
 
 /// What to publish.
 #[derive(Debug, Clone, Copy)]
@@ -21,7 +22,7 @@ pub struct PublishRequest<'a> {
     pub out_dir: &'a Path,
     /// The node name: outputs are `<node>.img[.zst|.xz|.gz]`, `.sha256`, `.bmap`, `.build.json`.
     pub node: &'a str,
-    /// The finished raw (sparse) image; only read.
+    /// The finished raw (sparse) image; only read, except by [`publish_moving`].
     pub image: &'a Path,
     /// The image encoding.
     pub format: Format,
@@ -44,9 +45,23 @@ pub struct Published {
     pub build_json: PathBuf,
 }
 
-/// Publishes the outputs of one build, all or nothing (see the module docs).
+/// Publishes the outputs of one build, all or nothing (see the module docs). The image is
+/// only read: a raw output is a (sparse or reflinked) copy of it.
 pub fn publish(req: &PublishRequest<'_>) -> Result<Published, OutputError> {
     publish_reusing(req, None)
+}
+
+/// [`publish_reusing`] for an image the caller gives up: a raw output *is* the image, renamed
+/// into place, so publishing costs no second copy of a multi-GB file. `piimg build` calls it
+/// with its work image, which it made in a work folder inside the out folder for that
+/// reason. The image must not be used afterwards: on success it is the output, on failure it
+/// is removed with the other temporaries (all or nothing still holds). On another filesystem
+/// than the out folder it is copied as [`publish`] would. Compressed outputs only read it.
+pub fn publish_moving(
+    req: &PublishRequest<'_>,
+    base: Option<&ReuseBase>,
+) -> Result<Published, OutputError> {
+    publish_with(req, base, true)
 }
 
 /// [`publish`], where a compressed image reuses the cached frames of the base the image was
@@ -55,6 +70,14 @@ pub fn publish(req: &PublishRequest<'_>) -> Result<Published, OutputError> {
 pub fn publish_reusing(
     req: &PublishRequest<'_>,
     base: Option<&ReuseBase>,
+) -> Result<Published, OutputError> {
+    publish_with(req, base, false)
+}
+
+fn publish_with(
+    req: &PublishRequest<'_>,
+    base: Option<&ReuseBase>,
+    may_move: bool,
 ) -> Result<Published, OutputError> {
     check_name(req.node)?;
     let dir = req.out_dir;
@@ -67,8 +90,17 @@ pub fn publish_reusing(
         build_json: dir.join(format!("{}.build.json", req.node)),
     };
 
-    let image_tmp = temp_for(&finals.image)?;
-    let (image_sha256, bmap) = write_image(req, base, image_tmp.as_file(), &finals.image)?;
+    let movable = may_move && req.format == Format::Raw && same_filesystem(req.image, dir);
+    let (image_tmp, image_sha256, bmap) = if movable {
+        let (sha256, bmap) = adopt_image(req.image, &finals.image)?;
+        // From here on the caller's image is ours: dropped (removed) on any failure below.
+        let path = TempPath::try_from_path(req.image).map_err(|e| read_error(req.image, e))?;
+        (path, sha256, bmap)
+    } else {
+        let temp = temp_for(&finals.image)?;
+        let (sha256, bmap) = write_image(req, base, temp.as_file(), &finals.image)?;
+        (temp.into_temp_path(), sha256, bmap)
+    };
 
     let checksum_tmp = temp_for(&finals.checksum)?;
     write_bytes(
@@ -88,9 +120,9 @@ pub fn publish_reusing(
 
     rename_all(vec![
         (image_tmp, finals.image.clone()),
-        (checksum_tmp, finals.checksum.clone()),
-        (bmap_tmp, finals.bmap.clone()),
-        (json_tmp, finals.build_json.clone()),
+        (checksum_tmp.into_temp_path(), finals.checksum.clone()),
+        (bmap_tmp.into_temp_path(), finals.bmap.clone()),
+        (json_tmp.into_temp_path(), finals.build_json.clone()),
     ])?;
     sync_dir(dir);
     tracing::info!(image = %finals.image.display(), sha256 = %image_sha256, "published");
@@ -131,6 +163,26 @@ fn temp_for(final_path: &Path) -> Result<NamedTempFile, OutputError> {
         .map_err(|e| write_error(final_path, e))
 }
 
+/// Whether `image` can be renamed into `dir` (same device), so moving it costs nothing.
+fn same_filesystem(image: &Path, dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(image), std::fs::metadata(dir)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => false,
+    }
+}
+
+/// Prepares the caller's raw image to become the output as it is: mode 0600 (it holds the
+/// join token), synced, and read once for its SHA-256 and block map.
+fn adopt_image(image: &Path, final_path: &Path) -> Result<(String, Bmap), OutputError> {
+    let file = File::open(image).map_err(|e| read_error(image, e))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| write_error(final_path, e))?;
+    let (bmap, sha256) = Bmap::of_image_with_sha256(image)?;
+    Ok((sha256, bmap))
+}
+
 /// Writes the image in its format into `out` and syncs it; returns the SHA-256 of the bytes
 /// written and the block map of the raw image.
 fn write_image(
@@ -153,21 +205,20 @@ fn write_image(
         inner: BufWriter::with_capacity(1 << 20, out),
         hasher: Sha256::new(),
     };
-    match base {
+    // The block map comes out of the compression pass: no second read of the image.
+    let bmap = match base {
         Some(base) => {
-            compress_reusing_to(req.image, base, req.format, &mut writer, final_path)?;
+            compress_reusing_to(req.image, base, req.format, &mut writer, final_path)?.bmap
         }
-        None => {
-            compress_image_to(req.image, req.format, &mut writer, final_path)?;
-        }
-    }
+        None => compress_image_to(req.image, req.format, &mut writer, final_path)?.1,
+    };
     let HashingWriter { inner, hasher } = writer;
     inner
         .into_inner()
         .map_err(|e| write_error(final_path, e.into_error()))?
         .sync_all()
         .map_err(|e| write_error(final_path, e))?;
-    Ok((hex::encode(hasher.finalize()), Bmap::of_image(req.image)?))
+    Ok((hex::encode(hasher.finalize()), bmap))
 }
 
 fn write_bytes(temp: &NamedTempFile, bytes: &[u8], final_path: &Path) -> Result<(), OutputError> {
@@ -179,7 +230,7 @@ fn write_bytes(temp: &NamedTempFile, bytes: &[u8], final_path: &Path) -> Result<
 
 /// Renames each temporary into place; if one fails, removes the ones already renamed so no
 /// output path is left holding a file of this half-published build.
-fn rename_all(pairs: Vec<(NamedTempFile, PathBuf)>) -> Result<(), OutputError> {
+fn rename_all(pairs: Vec<(TempPath, PathBuf)>) -> Result<(), OutputError> {
     let mut done: Vec<PathBuf> = Vec::new();
     for (temp, path) in pairs {
         if let Err(e) = temp.persist(&path) {

@@ -5,16 +5,22 @@
 //! compressed (chunks equal to the base's are compressed once for both), and later builds
 //! compress only the chunks that differ and splice the cached frames for the rest. The output
 //! is byte for byte what [`super::compress_image`] writes.
+//!
+//! The `.bmap` comes out of the same pass: its ranges are cut at chunk boundaries, a changed
+//! chunk's ranges are hashed from the bytes in memory, and an unchanged chunk's are the base's,
+//! cached beside its frames (`ranges`, written and validated with them). A missing or damaged
+//! hash cache only means hashing again.
 
+use super::bmap::{chunk_ranges, hash_ranges, ranges_fit, BlockRange, Bmap, BMAP_BLOCK_SIZE};
 use super::compress::{chunks, compress_image_to};
 use super::compress::{compress_chunk, read_chunk, Chunk, Format, ZeroFrames, CHUNK_SIZE};
 use super::error::{read_error, write_error, OutputError};
 use super::extents::{extents_of, Extent};
+use super::pool::map_in_order;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The base a node image was started from, and where its frames are cached.
 #[derive(Debug, Clone)]
@@ -26,8 +32,13 @@ pub struct ReuseBase {
 }
 
 /// What a compression with reuse did; the counts show whether the cache worked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CompressStats {
+    /// The block map of the node image (ranges cut at chunk boundaries), made in the same
+    /// pass: the same as [`Bmap::of_image`] of the node.
+    pub bmap: Bmap,
+    /// Chunks whose range hashes came from the base's cache instead of being computed.
+    pub hashes_reused: u64,
     /// Compressed bytes written.
     pub written: u64,
     /// Chunks whose cached base frame was spliced in.
@@ -49,6 +60,70 @@ pub fn frames_dir(cache_root: &Path, base_sha256: &str, format: Format) -> PathB
 
 const FRAMES_FILE: &str = "frames";
 const INDEX_FILE: &str = "index";
+/// The base's `.bmap` ranges with their SHA-256, one `FIRST LAST SHA256` line per range and
+/// an `end COUNT` line, so a cut-short file is seen as damaged.
+const RANGES_FILE: &str = "ranges";
+
+/// The base's range hashes per chunk, from the cache; `None` when absent or damaged.
+struct CachedHashes {
+    per_chunk: Vec<Vec<BlockRange>>,
+}
+
+impl CachedHashes {
+    fn load(dir: &Path, all: &[Chunk]) -> Option<CachedHashes> {
+        let text = std::fs::read_to_string(dir.join(RANGES_FILE)).ok()?;
+        let mut per_chunk: Vec<Vec<BlockRange>> = vec![Vec::new(); all.len()];
+        let mut count = 0usize;
+        let mut ended = false;
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            match fields[..] {
+                ["end", n] if !ended => {
+                    ended = n.parse::<usize>().ok()? == count;
+                    if !ended {
+                        return None;
+                    }
+                }
+                [first, last, sha256] if !ended => {
+                    let range = BlockRange {
+                        first: first.parse().ok()?,
+                        last: last.parse().ok()?,
+                        sha256: sha256.to_string(),
+                    };
+                    let hex_ok = range.sha256.len() == 64
+                        && range
+                            .sha256
+                            .bytes()
+                            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                    let chunk = (range.first * BMAP_BLOCK_SIZE / CHUNK_SIZE) as usize;
+                    if !hex_ok || chunk >= all.len() {
+                        return None;
+                    }
+                    per_chunk[chunk].push(range);
+                    count += 1;
+                }
+                _ => return None,
+            }
+        }
+        let fits = all
+            .iter()
+            .zip(&per_chunk)
+            .all(|(chunk, ranges)| ranges_fit(*chunk, ranges));
+        (ended && fits).then_some(CachedHashes { per_chunk })
+    }
+
+    /// The cached hashes of `chunk` if its ranges are `ranges` (a node may map an unchanged
+    /// chunk differently, e.g. zeros written over a hole).
+    fn of(&self, chunk: Chunk, ranges: &[(u64, u64)]) -> Option<Vec<BlockRange>> {
+        let cached = self.per_chunk.get(chunk.index as usize)?;
+        let same = cached.len() == ranges.len()
+            && cached
+                .iter()
+                .zip(ranges)
+                .all(|(c, &(first, last))| c.first == first && c.last == last);
+        same.then(|| cached.clone())
+    }
+}
 
 /// The cached frames of a base: the compressed base itself, and where each frame starts.
 struct CachedFrames {
@@ -88,6 +163,8 @@ struct CacheWriter {
     temp: tempfile::TempDir,
     out: BufWriter<File>,
     offsets: Vec<u64>,
+    ranges: String,
+    range_count: usize,
 }
 
 impl CacheWriter {
@@ -102,10 +179,18 @@ impl CacheWriter {
             temp,
             out,
             offsets: vec![0],
+            ranges: String::new(),
+            range_count: 0,
         })
     }
 
-    fn push(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// Adds the base's next frame and the hashed ranges of its chunk.
+    fn push(&mut self, bytes: &[u8], ranges: &[BlockRange]) -> io::Result<()> {
+        for r in ranges {
+            self.ranges
+                .push_str(&format!("{} {} {}\n", r.first, r.last, r.sha256));
+        }
+        self.range_count += ranges.len();
         self.out.write_all(bytes)?;
         let end = self.offsets.last().copied().unwrap_or(0) + bytes.len() as u64;
         self.offsets.push(end);
@@ -117,6 +202,8 @@ impl CacheWriter {
         file.sync_all()?;
         let index: String = self.offsets.iter().map(|o| format!("{o}\n")).collect();
         std::fs::write(self.temp.path().join(INDEX_FILE), index)?;
+        let ranges = format!("{}end {}\n", self.ranges, self.range_count);
+        std::fs::write(self.temp.path().join(RANGES_FILE), ranges)?;
         let temp = self.temp.keep();
         if let Err(e) = std::fs::rename(&temp, dir) {
             // Another build finished the same cache first: theirs is as good as ours.
@@ -148,9 +235,14 @@ fn start_cache(dir: &Path) -> Option<CacheWriter> {
 /// What one worker produced for one chunk.
 struct Done {
     node: Vec<u8>,
+    /// The node's ranges in this chunk, hashed.
+    ranges: Vec<BlockRange>,
     /// The base's frame when it differs from the node's (only while building the cache).
     base: Option<Vec<u8>>,
+    /// The base's ranges when they differ from the node's (only while building the cache).
+    base_ranges: Option<Vec<BlockRange>>,
     reused: bool,
+    hashes_reused: bool,
 }
 
 /// Compresses the node image `src` into `out` like [`super::compress_image`], reusing the
@@ -186,9 +278,10 @@ pub(crate) fn compress_reusing_to(
             base_size,
             "node and base differ in size: no frame reuse"
         );
-        let written = compress_image_to(src, format, out, out_path)?;
+        let (written, bmap) = compress_image_to(src, format, out, out_path)?;
         return Ok(CompressStats {
             written,
+            bmap,
             ..CompressStats::default()
         });
     }
@@ -196,6 +289,9 @@ pub(crate) fn compress_reusing_to(
     let base_extents = extents_of(&base_file).map_err(|e| read_error(&base.image, e))?;
     let all: Vec<Chunk> = chunks(size).collect();
     let cached = CachedFrames::load(&base.frames, all.len());
+    let hashes = cached
+        .as_ref()
+        .and_then(|_| CachedHashes::load(&base.frames, &all));
     let mut writer = match cached {
         Some(_) => None,
         None => start_cache(&base.frames),
@@ -207,11 +303,18 @@ pub(crate) fn compress_reusing_to(
         base_extents: &base_extents,
         format,
         cached: cached.as_ref(),
+        hashes: hashes.as_ref(),
         building: writer.is_some(),
         zeros: ZeroFrames::new(format),
     };
     let workers = format.workers().max(1);
-    let mut stats = CompressStats::default();
+    let mut stats = CompressStats {
+        bmap: Bmap {
+            image_size: size,
+            ranges: Vec::new(),
+        },
+        ..CompressStats::default()
+    };
     for group in all.chunks(workers * 3) {
         let done = ctx.group(group, workers).map_err(|e| read_error(src, e))?;
         for d in done {
@@ -223,13 +326,16 @@ pub(crate) fn compress_reusing_to(
             } else {
                 stats.compressed += 1;
             }
+            stats.hashes_reused += u64::from(d.hashes_reused);
             if let Some(w) = writer.as_mut() {
                 let bytes = d.base.as_deref().unwrap_or(&d.node);
-                if let Err(e) = w.push(bytes) {
+                let ranges = d.base_ranges.as_deref().unwrap_or(&d.ranges);
+                if let Err(e) = w.push(bytes, ranges) {
                     tracing::warn!(error = %e, "cannot cache frames; compressing without");
                     writer = None;
                 }
             }
+            stats.bmap.ranges.extend(d.ranges);
         }
     }
     out.flush().map_err(|e| write_error(out_path, e))?;
@@ -253,6 +359,7 @@ struct Context<'a> {
     base_extents: &'a [Extent],
     format: Format,
     cached: Option<&'a CachedFrames>,
+    hashes: Option<&'a CachedHashes>,
     building: bool,
     zeros: ZeroFrames,
 }
@@ -263,6 +370,17 @@ impl Context<'_> {
         let node_hole = read_chunk(self.node, self.node_extents, chunk, a)?;
         let base_hole = read_chunk(self.base, self.base_extents, chunk, b)?;
         let same = (node_hole && base_hole) || a == b;
+        let node_map = chunk_ranges(self.node_extents, chunk);
+        let cached_hashes = if same {
+            self.hashes.and_then(|h| h.of(chunk, &node_map))
+        } else {
+            None
+        };
+        let hashes_reused = cached_hashes.is_some();
+        let ranges = match cached_hashes {
+            Some(r) => r,
+            None => hash_ranges(chunk, a, &node_map),
+        };
         let frame = |hole: bool, data: &[u8]| -> io::Result<Vec<u8>> {
             Ok(if hole {
                 self.zeros.frame(chunk)?.bytes
@@ -274,8 +392,11 @@ impl Context<'_> {
             if let Some(cached) = self.cached {
                 return Ok(Done {
                     node: cached.frame(chunk.index)?,
+                    ranges,
                     base: None,
+                    base_ranges: None,
                     reused: true,
+                    hashes_reused,
                 });
             }
         }
@@ -283,49 +404,26 @@ impl Context<'_> {
         let base = (self.building && !same)
             .then(|| frame(base_hole, b))
             .transpose()?;
+        let base_ranges = if self.building {
+            let base_map = chunk_ranges(self.base_extents, chunk);
+            (!same || base_map != node_map).then(|| hash_ranges(chunk, b, &base_map))
+        } else {
+            None
+        };
         Ok(Done {
             node,
+            ranges,
             base,
+            base_ranges,
             reused: false,
+            hashes_reused,
         })
     }
 
     /// A group of chunks on `workers` threads; results in chunk order.
     fn group(&self, group: &[Chunk], workers: usize) -> io::Result<Vec<Done>> {
-        let next = AtomicUsize::new(0);
-        let results: Vec<io::Result<Vec<(usize, Done)>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers.min(group.len()))
-                .map(|_| {
-                    let next = &next;
-                    scope.spawn(move || {
-                        let (mut a, mut b) = (Vec::new(), Vec::new());
-                        let mut done = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(chunk) = group.get(i) else { break };
-                            done.push((i, self.chunk(*chunk, &mut a, &mut b)?));
-                        }
-                        Ok(done)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(io::Error::other("a compression thread panicked")))
-                })
-                .collect()
-        });
-        let mut slots: Vec<Option<Done>> = (0..group.len()).map(|_| None).collect();
-        for result in results {
-            for (i, d) in result? {
-                slots[i] = Some(d);
-            }
-        }
-        slots
-            .into_iter()
-            .map(|d| d.ok_or_else(|| io::Error::other("a chunk was not compressed")))
-            .collect()
+        map_in_order(group, workers, |chunk, (a, b): &mut (Vec<u8>, Vec<u8>)| {
+            self.chunk(*chunk, a, b)
+        })
     }
 }

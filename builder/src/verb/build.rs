@@ -12,7 +12,7 @@ use crate::source::{self, Cache, SourceSpec};
 use crate::spec::NodeSpec;
 use anyhow::Context;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What one node's build produced, for the summary line.
 #[derive(Debug)]
@@ -26,6 +26,11 @@ pub struct Built {
 }
 
 /// Runs `piimg build` for every selected node; prints one line per image to `out`.
+///
+/// Nodes overlap by one step: node N+1 is copied and edited while node N publishes
+/// (compression, hashing, sync), so the copy of one and the compression of the other share
+/// the machine. Each node still publishes all or nothing; lines come out in node order, and
+/// a failure stops the command once the node before it has finished publishing.
 pub fn build(args: &BuildArgs, out: &mut dyn Write) -> anyhow::Result<Vec<Built>> {
     let overrides = super::plan::overrides(&args.sources)?;
     let mut specs = super::plan::resolve_selected(&args.selection, &overrides)?;
@@ -36,23 +41,58 @@ pub fn build(args: &BuildArgs, out: &mut dyn Write) -> anyhow::Result<Vec<Built>
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create the output folder", args.out.display()))?;
     let mut built = Vec::new();
-    for spec in &mut specs {
-        super::ensure_service_credentials(spec)?;
-        let b =
-            build_node(spec, &cache, args).with_context(|| format!("building {}", spec.node))?;
-        writeln!(
-            out,
-            "{}  {}  (build {})",
-            b.published.image.display(),
-            b.published.image_sha256,
-            &b.build_id[..16.min(b.build_id.len())]
-        )?;
-        built.push(b);
-    }
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let mut publishing: Option<std::thread::ScopedJoinHandle<'_, anyhow::Result<Built>>> = None;
+        let mut finish = |handle: std::thread::ScopedJoinHandle<'_, anyhow::Result<Built>>,
+                          out: &mut dyn Write|
+         -> anyhow::Result<()> {
+            let b = handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("a publishing thread panicked"))??;
+            writeln!(
+                out,
+                "{}  {}  (build {})",
+                b.published.image.display(),
+                b.published.image_sha256,
+                &b.build_id[..16.min(b.build_id.len())]
+            )?;
+            built.push(b);
+            Ok(())
+        };
+        for spec in &mut specs {
+            let prepared = super::ensure_service_credentials(spec)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| prepare_node(spec, &cache, args))
+                .with_context(|| format!("building {}", spec.node));
+            if let Some(handle) = publishing.take() {
+                finish(handle, out)?;
+            }
+            let prepared = prepared?;
+            publishing = Some(scope.spawn(move || {
+                let node = prepared.node.clone();
+                publish_node(prepared, args).with_context(|| format!("building {node}"))
+            }));
+        }
+        if let Some(handle) = publishing.take() {
+            finish(handle, out)?;
+        }
+        Ok(())
+    })?;
     Ok(built)
 }
 
-fn build_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Result<Built> {
+/// A node copied from its base and edited, waiting in its work folder to be published.
+struct Prepared {
+    node: String,
+    /// Removed (with the image, unless published) when dropped.
+    _work_dir: tempfile::TempDir,
+    work: PathBuf,
+    record: serde_json::Value,
+    build_id: String,
+    reuse: output::ReuseBase,
+}
+
+fn prepare_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Result<Prepared> {
     tracing::info!(node = %spec.node, base = %spec.base.name, "building");
     let base_override = spec
         .overrides
@@ -112,26 +152,37 @@ fn build_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Resul
     tracing::debug!(?method, "copied base");
     crate::apply::apply(&plan, &work)?;
     let record = build_record(&work, &plan.build_id)?;
-    let format = format_of(args.format);
     // Compressed output reuses the frames of the chunks the node left as the base had them.
     let reuse = output::ReuseBase {
         image: base.image.clone(),
-        frames: output::frames_dir(cache.root(), base.sha256.as_str(), format),
+        frames: output::frames_dir(cache.root(), base.sha256.as_str(), format_of(args.format)),
     };
-    let published = output::publish_reusing(
+    Ok(Prepared {
+        node: spec.node.clone(),
+        _work_dir: work_dir,
+        work,
+        record,
+        build_id: plan.build_id,
+        reuse,
+    })
+}
+
+fn publish_node(p: Prepared, args: &BuildArgs) -> anyhow::Result<Built> {
+    // The work image is ours and already inside --out: a raw output is it, renamed.
+    let published = output::publish_moving(
         &PublishRequest {
             out_dir: &args.out,
-            node: &spec.node,
-            image: &work,
-            format,
-            build_json: &record,
+            node: &p.node,
+            image: &p.work,
+            format: format_of(args.format),
+            build_json: &p.record,
         },
-        Some(&reuse),
+        Some(&p.reuse),
     )?;
     Ok(Built {
-        node: spec.node.clone(),
+        node: p.node,
         published,
-        build_id: plan.build_id,
+        build_id: p.build_id,
     })
 }
 
