@@ -161,6 +161,7 @@ fn ranges_cut_at_chunk_boundaries_are_accepted_and_verified() {
         force: false,
         system: piimg::flash::SystemPaths::default(),
         progress: false,
+        direct: false,
     })
     .expect("piimg flash");
     assert!(report.verified);
