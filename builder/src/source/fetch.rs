@@ -4,7 +4,8 @@
 
 use super::cache::Cache;
 use super::decompress::{read_error, write_error};
-use super::digest::{hash_into, sha256_file, Sha256Hex};
+use super::digest::{hash_into, Sha256Hex};
+use super::digest_memo::DigestMemo;
 use super::SourceError;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
@@ -49,7 +50,7 @@ pub fn resolve(src: &SourceSpec, cache: &Cache, offline: bool) -> Result<Fetched
         .map(|s| Sha256Hex::parse(s, &src.location))
         .transpose()?;
     if !is_url(&src.location) {
-        return resolve_local(Path::new(&src.location), &src.location, pinned);
+        return resolve_local(Path::new(&src.location), &src.location, pinned, cache);
     }
     match pinned {
         Some(sha) => {
@@ -124,13 +125,14 @@ fn resolve_local(
     path: &Path,
     location: &str,
     pinned: Option<Sha256Hex>,
+    cache: &Cache,
 ) -> Result<Fetched, SourceError> {
     if location.contains("://") {
         return Err(SourceError::BadLocation {
             location: location.to_string(),
         });
     }
-    let actual = sha256_file(path)?;
+    let actual = DigestMemo::new(cache.root()).sha256(path)?;
     if let Some(expected) = pinned {
         if expected != actual {
             return Err(SourceError::DigestMismatch {

@@ -4,6 +4,7 @@
 mod cache;
 mod decompress;
 mod digest;
+mod digest_memo;
 mod error;
 mod fetch;
 mod image_file;

@@ -90,10 +90,46 @@ struct Prepared {
     record: serde_json::Value,
     build_id: String,
     reuse: output::ReuseBase,
+    /// Seconds per step so far, for the per-node timing line.
+    timings: Timings,
+}
+
+/// Where one node's build time went, logged when it is published (`-v` is not needed): the
+/// first place to look when a build is slower than expected.
+#[derive(Debug, Default)]
+struct Timings {
+    steps: Vec<(&'static str, std::time::Duration)>,
+    since: Option<std::time::Instant>,
+}
+
+impl Timings {
+    fn start() -> Timings {
+        Timings {
+            steps: Vec::new(),
+            since: Some(std::time::Instant::now()),
+        }
+    }
+
+    /// Ends the step `name`, which began where the previous one ended.
+    fn lap(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        if let Some(since) = self.since.replace(now) {
+            self.steps.push((name, now - since));
+        }
+    }
+
+    fn summary(&self) -> String {
+        self.steps
+            .iter()
+            .map(|(name, d)| format!("{name} {:.2} s", d.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 fn prepare_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Result<Prepared> {
     tracing::info!(node = %spec.node, base = %spec.base.name, "building");
+    let mut timings = Timings::start();
     let base_override = spec
         .overrides
         .base
@@ -142,6 +178,7 @@ fn prepare_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Res
         base_sha256: base.sha256.as_str().to_string(),
     };
     let plan = compute(spec, &inputs);
+    timings.lap("sources");
 
     let work_dir = tempfile::Builder::new()
         .prefix(&format!(".{}.work-", spec.node))
@@ -150,8 +187,10 @@ fn prepare_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Res
     let work = work_dir.path().join(format!("{}.img", spec.node));
     let method = output::clone_sparse(&base.image, &work)?;
     tracing::debug!(?method, "copied base");
+    timings.lap("copy");
     crate::apply::apply(&plan, &work)?;
     let record = build_record(&work, &plan.build_id)?;
+    timings.lap("edits");
     // Compressed output reuses the frames of the chunks the node left as the base had them.
     let reuse = output::ReuseBase {
         image: base.image.clone(),
@@ -164,10 +203,13 @@ fn prepare_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Res
         record,
         build_id: plan.build_id,
         reuse,
+        timings,
     })
 }
 
-fn publish_node(p: Prepared, args: &BuildArgs) -> anyhow::Result<Built> {
+fn publish_node(mut p: Prepared, args: &BuildArgs) -> anyhow::Result<Built> {
+    // Time spent waiting for this thread to start is not the node's.
+    p.timings.since = Some(std::time::Instant::now());
     // The work image is ours and already inside --out: a raw output is it, renamed.
     let published = output::publish_moving(
         &PublishRequest {
@@ -179,6 +221,8 @@ fn publish_node(p: Prepared, args: &BuildArgs) -> anyhow::Result<Built> {
         },
         Some(&p.reuse),
     )?;
+    p.timings.lap("publish");
+    tracing::info!(node = %p.node, "timings: {}", p.timings.summary());
     Ok(Built {
         node: p.node,
         published,
