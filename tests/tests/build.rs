@@ -529,3 +529,49 @@ fn secrets_never_show_in_logs_plan_or_errors() {
         );
     }
 }
+
+/// Nodes built together in one command (the next node is copied and edited while the one
+/// before it publishes, and they share one base's frame cache) come out byte for byte as when
+/// each is built alone, in raw and compressed form, with the same `.bmap`.
+#[test]
+fn nodes_built_together_equal_nodes_built_alone() {
+    let tc = TestCluster::new();
+    let nodes = ["worker-1", "worker-2", "worker-3"];
+    for (format, ext) in [("zst", "img.zst"), ("img", "img")] {
+        let digests = || -> Vec<String> {
+            nodes
+                .iter()
+                .flat_map(|node| {
+                    [
+                        e2e::sha256_file(&tc.out.join(format!("{node}.{ext}"))),
+                        e2e::sha256_file(&tc.out.join(format!("{node}.bmap"))),
+                    ]
+                })
+                .collect()
+        };
+        for node in nodes {
+            tc.build(node, format, &[]);
+        }
+        let alone = digests();
+        std::fs::remove_dir_all(&tc.out).unwrap();
+        tc.build(
+            nodes[0],
+            format,
+            &["--profile", nodes[1], "--profile", nodes[2]],
+        );
+        assert_eq!(
+            digests(),
+            alone,
+            "{format}: one command differs from one node at a time"
+        );
+        let leftovers: Vec<String> = output_files(&tc)
+            .into_iter()
+            .filter(|f| f.starts_with('.'))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "work files left in --out: {leftovers:?}"
+        );
+        std::fs::remove_dir_all(&tc.out).unwrap();
+    }
+}
