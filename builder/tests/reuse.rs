@@ -25,6 +25,21 @@ fn node_from(base: &Path, node: &Path, seed: u64) {
         .expect("edit");
 }
 
+/// A base image and a node made from it, in `d`; the node has been compressed once, which
+/// fills the base's frame cache under `key`.
+fn cached_base_and_node(d: &Path, key: &str, seed: u64) -> (ReuseBase, std::path::PathBuf) {
+    let base = d.join("base.img");
+    standard_image(&base);
+    let reuse = ReuseBase {
+        image: base.clone(),
+        frames: frames_dir(&d.join("cache"), key, Format::Zstd),
+    };
+    let node = d.join("node.img");
+    node_from(&base, &node, seed);
+    compress_image_reusing(&node, &reuse, Format::Zstd, &mut Vec::new()).expect("first");
+    (reuse, node)
+}
+
 fn compressed(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let mut out = Vec::new();
     f(&mut out);
@@ -106,15 +121,7 @@ fn reused_frames_give_the_from_scratch_bytes_in_every_format() {
 fn a_damaged_frame_cache_is_rebuilt_not_trusted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let base = d.join("base.img");
-    standard_image(&base);
-    let reuse = ReuseBase {
-        image: base.clone(),
-        frames: frames_dir(&d.join("cache"), "feed", Format::Zstd),
-    };
-    let node = d.join("node.img");
-    node_from(&base, &node, 7);
-    compress_image_reusing(&node, &reuse, Format::Zstd, &mut Vec::new()).expect("first");
+    let (reuse, node) = cached_base_and_node(d, "feed", 7);
     // Truncate the cached frames: the index no longer matches, so the cache is not used.
     let frames = reuse.frames.join("frames");
     let len = std::fs::metadata(&frames).expect("stat").len();
@@ -137,15 +144,7 @@ fn a_damaged_frame_cache_is_rebuilt_not_trusted() {
 fn a_damaged_hash_cache_is_recomputed_not_trusted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let base = d.join("base.img");
-    standard_image(&base);
-    let reuse = ReuseBase {
-        image: base.clone(),
-        frames: frames_dir(&d.join("cache"), "beef", Format::Zstd),
-    };
-    let node = d.join("node.img");
-    node_from(&base, &node, 9);
-    compress_image_reusing(&node, &reuse, Format::Zstd, &mut Vec::new()).expect("first");
+    let (reuse, node) = cached_base_and_node(d, "beef", 9);
     let ranges = reuse.frames.join("ranges");
     let text = std::fs::read_to_string(&ranges).expect("ranges cache");
     let expected = Bmap::of_image(&node).expect("bmap");
