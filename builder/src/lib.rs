@@ -10,6 +10,7 @@ pub mod cli;
 pub mod disk;
 pub mod flash;
 pub mod fs;
+pub mod image;
 pub mod inspect;
 pub mod manifests;
 pub mod output;
