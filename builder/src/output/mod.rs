@@ -17,6 +17,7 @@ pub use compress::{
 };
 pub use copy::{clone_sparse, CloneMethod};
 pub use error::OutputError;
+pub(crate) use error::{read_error, write_error};
 pub use extents::{data_extents, extents_of, Extent};
 pub use publish::{publish, publish_moving, publish_reusing, PublishRequest, Published};
 pub use reuse::{compress_image_reusing, frames_dir, CompressStats, ReuseBase};
