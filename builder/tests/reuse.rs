@@ -174,3 +174,66 @@ fn a_damaged_hash_cache_is_recomputed_not_trusted() {
         assert_eq!(stats.bmap, expected);
     }
 }
+
+/// A compressed build edits a copy-on-write overlay instead of a copy of the base: its output
+/// must be the bytes (and block map) the same edits made in a copy give, in every format,
+/// whether the base's frame cache is being built (first node) or used (second node), and the
+/// second node compresses only the chunks the overlay says it wrote.
+#[test]
+fn an_overlay_compresses_to_the_bytes_of_the_same_edits_in_a_copy() {
+    use piimg::image::{Device, Overlay};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let base = d.join("base.img");
+    standard_image(&base);
+    let base_bytes = std::fs::read(&base).expect("read base");
+    let chunk_count = (base_bytes.len() as u64).div_ceil(CHUNK_SIZE);
+    for format in [Format::Zstd, Format::Xz, Format::Gzip] {
+        let reuse = ReuseBase {
+            image: base.clone(),
+            frames: frames_dir(&d.join("cache"), "overlay", format),
+        };
+        for seed in [7u64, 8] {
+            let copy = d.join("copy.img");
+            node_from(&base, &copy, seed);
+            let delta = d.join(format!("delta-{seed}-{format:?}"));
+            let overlay = Overlay::create(&base, &delta, &d.join("node.img")).expect("overlay");
+            overlay.write_at(&noise(5000, seed), 100).expect("edit");
+            overlay
+                .write_at(&noise(70_000, seed + 1), (20 << 20) + 4096)
+                .expect("edit");
+            let scratch = compressed(|out| {
+                compress_image(&copy, format, out).expect("compress");
+            });
+            let mut stats = None;
+            let from_overlay = compressed(|out| {
+                stats = Some(
+                    piimg::output::compress_overlay_to(
+                        &overlay,
+                        &reuse,
+                        format,
+                        out,
+                        Path::new("out"),
+                    )
+                    .expect("overlay compress"),
+                );
+            });
+            let stats = stats.expect("stats");
+            assert!(
+                from_overlay == scratch,
+                "{format:?} seed {seed}: the overlay's output differs from the copy's"
+            );
+            assert_eq!(stats.bmap, Bmap::of_image(&copy).expect("bmap"), "{format:?}");
+            if seed == 8 {
+                assert_eq!(stats.compressed, 2, "{format:?}: {stats:?}");
+                assert_eq!(stats.reused, chunk_count - 2, "{format:?}: {stats:?}");
+                assert_eq!(stats.hashes_reused, chunk_count - 2, "{format:?}: {stats:?}");
+            }
+            let materialized = d.join("materialized.img");
+            overlay.materialize(&materialized).expect("materialize");
+            assert!(std::fs::read(&materialized).expect("read") == std::fs::read(&copy).expect("read"));
+            assert!(std::fs::read(&base).expect("read") == base_bytes, "the base was written");
+            std::fs::remove_file(&materialized).expect("rm");
+        }
+    }
+}

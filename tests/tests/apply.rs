@@ -482,3 +482,64 @@ fn re_applying_to_a_baked_image_with_little_free_space_neither_grows_nor_writes(
     assert_eq!((again.changed, again.grown_by), (0, None));
     assert_eq!(e2e::sha256_file(&image), full);
 }
+
+/// A compressed build edits a copy-on-write overlay over the cached base instead of a copy.
+/// Written out, the overlay must hold the bytes and the data map that the same plan applied
+/// in place to a copy gives, on every base, with the base never written; a payload that does
+/// not fit falls back to a grown copy at the work path, equal to growing in place.
+#[test]
+fn editing_an_overlay_equals_editing_a_copy_in_place() {
+    use piimg::apply::Applied;
+    use piimg::image::Overlay;
+    use piimg::output::data_extents;
+    use std::sync::Arc;
+    let c = example();
+    for kind in Kind::ALL {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = e2e::copy_fixture(kind, tmp.path());
+        let base_digest = e2e::sha256_file(&base);
+        let (node, base_name) = node_for(kind);
+        let free = free_bytes(&base, apply::locate(&base).unwrap().root.start);
+        let cases = [(1usize << 20, false), ((free + (8 << 20)) as usize, true)];
+        for (k3s_size, grows) in cases {
+            if grows && !matches!(kind, Kind::RaspiosBookworm | Kind::UbuntuAmd64) {
+                continue;
+            }
+            let plan = c.plan(node, base_name, k3s_size);
+            let dir = tempfile::tempdir_in(tmp.path()).unwrap();
+            let in_place = dir.path().join("in-place.img");
+            piimg::output::clone_sparse(&base, &in_place).unwrap();
+            apply_ok(&plan, &in_place);
+
+            let work = dir.path().join("node.img");
+            let overlay =
+                Arc::new(Overlay::create(&base, &dir.path().join("delta"), &work).unwrap());
+            let applied = apply::apply_overlay(&plan, &overlay, &work)
+                .unwrap_or_else(|e| panic!("{kind}: {e}"));
+            let result = match applied {
+                Applied::Overlay(r) => {
+                    assert!(!grows, "{kind}: a payload that does not fit stayed in the overlay");
+                    overlay.materialize(&work).unwrap();
+                    r
+                }
+                Applied::File(r) => {
+                    assert!(grows, "{kind}: a 1 MiB payload left the overlay");
+                    assert!(r.grown_by.is_some(), "{kind}: {r:?}");
+                    r
+                }
+            };
+            assert!(result.changed > 10, "{kind}: {result:?}");
+            assert!(
+                e2e::sha256_file(&work) == e2e::sha256_file(&in_place),
+                "{kind} (grows: {grows}): the overlay's image differs from the in-place one"
+            );
+            assert_eq!(
+                data_extents(&work).unwrap(),
+                data_extents(&in_place).unwrap(),
+                "{kind}: data maps differ"
+            );
+            e2e::check_all(&work);
+            assert_eq!(e2e::sha256_file(&base), base_digest, "{kind}: the base was written");
+        }
+    }
+}

@@ -5,19 +5,21 @@
 
 use super::content::{digest_matches, inline};
 use super::ApplyError;
-use crate::disk::{self, Partition};
+use super::target::Target;
+use crate::disk::Partition;
 use crate::fs::fat::{BootFs, FatError};
 use crate::plan::{Content, Edit};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Applies the boot edits in order; returns how many changed something.
-pub fn apply(
-    image: &Path,
+pub(super) fn apply(
+    target: &Target<'_>,
     boot: Option<&Partition>,
     edits: &[&Edit],
     epoch: i64,
 ) -> Result<usize, ApplyError> {
+    let image = target.name();
     let Some(first) = edits.first() else {
         return Ok(0);
     };
@@ -34,13 +36,7 @@ pub fn apply(
         source: Box::new(source),
     };
     let open = |writable: bool| {
-        let view = disk::open_partition(image, part, writable).map_err(|source| {
-            ApplyError::Partition {
-                image: image.to_path_buf(),
-                partition: part.number,
-                source,
-            }
-        })?;
+        let view = target.partition(part, writable)?;
         let name = format!("{} partition {}", image.display(), part.number);
         BootFs::open_named(view, epoch, name).map_err(|e| fat_err(first, e))
     };

@@ -19,6 +19,15 @@ pub enum ApplyError {
         #[source]
         source: Box<DiskError>,
     },
+    /// The overlay could not be written out to a full copy (needed to grow the image).
+    #[error("{image}: cannot write the node image out to grow it: {source}")]
+    Output {
+        /// The copy being written.
+        image: PathBuf,
+        /// What the output module said.
+        #[source]
+        source: Box<crate::output::OutputError>,
+    },
     /// A partition could not be opened (truncated image, unreadable file).
     #[error("{image}: partition {partition}: {source}")]
     Partition {

@@ -154,7 +154,7 @@ pub fn ensure_room(
     })
 }
 
-fn free_bytes(image: &Path, located: &Located) -> Result<u64, ApplyError> {
+pub(super) fn free_bytes(image: &Path, located: &Located) -> Result<u64, ApplyError> {
     Ext4::open(image, located.root.start, Access::ReadOnly)
         .map(|fs| fs.free_bytes())
         .map_err(|source| ApplyError::Ext4 {

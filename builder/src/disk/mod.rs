@@ -18,7 +18,7 @@ pub use error::DiskError;
 pub use grow::grow;
 pub use layout::{Layout, Partition, TableKind};
 pub use probe::{probe, FsKind};
-pub use view::{open_partition, PartitionView};
+pub use view::{device_partition, open_partition, PartitionView};
 
 /// The sector size of every image this tool handles. Image files carry no sector size of their
 /// own; Raspberry Pi OS and Ubuntu images are laid out for 512-byte sectors.

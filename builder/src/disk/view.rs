@@ -6,6 +6,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::Partition;
+use crate::image::{Device, DeviceCursor};
+use std::sync::Arc;
 
 /// `Read + Write + Seek` over the byte range `[start, start + len)` of `F`.
 ///
@@ -136,7 +138,21 @@ pub fn open_partition(
         .write(writable)
         .open(image)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: cannot open: {e}", image.display())))?;
-    let size = file.metadata()?.len();
+    check_within(image, file.metadata()?.len(), p)?;
+    PartitionView::new(file, p.start, p.size)
+}
+
+/// [`open_partition`] on a [`Device`] (for example the overlay of a compressed build).
+pub fn device_partition(
+    device: Arc<dyn Device>,
+    p: &Partition,
+) -> io::Result<PartitionView<DeviceCursor>> {
+    check_within(device.name(), device.size(), p)?;
+    PartitionView::new(DeviceCursor::new(device), p.start, p.size)
+}
+
+/// Refuses a partition that ends past the end of an image of `size` bytes.
+fn check_within(image: &Path, size: u64, p: &Partition) -> io::Result<()> {
     let end = p.start.checked_add(p.size);
     if end.is_none_or(|e| e > size) {
         return Err(io::Error::new(
@@ -148,7 +164,7 @@ pub fn open_partition(
             ),
         ));
     }
-    PartitionView::new(file, p.start, p.size)
+    Ok(())
 }
 
 #[cfg(test)]

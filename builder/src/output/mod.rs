@@ -19,5 +19,7 @@ pub use copy::{clone_sparse, CloneMethod};
 pub use error::OutputError;
 pub(crate) use error::{read_error, write_error};
 pub use extents::{data_extents, extents_of, Extent};
-pub use publish::{publish, publish_moving, publish_reusing, PublishRequest, Published};
-pub use reuse::{compress_image_reusing, frames_dir, CompressStats, ReuseBase};
+pub use publish::{
+    publish, publish_moving, publish_overlay, publish_reusing, PublishRequest, Published,
+};
+pub use reuse::{compress_image_reusing, compress_overlay_to, frames_dir, CompressStats, ReuseBase};

@@ -7,7 +7,8 @@ use super::bmap::Bmap;
 use super::compress::{compress_image_to, Format};
 use super::copy::{clone_into, Side};
 use super::error::{read_error, write_error, OutputError};
-use super::reuse::{compress_reusing_to, ReuseBase};
+use super::reuse::{compress_overlay_to, compress_reusing_to, ReuseBase};
+use crate::image::Overlay;
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -61,7 +62,27 @@ pub fn publish_moving(
     req: &PublishRequest<'_>,
     base: Option<&ReuseBase>,
 ) -> Result<Published, OutputError> {
-    publish_with(req, base, true)
+    publish_with(req, From::File(base), true)
+}
+
+/// Publishes the node image `overlay` holds (`req.image` only names it): compressed, only its
+/// written chunks are read and compressed and the base's cached frames make up the rest; raw,
+/// it is materialized (sparse copy of the base plus the written blocks) into the output.
+pub fn publish_overlay(
+    req: &PublishRequest<'_>,
+    overlay: &Overlay,
+    base: &ReuseBase,
+) -> Result<Published, OutputError> {
+    publish_with(req, From::Overlay(overlay, base), false)
+}
+
+/// Where the image to publish comes from.
+#[derive(Clone, Copy)]
+enum From<'a> {
+    /// `req.image`, with the base whose frames it may reuse.
+    File(Option<&'a ReuseBase>),
+    /// An overlay over the base.
+    Overlay(&'a Overlay, &'a ReuseBase),
 }
 
 /// [`publish`], where a compressed image reuses the cached frames of the base the image was
@@ -71,12 +92,12 @@ pub fn publish_reusing(
     req: &PublishRequest<'_>,
     base: Option<&ReuseBase>,
 ) -> Result<Published, OutputError> {
-    publish_with(req, base, false)
+    publish_with(req, From::File(base), false)
 }
 
 fn publish_with(
     req: &PublishRequest<'_>,
-    base: Option<&ReuseBase>,
+    from: From<'_>,
     may_move: bool,
 ) -> Result<Published, OutputError> {
     check_name(req.node)?;
@@ -90,7 +111,10 @@ fn publish_with(
         build_json: dir.join(format!("{}.build.json", req.node)),
     };
 
-    let movable = may_move && req.format == Format::Raw && same_filesystem(req.image, dir);
+    let movable = may_move
+        && matches!(from, From::File(_))
+        && req.format == Format::Raw
+        && same_filesystem(req.image, dir);
     let (image_tmp, image_sha256, bmap) = if movable {
         let (sha256, bmap) = adopt_image(req.image, &finals.image)?;
         // From here on the caller's image is ours: dropped (removed) on any failure below.
@@ -98,7 +122,12 @@ fn publish_with(
         (path, sha256, bmap)
     } else {
         let temp = temp_for(&finals.image)?;
-        let (sha256, bmap) = write_image(req, base, temp.as_file(), &finals.image)?;
+        let (sha256, bmap) = match from {
+            From::File(base) => write_image(req, base, temp.as_file(), &finals.image)?,
+            From::Overlay(overlay, base) => {
+                write_overlay(req, overlay, base, &temp, &finals.image)?
+            }
+        };
         (temp.into_temp_path(), sha256, bmap)
     };
 
@@ -201,17 +230,27 @@ fn write_image(
         let (bmap, sha256) = Bmap::of_image_with_sha256(req.image)?;
         return Ok((sha256, bmap));
     }
+    // The block map comes out of the compression pass: no second read of the image.
+    write_compressed(out, final_path, |writer| match base {
+        Some(base) => {
+            compress_reusing_to(req.image, base, req.format, writer, final_path).map(|s| s.bmap)
+        }
+        None => compress_image_to(req.image, req.format, writer, final_path).map(|(_, b)| b),
+    })
+}
+
+/// Runs `compress` into `out` through a hashing buffer and syncs it; returns the SHA-256 of
+/// the bytes written and the block map `compress` made.
+fn write_compressed(
+    out: &File,
+    final_path: &Path,
+    compress: impl FnOnce(&mut dyn Write) -> Result<Bmap, OutputError>,
+) -> Result<(String, Bmap), OutputError> {
     let mut writer = HashingWriter {
         inner: BufWriter::with_capacity(1 << 20, out),
         hasher: Sha256::new(),
     };
-    // The block map comes out of the compression pass: no second read of the image.
-    let bmap = match base {
-        Some(base) => {
-            compress_reusing_to(req.image, base, req.format, &mut writer, final_path)?.bmap
-        }
-        None => compress_image_to(req.image, req.format, &mut writer, final_path)?.1,
-    };
+    let bmap = compress(&mut writer)?;
     let HashingWriter { inner, hasher } = writer;
     inner
         .into_inner()
@@ -219,6 +258,23 @@ fn write_image(
         .sync_all()
         .map_err(|e| write_error(final_path, e))?;
     Ok((hex::encode(hasher.finalize()), bmap))
+}
+
+/// [`write_image`] for an overlay.
+fn write_overlay(
+    req: &PublishRequest<'_>,
+    overlay: &Overlay,
+    base: &ReuseBase,
+    temp: &NamedTempFile,
+    final_path: &Path,
+) -> Result<(String, Bmap), OutputError> {
+    if req.format == Format::Raw {
+        overlay.materialize(temp.path())?;
+        return adopt_image(temp.path(), final_path);
+    }
+    write_compressed(temp.as_file(), final_path, |writer| {
+        compress_overlay_to(overlay, base, req.format, writer, final_path).map(|s| s.bmap)
+    })
 }
 
 fn write_bytes(temp: &NamedTempFile, bytes: &[u8], final_path: &Path) -> Result<(), OutputError> {

@@ -17,6 +17,7 @@ use super::compress::{compress_chunk, read_chunk, Chunk, Format, ZeroFrames, CHU
 use super::error::{read_error, write_error, OutputError};
 use super::extents::{extents_of, Extent};
 use super::pool::map_in_order;
+use crate::image::{Device, Overlay};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
@@ -287,6 +288,66 @@ pub(crate) fn compress_reusing_to(
     }
     let node_extents = extents_of(&node).map_err(|e| read_error(src, e))?;
     let base_extents = extents_of(&base_file).map_err(|e| read_error(&base.image, e))?;
+    let source = Source {
+        node: Node::File(&node),
+        node_extents,
+        base: base_file,
+        base_extents,
+        size,
+    };
+    compress_source(&source, src, base, format, out, out_path)
+}
+
+/// Compresses the node image an [`Overlay`] holds, like [`compress_reusing_to`] would the same
+/// image as a file, without reading anything to find what changed: chunks the overlay did not
+/// write are the base's, so their cached frames and hashes are used as they are, and only
+/// written chunks are read (base bytes patched with the written blocks) and compressed.
+pub fn compress_overlay_to(
+    overlay: &Overlay,
+    base: &ReuseBase,
+    format: Format,
+    out: &mut dyn Write,
+    out_path: &Path,
+) -> Result<CompressStats, OutputError> {
+    let base_path = overlay.base_path();
+    let base_file = File::open(base_path).map_err(|e| read_error(base_path, e))?;
+    let base_extents = extents_of(&base_file).map_err(|e| read_error(base_path, e))?;
+    let source = Source {
+        node: Node::Overlay(overlay),
+        node_extents: overlay.data_extents(&base_extents),
+        base: base_file,
+        base_extents,
+        size: overlay.size(),
+    };
+    compress_source(&source, overlay.name(), base, format, out, out_path)
+}
+
+/// Where a node's bytes come from.
+enum Node<'a> {
+    /// A whole image file: compared with the base chunk by chunk.
+    File(&'a File),
+    /// An overlay over the base: what changed is known.
+    Overlay(&'a Overlay),
+}
+
+/// A node image and its base, opened, with their data extents.
+struct Source<'a> {
+    node: Node<'a>,
+    node_extents: Vec<Extent>,
+    base: File,
+    base_extents: Vec<Extent>,
+    size: u64,
+}
+
+fn compress_source(
+    source: &Source<'_>,
+    src: &Path,
+    base: &ReuseBase,
+    format: Format,
+    out: &mut dyn Write,
+    out_path: &Path,
+) -> Result<CompressStats, OutputError> {
+    let size = source.size;
     let all: Vec<Chunk> = chunks(size).collect();
     let cached = CachedFrames::load(&base.frames, all.len());
     let hashes = cached
@@ -297,10 +358,10 @@ pub(crate) fn compress_reusing_to(
         None => start_cache(&base.frames),
     };
     let ctx = Context {
-        node: &node,
-        node_extents: &node_extents,
-        base: &base_file,
-        base_extents: &base_extents,
+        node: &source.node,
+        node_extents: &source.node_extents,
+        base: &source.base,
+        base_extents: &source.base_extents,
         format,
         cached: cached.as_ref(),
         hashes: hashes.as_ref(),
@@ -353,7 +414,7 @@ pub(crate) fn compress_reusing_to(
 }
 
 struct Context<'a> {
-    node: &'a File,
+    node: &'a Node<'a>,
     node_extents: &'a [Extent],
     base: &'a File,
     base_extents: &'a [Extent],
@@ -367,10 +428,40 @@ struct Context<'a> {
 impl Context<'_> {
     /// One chunk: compare node and base bytes, then reuse or compress.
     fn chunk(&self, chunk: Chunk, a: &mut Vec<u8>, b: &mut Vec<u8>) -> io::Result<Done> {
-        let node_hole = read_chunk(self.node, self.node_extents, chunk, a)?;
-        let base_hole = read_chunk(self.base, self.base_extents, chunk, b)?;
-        let same = (node_hole && base_hole) || a == b;
         let node_map = chunk_ranges(self.node_extents, chunk);
+        if let Node::Overlay(overlay) = self.node {
+            // Unwritten, so the base's: nothing to read when the cache has frame and hashes.
+            if !overlay.any_written(chunk.offset, chunk.len) {
+                let hashes = self.hashes.and_then(|h| h.of(chunk, &node_map));
+                if let (Some(cached), Some(ranges)) = (self.cached, hashes) {
+                    return Ok(Done {
+                        node: cached.frame(chunk.index)?,
+                        ranges,
+                        base: None,
+                        base_ranges: None,
+                        reused: true,
+                        hashes_reused: true,
+                    });
+                }
+            }
+        }
+        let base_hole = read_chunk(self.base, self.base_extents, chunk, b)?;
+        let (node_hole, same) = match self.node {
+            Node::File(node) => {
+                let node_hole = read_chunk(node, self.node_extents, chunk, a)?;
+                (node_hole, (node_hole && base_hole) || a == b)
+            }
+            Node::Overlay(overlay) => {
+                a.clear();
+                a.extend_from_slice(b);
+                if overlay.any_written(chunk.offset, chunk.len) {
+                    overlay.patch(chunk.offset, a)?;
+                    (false, false)
+                } else {
+                    (base_hole, true)
+                }
+            }
+        };
         let cached_hashes = if same {
             self.hashes.and_then(|h| h.of(chunk, &node_map))
         } else {

@@ -5,7 +5,9 @@
 //! same filesystem, and the work folder disappears whatever happens: a failed build leaves no
 //! file where its outputs go.
 
+use crate::apply::Applied;
 use crate::cli::{BuildArgs, OutputFormat};
+use crate::image::Overlay;
 use crate::output::{self, Format, PublishRequest, Published};
 use crate::plan::{compute, Inputs, RenderedManifest, SourceFile};
 use crate::source::{self, Cache, SourceSpec};
@@ -13,6 +15,7 @@ use crate::spec::NodeSpec;
 use anyhow::Context;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What one node's build produced, for the summary line.
 #[derive(Debug)]
@@ -87,11 +90,21 @@ struct Prepared {
     /// Removed (with the image, unless published) when dropped.
     _work_dir: tempfile::TempDir,
     work: PathBuf,
+    /// Where the edited image is: the file at `work`, or an overlay over the base.
+    image: NodeImage,
     record: serde_json::Value,
     build_id: String,
     reuse: output::ReuseBase,
     /// Seconds per step so far, for the per-node timing line.
     timings: Timings,
+}
+
+/// Where a prepared node's edited image lives.
+enum NodeImage {
+    /// The file at `Prepared::work`.
+    File,
+    /// An overlay over the base (compressed output; `Prepared::work` does not exist).
+    Overlay(Arc<Overlay>),
 }
 
 /// Where one node's build time went, logged when it is published (`-v` is not needed): the
@@ -185,11 +198,26 @@ fn prepare_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Res
         .tempdir_in(&args.out)
         .with_context(|| format!("{}: cannot create a work folder", args.out.display()))?;
     let work = work_dir.path().join(format!("{}.img", spec.node));
-    let method = output::clone_sparse(&base.image, &work)?;
-    tracing::debug!(?method, "copied base");
-    timings.lap("copy");
-    crate::apply::apply(&plan, &work)?;
-    let record = build_record(&work, &plan.build_id)?;
+    let image = if format_of(args.format) == Format::Raw {
+        // A raw output is a whole file anyway: copy the base and edit the copy in place.
+        let method = output::clone_sparse(&base.image, &work)?;
+        tracing::debug!(?method, "copied base");
+        timings.lap("copy");
+        crate::apply::apply(&plan, &work)?;
+        NodeImage::File
+    } else {
+        // Compressed: edits go to an overlay over the base; no copy of the base at all.
+        let delta = work_dir.path().join(format!("{}.delta", spec.node));
+        let overlay = Overlay::create(&base.image, &delta, &work)
+            .with_context(|| format!("{}: cannot create the overlay", delta.display()))?;
+        let overlay = Arc::new(overlay);
+        timings.lap("copy");
+        match crate::apply::apply_overlay(&plan, &overlay, &work)? {
+            Applied::Overlay(_) => NodeImage::Overlay(overlay),
+            Applied::File(_) => NodeImage::File,
+        }
+    };
+    let record = build_record(&work, &image, &plan.build_id)?;
     timings.lap("edits");
     // Compressed output reuses the frames of the chunks the node left as the base had them.
     let reuse = output::ReuseBase {
@@ -200,6 +228,7 @@ fn prepare_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Res
         node: spec.node.clone(),
         _work_dir: work_dir,
         work,
+        image,
         record,
         build_id: plan.build_id,
         reuse,
@@ -211,16 +240,17 @@ fn publish_node(mut p: Prepared, args: &BuildArgs) -> anyhow::Result<Built> {
     // Time spent waiting for this thread to start is not the node's.
     p.timings.since = Some(std::time::Instant::now());
     // The work image is ours and already inside --out: a raw output is it, renamed.
-    let published = output::publish_moving(
-        &PublishRequest {
-            out_dir: &args.out,
-            node: &p.node,
-            image: &p.work,
-            format: format_of(args.format),
-            build_json: &p.record,
-        },
-        Some(&p.reuse),
-    )?;
+    let request = PublishRequest {
+        out_dir: &args.out,
+        node: &p.node,
+        image: &p.work,
+        format: format_of(args.format),
+        build_json: &p.record,
+    };
+    let published = match &p.image {
+        NodeImage::File => output::publish_moving(&request, Some(&p.reuse))?,
+        NodeImage::Overlay(overlay) => output::publish_overlay(&request, overlay, &p.reuse)?,
+    };
     p.timings.lap("publish");
     tracing::info!(node = %p.node, "timings: {}", p.timings.summary());
     Ok(Built {
@@ -232,10 +262,21 @@ fn publish_node(mut p: Prepared, args: &BuildArgs) -> anyhow::Result<Built> {
 
 /// The sidecar `<node>.build.json` is the record baked into the image, read back from it, so
 /// the two can never disagree.
-fn build_record(image: &Path, build_id: &str) -> anyhow::Result<serde_json::Value> {
-    let located = crate::apply::locate(image)?;
-    let fs =
-        crate::fs::ext4::Ext4::open(image, located.root.start, crate::fs::ext4::Access::ReadOnly)?;
+fn build_record(
+    work: &Path,
+    image: &NodeImage,
+    build_id: &str,
+) -> anyhow::Result<serde_json::Value> {
+    use crate::fs::ext4::{Access, Ext4};
+    let fs = match image {
+        NodeImage::File => Ext4::open(work, crate::apply::locate(work)?.root.start, Access::ReadOnly)?,
+        NodeImage::Overlay(overlay) => {
+            // The overlay never grows: the partitions are where the base has them.
+            let root = crate::apply::locate(overlay.base_path())?.root.start;
+            let device: Arc<dyn crate::image::Device> = overlay.clone();
+            Ext4::open_device(device, root, Access::ReadOnly)?
+        }
+    };
     let bytes = fs.read_file(crate::plan::BUILD_RECORD_PATH)?;
     let record: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("the build record of {build_id} is not JSON"))?;
