@@ -276,18 +276,3 @@ impl Ext4 {
     }
 }
 
-// TEMPORARY stub until branch ext4-io lands (the io manager over a Device).
-impl Ext4 {
-    /// Opens the ext4 filesystem `offset` bytes into `device`.
-    pub fn open_device(
-        device: std::sync::Arc<dyn crate::image::Device>,
-        offset: u64,
-        _access: Access,
-    ) -> Result<Ext4, Ext4Error> {
-        Err(Ext4Error::Open {
-            image: device.name().to_path_buf(),
-            offset,
-            message: "not yet".into(),
-        })
-    }
-}
