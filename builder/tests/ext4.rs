@@ -844,10 +844,59 @@ impl Device for FailingDevice {
     }
 }
 
+/// Opens a fresh copy of `img` through a [`FailingDevice`] and makes a small edit; returns
+/// the edit's result, the open filesystem and the device.
+fn failing_edit(
+    img: &Path,
+    copy: &Path,
+    budget: u64,
+    errno: Option<i32>,
+    big: bool,
+) -> (Result<(), Ext4Error>, Ext4, Arc<FailingDevice>) {
+    fs::copy(img, copy).unwrap();
+    let device = Arc::new(FailingDevice {
+        inner: FileDevice::open(copy, true).unwrap(),
+        name: PathBuf::from("overlay-over-base.img"),
+        budget: AtomicU64::new(budget),
+        errno,
+    });
+    let dyn_device: Arc<dyn Device> = device.clone();
+    let mut fs = Ext4::open_device(dyn_device, OFFSET, Access::ReadWrite).unwrap();
+    let mut edit = fs.mkdir_p("/etc/rancher/k3s", &meta(0o755, 0, 0));
+    if big && edit.is_ok() {
+        edit = fs.write_file(
+            "/usr/local/bin/k3s",
+            &mut Noise {
+                left: 6 << 20,
+                state: 5,
+            },
+            &meta(0o755, 0, 0),
+        );
+    }
+    (edit, fs, device)
+}
+
 #[test]
 fn device_write_failures_are_errors_naming_the_device() {
     let (tmp, img) = base(32);
     let copy = tmp.path().join("copy.img");
+    let check = |err: Ext4Error, budget: u64, device: Arc<FailingDevice>| {
+        let text = err.to_string();
+        assert!(
+            text.contains("overlay-over-base.img"),
+            "budget {budget}: {text}"
+        );
+        // A full host disk is not a full filesystem: growing the image would not help.
+        assert!(!matches!(err, Ext4Error::NoSpace { .. }), "{text}");
+        assert_eq!(
+            Arc::strong_count(&device),
+            1,
+            "budget {budget}: the device outlives its filesystem"
+        );
+    };
+
+    // Failures during the edit; the filesystem is then dropped, which flushes into the
+    // failing device once more and must only log.
     for (budget, errno) in [
         (0, Some(28)),
         (8 << 10, None),
@@ -855,45 +904,27 @@ fn device_write_failures_are_errors_naming_the_device() {
         (4 << 20, None),
         (5 << 20, Some(5)),
     ] {
-        fs::copy(&img, &copy).unwrap();
-        let device = Arc::new(FailingDevice {
-            inner: FileDevice::open(&copy, true).unwrap(),
-            name: PathBuf::from("overlay-over-base.img"),
-            budget: AtomicU64::new(budget),
-            errno,
-        });
-        let dyn_device: Arc<dyn Device> = device.clone();
-        let mut fs = Ext4::open_device(dyn_device, OFFSET, Access::ReadWrite).unwrap();
-        let edit = fs.mkdir_p("/etc/rancher/k3s", &meta(0o755, 0, 0)).and_then(|()| {
-            fs.write_file(
-                "/usr/local/bin/k3s",
-                &mut Noise {
-                    left: 6 << 20,
-                    state: 5,
-                },
-                &meta(0o755, 0, 0),
-            )
-        });
-        let err = match edit {
-            Err(err) => {
-                drop(fs); // the drop path flushes into the failing device too
-                err
-            }
-            Ok(()) => fs.close().expect_err("closing after failed writes"),
-        };
-        let text = err.to_string();
-        assert!(
-            text.contains("overlay-over-base.img"),
-            "budget {budget}: {text}"
-        );
+        let (edit, fs, device) = failing_edit(&img, &copy, budget, errno, true);
+        let err = edit.expect_err("the edit cannot fit in the write budget");
+        drop(fs);
         if errno == Some(28) {
-            assert!(text.contains("No space left on device"), "{text}");
+            assert!(err.to_string().contains("No space left on device"), "{err}");
         }
-        assert_eq!(
-            Arc::strong_count(&device),
-            1,
-            "budget {budget}: the device outlives its filesystem"
-        );
+        check(err, budget, device);
+    }
+
+    // A budget that the edit just fits in: the failure comes from `close`'s flush.
+    let (edit, fs, device) = failing_edit(&img, &copy, u64::MAX, None, false);
+    edit.unwrap();
+    let used = u64::MAX - device.budget.load(Ordering::SeqCst);
+    drop(fs);
+    for errno in [Some(28), None] {
+        let (edit, fs, device) = failing_edit(&img, &copy, used, errno, false);
+        edit.unwrap();
+        let err = fs.close().expect_err("closing into a device that refuses writes");
+        // libext2fs reports its own code here ("Can't write a block bitmap"), not the errno.
+        assert!(err.to_string().contains("flushing"), "{err}");
+        check(err, used, device);
     }
 }
 
