@@ -777,7 +777,11 @@ fn device_and_path_edits_give_identical_images() {
     edits(rw(&by_path));
     let device = file_device(&by_device, true);
     edits(Ext4::open_device(device.clone(), OFFSET, Access::ReadWrite).unwrap());
-    assert_eq!(Arc::strong_count(&device), 1, "the closed filesystem still holds the device");
+    assert_eq!(
+        Arc::strong_count(&device),
+        1,
+        "the closed filesystem still holds the device"
+    );
 
     fsck_clean(&by_path);
     fsck_clean(&by_device);
@@ -801,7 +805,10 @@ fn device_and_path_edits_give_identical_images() {
         fs.read_link("/etc/localtime").unwrap(),
         "/usr/share/zoneinfo/Etc/UTC"
     );
-    assert_eq!(fs.lookup("/etc/filler-config-file-0001.conf").unwrap(), None);
+    assert_eq!(
+        fs.lookup("/etc/filler-config-file-0001.conf").unwrap(),
+        None
+    );
     let fs = Ext4::open_device(file_device(&by_path, false), OFFSET, Access::ReadOnly).unwrap();
     assert!(fs.read_file("/usr/local/bin/k3s").unwrap() == expected);
     assert_eq!(fs.label(), "rootfs");
@@ -921,7 +928,9 @@ fn device_write_failures_are_errors_naming_the_device() {
     for errno in [Some(28), None] {
         let (edit, fs, device) = failing_edit(&img, &copy, used, errno, false);
         edit.unwrap();
-        let err = fs.close().expect_err("closing into a device that refuses writes");
+        let err = fs
+            .close()
+            .expect_err("closing into a device that refuses writes");
         // libext2fs reports its own code here ("Can't write a block bitmap"), not the errno.
         assert!(err.to_string().contains("flushing"), "{err}");
         check(err, used, device);

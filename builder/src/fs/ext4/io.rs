@@ -147,7 +147,12 @@ unsafe fn channel<'a>(io: ffi::io_channel) -> Result<&'a Channel, Errcode> {
 ///
 /// # Safety
 /// `io` must be a live channel (as for [`channel`]).
-unsafe fn span(io: ffi::io_channel, ch: &Channel, block: u64, count: c_int) -> Option<(u64, usize)> {
+unsafe fn span(
+    io: ffi::io_channel,
+    ch: &Channel,
+    block: u64,
+    count: c_int,
+) -> Option<(u64, usize)> {
     // SAFETY: live channel per the contract.
     let block_size = u64::try_from(unsafe { (*io).block_size }).ok()?;
     let len = if count < 0 {
@@ -204,11 +209,9 @@ unsafe extern "C" fn dev_close(io: ffi::io_channel) -> ffi::errcode_t {
             if (*io).refcount > 0 {
                 return Ok(());
             }
-            // Last reference: take back everything `dev_open` leaked, exactly once
-            // (the magic is cleared so a stray second close is refused, not a double free).
+            // Last reference: take back everything `dev_open` leaked (libext2fs drops its
+            // pointer to the channel after this call).
             let io = Box::from_raw(io);
-            let mut io = io;
-            io.magic = 0;
             drop(Box::from_raw(io.private_data.cast::<Channel>()));
             drop(CString::from_raw(io.name));
         }
@@ -267,7 +270,15 @@ unsafe extern "C" fn dev_read_blk64(
         match unsafe { (*io).read_error } {
             // SAFETY: the handler gets the arguments libext2fs documents for it.
             Some(handler) => check(unsafe {
-                handler(io, block as c_ulong, count, data, len, 0, code as ffi::errcode_t)
+                handler(
+                    io,
+                    block as c_ulong,
+                    count,
+                    data,
+                    len,
+                    0,
+                    code as ffi::errcode_t,
+                )
             }),
             None => Err(code),
         }
@@ -308,7 +319,15 @@ unsafe extern "C" fn dev_write_blk64(
         match unsafe { (*io).write_error } {
             // SAFETY: the handler gets the arguments libext2fs documents for it.
             Some(handler) => check(unsafe {
-                handler(io, block as c_ulong, count, data, len, 0, code as ffi::errcode_t)
+                handler(
+                    io,
+                    block as c_ulong,
+                    count,
+                    data,
+                    len,
+                    0,
+                    code as ffi::errcode_t,
+                )
             }),
             None => Err(code),
         }
@@ -325,6 +344,7 @@ unsafe extern "C" fn dev_write_byte(
         // SAFETY: libext2fs passes a channel it opened through this manager.
         let ch = unsafe { channel(io) }?;
         let len = usize::try_from(count).map_err(|_| ffi::EXT2_ET_INVALID_ARGUMENT as Errcode)?;
+        #[allow(clippy::useless_conversion)] // c_ulong is u32 on some targets
         let pos = u64::from(offset)
             .checked_add(ch.offset)
             .ok_or(ffi::EXT2_ET_INVALID_ARGUMENT as Errcode)?;
@@ -417,5 +437,55 @@ mod tests {
         let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "past the end");
         assert_eq!(errcode(&eof, 77), 77);
         assert_eq!(errcode(&io::Error::other("overlay bug"), 77), EIO);
+    }
+
+    #[test]
+    fn opening_without_a_parked_device_is_refused() {
+        let err = Fs::open_with(c"nothing", c"offset=0", false, manager()).err();
+        assert_eq!(err, Some(ffi::EXT2_ET_BAD_DEVICE_NAME as Errcode));
+    }
+
+    /// A device whose reads panic: the panic must become an error, not unwind into C.
+    struct Panicky;
+
+    impl Device for Panicky {
+        fn name(&self) -> &std::path::Path {
+            std::path::Path::new("panicky")
+        }
+        fn size(&self) -> u64 {
+            1 << 20
+        }
+        fn read_at(&self, _: &mut [u8], _: u64) -> io::Result<()> {
+            panic!("device bug")
+        }
+        fn write_at(&self, _: &[u8], _: u64) -> io::Result<()> {
+            panic!("device bug")
+        }
+        fn flush(&self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panicking_device_gives_eio() {
+        let device: Arc<dyn Device> = Arc::new(Panicky);
+        let err = open(device.clone(), c"panicky", c"offset=0", true).err();
+        assert_eq!(err, Some(EIO));
+        assert_eq!(Arc::strong_count(&device), 1);
+        assert!(PENDING.with(|slot| slot.borrow().is_none()));
+    }
+
+    #[test]
+    fn unknown_io_options_are_refused() {
+        let device: Arc<dyn Device> = Arc::new(Panicky);
+        for options in [c"cache=off", c"offset", c"offset=12k"] {
+            let err = open(device.clone(), c"panicky", options, false).err();
+            assert_eq!(
+                err,
+                Some(ffi::EXT2_ET_INVALID_ARGUMENT as Errcode),
+                "{options:?}"
+            );
+        }
+        assert_eq!(Arc::strong_count(&device), 1);
     }
 }

@@ -3,8 +3,9 @@
 //! Why libext2fs: it is the reference implementation, it maintains htree-indexed directories,
 //! metadata checksums, extents and flex_bg group accounting exactly as e2fsck expects, and it
 //! opens a partition inside an image file by byte offset, so no loop device or mount is needed.
-//! The FFI lives in `ffi` (generated) and `sys` (the only `unsafe` code); this module and its
-//! siblings are the small safe API the rest of piimg uses.
+//! The FFI lives in `ffi` (generated), `sys` and `io` (the io manager that lets libext2fs
+//! read and write an [`crate::image::Device`]; with `sys` the only `unsafe` code); this module
+//! and its siblings are the small safe API the rest of piimg uses.
 //!
 //! Determinism: every timestamp libext2fs would take from the clock comes from the caller
 //! (`Meta::mtime` for writes; the superblock's own last-write time until the first write),
@@ -143,7 +144,7 @@ fn io_options(offset: u64) -> CString {
     CString::new(format!("offset={offset}")).expect("a formatted number has no NUL byte")
 }
 
-/// An ext4 filesystem inside an image file, open for reading or editing.
+/// An ext4 filesystem inside an image file or [`Device`], open for reading or editing.
 ///
 /// Edits go straight to the image through libext2fs' cache; `close` flushes the bitmaps,
 /// group descriptors and superblock and reports failure. Dropping without `close` flushes
