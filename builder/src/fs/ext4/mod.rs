@@ -3,8 +3,9 @@
 //! Why libext2fs: it is the reference implementation, it maintains htree-indexed directories,
 //! metadata checksums, extents and flex_bg group accounting exactly as e2fsck expects, and it
 //! opens a partition inside an image file by byte offset, so no loop device or mount is needed.
-//! The FFI lives in `ffi` (generated) and `sys` (the only `unsafe` code); this module and its
-//! siblings are the small safe API the rest of piimg uses.
+//! The FFI lives in `ffi` (generated), `sys` and `io` (the io manager that lets libext2fs
+//! read and write an [`crate::image::Device`]; with `sys` the only `unsafe` code); this module
+//! and its siblings are the small safe API the rest of piimg uses.
 //!
 //! Determinism: every timestamp libext2fs would take from the clock comes from the caller
 //! (`Meta::mtime` for writes; the superblock's own last-write time until the first write),
@@ -14,6 +15,7 @@ mod error;
 mod features;
 mod ffi;
 mod grow;
+mod io;
 mod path;
 mod read;
 mod sys;
@@ -22,10 +24,12 @@ mod write;
 pub use error::Ext4Error;
 pub use grow::grow_fs;
 
+use crate::image::Device;
 use path::FsPath;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// How to open the filesystem: reading never needs (or takes) write access to the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +119,32 @@ fn kind_name(kind: FileKind) -> &'static str {
     }
 }
 
-/// An ext4 filesystem inside an image file, open for reading or editing.
+fn open_error(image: &Path, offset: u64, message: String) -> Ext4Error {
+    Ext4Error::Open {
+        image: image.to_path_buf(),
+        offset,
+        message,
+    }
+}
+
+/// The filesystem must start inside the image.
+fn check_room(image: &Path, offset: u64, image_len: u64) -> Result<(), Ext4Error> {
+    if image_len <= offset {
+        return Err(open_error(
+            image,
+            offset,
+            format!("the image is only {image_len} bytes long"),
+        ));
+    }
+    Ok(())
+}
+
+/// libext2fs io options placing the filesystem `offset` bytes into the image.
+fn io_options(offset: u64) -> CString {
+    CString::new(format!("offset={offset}")).expect("a formatted number has no NUL byte")
+}
+
+/// An ext4 filesystem inside an image file or [`Device`], open for reading or editing.
 ///
 /// Edits go straight to the image through libext2fs' cache; `close` flushes the bitmaps,
 /// group descriptors and superblock and reports failure. Dropping without `close` flushes
@@ -142,25 +171,52 @@ impl Ext4 {
     /// Opens the ext4 filesystem that starts `offset` bytes into `image`, refusing features
     /// and states (unclean journal, recorded errors) the writer does not handle.
     pub fn open(image: &Path, offset: u64, access: Access) -> Result<Ext4, Ext4Error> {
-        let open_err = |message: String| Ext4Error::Open {
-            image: image.to_path_buf(),
-            offset,
-            message,
-        };
+        let open_err = |message: String| open_error(image, offset, message);
         let file_len = std::fs::metadata(image)
             .map_err(|e| open_err(e.to_string()))?
             .len();
-        if file_len <= offset {
-            return Err(open_err(format!("the image is only {file_len} bytes long")));
-        }
+        check_room(image, offset, file_len)?;
         let c_image = CString::new(image.as_os_str().as_bytes())
             .map_err(|_| open_err("the image path contains a NUL byte".into()))?;
-        let options =
-            CString::new(format!("offset={offset}")).map_err(|_| open_err("bad offset".into()))?;
-        let mut fs = sys::Fs::open(&c_image, &options, access == Access::ReadWrite)
+        let fs = sys::Fs::open(&c_image, &io_options(offset), access == Access::ReadWrite)
             .map_err(|code| open_err(sys::message(code)))?;
-        let info = fs.super_info();
+        Ext4::checked(fs, image, offset, file_len, access)
+    }
 
+    /// Opens the ext4 filesystem that starts `offset` bytes into `device`, with the same
+    /// refusals as [`Ext4::open`]. Every read and write goes through the device, so the
+    /// filesystem can live in a copy-on-write overlay rather than a file; errors name
+    /// `device.name()`. Nothing is fsynced: the device is flushed when the filesystem is.
+    pub fn open_device(
+        device: Arc<dyn Device>,
+        offset: u64,
+        access: Access,
+    ) -> Result<Ext4, Ext4Error> {
+        let name = device.name().to_path_buf();
+        let size = device.size();
+        check_room(&name, offset, size)?;
+        let c_name = CString::new(name.as_os_str().as_bytes())
+            .map_err(|_| open_error(&name, offset, "the device name contains a NUL byte".into()))?;
+        let fs = io::open(
+            device,
+            &c_name,
+            &io_options(offset),
+            access == Access::ReadWrite,
+        )
+        .map_err(|code| open_error(&name, offset, sys::message(code)))?;
+        Ext4::checked(fs, &name, offset, size, access)
+    }
+
+    /// The checks both openers share, on a filesystem libext2fs has just opened from an
+    /// image of `image_len` bytes.
+    fn checked(
+        mut fs: sys::Fs,
+        image: &Path,
+        offset: u64,
+        image_len: u64,
+        access: Access,
+    ) -> Result<Ext4, Ext4Error> {
+        let info = fs.super_info();
         let refused = features::unsupported(info.compat, info.incompat, info.ro_compat);
         if !refused.is_empty() {
             return Err(Ext4Error::UnsupportedFeatures {
@@ -182,18 +238,19 @@ impl Ext4 {
             });
         }
         let fs_bytes = info.blocks.saturating_mul(info.block_size);
-        if fs_bytes > file_len - offset {
-            return Err(open_err(format!(
+        if fs_bytes > image_len - offset {
+            return Err(open_error(image, offset, format!(
                 "the filesystem is {fs_bytes} bytes but only {} bytes of the image follow the offset (truncated image?)",
-                file_len - offset
+                image_len - offset
             )));
         }
         if access == Access::ReadWrite {
             fs.read_bitmaps().map_err(|code| {
-                open_err(format!(
-                    "reading the allocation bitmaps: {}",
-                    sys::message(code)
-                ))
+                open_error(
+                    image,
+                    offset,
+                    format!("reading the allocation bitmaps: {}", sys::message(code)),
+                )
             })?;
             // Until the first edit sets it, stamp with the filesystem's own last-write time,
             // so even a write-open that changes nothing reads no clock.

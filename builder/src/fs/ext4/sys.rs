@@ -72,22 +72,35 @@ unsafe impl Send for Fs {}
 impl Fs {
     /// Opens `path` with libext2fs' unix io manager and the given io options (`offset=N`).
     pub fn open(path: &CStr, io_options: &CStr, write: bool) -> Result<Fs, Errcode> {
+        // SAFETY: reads the address of the library's static unix io manager table.
+        let unix = unsafe { ffi::unix_io_manager };
+        Fs::open_with(path, io_options, write, unix)
+    }
+
+    /// Opens the filesystem that `manager` opens under `name`, with the given io options.
+    pub fn open_with(
+        name: &CStr,
+        io_options: &CStr,
+        write: bool,
+        manager: ffi::io_manager,
+    ) -> Result<Fs, Errcode> {
         init_error_table();
         let mut flags = ffi::EXT2_FLAG_64BITS as c_int;
         if write {
             flags |= ffi::EXT2_FLAG_RW as c_int;
         }
         let mut raw: ffi::ext2_filsys = ptr::null_mut();
-        // SAFETY: valid C strings; unix_io_manager is the library's static io manager; on
-        // failure ext2fs_open2 frees what it allocated and leaves `raw` unusable.
+        // SAFETY: valid C strings; `manager` is a complete, static io manager table; on
+        // failure ext2fs_open2 frees what it allocated (closing the channel) and leaves
+        // `raw` unusable.
         let code = unsafe {
             ffi::ext2fs_open2(
-                path.as_ptr(),
+                name.as_ptr(),
                 io_options.as_ptr(),
                 flags,
                 0,
                 0,
-                ffi::unix_io_manager,
+                manager,
                 &mut raw,
             )
         };

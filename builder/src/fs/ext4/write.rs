@@ -22,11 +22,13 @@ fn c_name(name: &str) -> CString {
     CString::new(name).unwrap_or_default()
 }
 
+/// Whether the filesystem itself is full. Not ENOSPC: libext2fs never makes that errno up,
+/// it only passes it on from the disk holding the image (or its overlay), and growing the
+/// image would not help there.
 fn is_no_space(code: Errcode) -> bool {
     [ffi::EXT2_ET_BLOCK_ALLOC_FAIL, ffi::EXT2_ET_INODE_ALLOC_FAIL]
         .iter()
         .any(|&c| c as Errcode == code)
-        || code == 28 // ENOSPC
 }
 
 /// Reads until `buf` is full or the reader ends; returns how much was read.
