@@ -40,7 +40,7 @@ fn main() {
         .allowlist_function("ext2fs_(adjust_ea_refcount3|block_alloc_stats2)")
         .allowlist_function("ext2fs_(blocks_count|free_blocks_count)")
         .allowlist_function("error_message|initialize_ext2_error_table")
-        .allowlist_var("unix_io_manager|IO_FLAG_RW")
+        .allowlist_var("IO_FLAG_RW")
         .allowlist_type("struct_io_manager|struct_io_channel|io_manager|io_channel")
         .allowlist_var("EXT2_ET_.*|EXT2_FLAG_(RW|64BITS)|EXT2_FILE_WRITE")
         .allowlist_var("EXT2_FALLOCATE_.*|BLOCK_FLAG_READ_ONLY")

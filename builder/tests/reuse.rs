@@ -223,16 +223,29 @@ fn an_overlay_compresses_to_the_bytes_of_the_same_edits_in_a_copy() {
                 from_overlay == scratch,
                 "{format:?} seed {seed}: the overlay's output differs from the copy's"
             );
-            assert_eq!(stats.bmap, Bmap::of_image(&copy).expect("bmap"), "{format:?}");
+            assert_eq!(
+                stats.bmap,
+                Bmap::of_image(&copy).expect("bmap"),
+                "{format:?}"
+            );
             if seed == 8 {
                 assert_eq!(stats.compressed, 2, "{format:?}: {stats:?}");
                 assert_eq!(stats.reused, chunk_count - 2, "{format:?}: {stats:?}");
-                assert_eq!(stats.hashes_reused, chunk_count - 2, "{format:?}: {stats:?}");
+                assert_eq!(
+                    stats.hashes_reused,
+                    chunk_count - 2,
+                    "{format:?}: {stats:?}"
+                );
             }
             let materialized = d.join("materialized.img");
             overlay.materialize(&materialized).expect("materialize");
-            assert!(std::fs::read(&materialized).expect("read") == std::fs::read(&copy).expect("read"));
-            assert!(std::fs::read(&base).expect("read") == base_bytes, "the base was written");
+            assert!(
+                std::fs::read(&materialized).expect("read") == std::fs::read(&copy).expect("read")
+            );
+            assert!(
+                std::fs::read(&base).expect("read") == base_bytes,
+                "the base was written"
+            );
             std::fs::remove_file(&materialized).expect("rm");
         }
     }

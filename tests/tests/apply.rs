@@ -518,7 +518,10 @@ fn editing_an_overlay_equals_editing_a_copy_in_place() {
                 .unwrap_or_else(|e| panic!("{kind}: {e}"));
             let result = match applied {
                 Applied::Overlay(r) => {
-                    assert!(!grows, "{kind}: a payload that does not fit stayed in the overlay");
+                    assert!(
+                        !grows,
+                        "{kind}: a payload that does not fit stayed in the overlay"
+                    );
                     overlay.materialize(&work).unwrap();
                     r
                 }
@@ -539,7 +542,11 @@ fn editing_an_overlay_equals_editing_a_copy_in_place() {
                 "{kind}: data maps differ"
             );
             e2e::check_all(&work);
-            assert_eq!(e2e::sha256_file(&base), base_digest, "{kind}: the base was written");
+            assert_eq!(
+                e2e::sha256_file(&base),
+                base_digest,
+                "{kind}: the base was written"
+            );
         }
     }
 }

@@ -4,8 +4,8 @@
 //! would otherwise still stamp the volume's dirty flag and FSInfo).
 
 use super::content::{digest_matches, inline};
-use super::ApplyError;
 use super::target::Target;
+use super::ApplyError;
 use crate::disk::Partition;
 use crate::fs::fat::{BootFs, FatError};
 use crate::plan::{Content, Edit};

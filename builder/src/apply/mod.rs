@@ -68,11 +68,16 @@ pub fn apply_overlay(
     let located = locate(base)?;
     let (epoch, needed) = survey(plan, base, &located)?;
     if space::free_bytes(base, &located)? < needed {
-        tracing::debug!(needed, "the payload does not fit the base: editing a full copy");
-        overlay.materialize(work).map_err(|source| ApplyError::Output {
-            image: work.to_path_buf(),
-            source: Box::new(source),
-        })?;
+        tracing::debug!(
+            needed,
+            "the payload does not fit the base: editing a full copy"
+        );
+        overlay
+            .materialize(work)
+            .map_err(|source| ApplyError::Output {
+                image: work.to_path_buf(),
+                source: Box::new(source),
+            })?;
         return apply(plan, work).map(Applied::File);
     }
     let device: Arc<dyn Device> = overlay.clone();

@@ -32,19 +32,20 @@ impl Target<'_> {
         part: &Partition,
         writable: bool,
     ) -> Result<PartitionView<DeviceCursor>, ApplyError> {
-        let device: Arc<dyn Device> = match self {
-            Target::File(path) => Arc::new(FileDevice::open(path, writable).map_err(|e| {
-                ApplyError::Partition {
-                    image: path.to_path_buf(),
-                    partition: part.number,
-                    source: std::io::Error::new(
-                        e.kind(),
-                        format!("{}: cannot open: {e}", path.display()),
-                    ),
-                }
-            })?),
-            Target::Device(device) => device.clone(),
-        };
+        let device: Arc<dyn Device> =
+            match self {
+                Target::File(path) => Arc::new(FileDevice::open(path, writable).map_err(|e| {
+                    ApplyError::Partition {
+                        image: path.to_path_buf(),
+                        partition: part.number,
+                        source: std::io::Error::new(
+                            e.kind(),
+                            format!("{}: cannot open: {e}", path.display()),
+                        ),
+                    }
+                })?),
+                Target::Device(device) => device.clone(),
+            };
         disk::device_partition(device, part).map_err(|source| ApplyError::Partition {
             image: self.name().to_path_buf(),
             partition: part.number,

@@ -132,7 +132,10 @@ impl Seek for DeviceCursor {
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
         let n = new.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of the image")
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start of the image",
+            )
         })?;
         self.pos = n;
         Ok(n)

@@ -271,7 +271,12 @@ mod tests {
         let (_d, o) = setup(&base);
         let mut model = base.clone();
         // Partial block, a write across a block boundary, a whole block, the short last block.
-        for (at, len, v) in [(10u64, 5usize, 1u8), (4090, 20, 2), (8192, 4096, 3), (20490, 6, 4)] {
+        for (at, len, v) in [
+            (10u64, 5usize, 1u8),
+            (4090, 20, 2),
+            (8192, 4096, 3),
+            (20490, 6, 4),
+        ] {
             o.write_at(&vec![v; len], at).unwrap();
             model[at as usize..at as usize + len].fill(v);
         }
@@ -285,8 +290,14 @@ mod tests {
         assert_eq!(
             o.written_runs(),
             vec![
-                Extent { offset: 0, len: 3 * BLOCK },
-                Extent { offset: 5 * BLOCK, len: 100 }
+                Extent {
+                    offset: 0,
+                    len: 3 * BLOCK
+                },
+                Extent {
+                    offset: 5 * BLOCK,
+                    len: 100
+                }
             ]
         );
         assert!(o.any_written(BLOCK * 2, 1));

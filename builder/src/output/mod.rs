@@ -22,4 +22,6 @@ pub use extents::{data_extents, extents_of, Extent};
 pub use publish::{
     publish, publish_moving, publish_overlay, publish_reusing, PublishRequest, Published,
 };
-pub use reuse::{compress_image_reusing, compress_overlay_to, frames_dir, CompressStats, ReuseBase};
+pub use reuse::{
+    compress_image_reusing, compress_overlay_to, frames_dir, CompressStats, ReuseBase,
+};

@@ -269,7 +269,11 @@ fn build_record(
 ) -> anyhow::Result<serde_json::Value> {
     use crate::fs::ext4::{Access, Ext4};
     let fs = match image {
-        NodeImage::File => Ext4::open(work, crate::apply::locate(work)?.root.start, Access::ReadOnly)?,
+        NodeImage::File => Ext4::open(
+            work,
+            crate::apply::locate(work)?.root.start,
+            Access::ReadOnly,
+        )?,
         NodeImage::Overlay(overlay) => {
             // The overlay never grows: the partitions are where the base has them.
             let root = crate::apply::locate(overlay.base_path())?.root.start;

@@ -24,7 +24,7 @@ mod write;
 pub use error::Ext4Error;
 pub use grow::grow_fs;
 
-use crate::image::Device;
+use crate::image::{Device, FileDevice};
 use path::FsPath;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -171,16 +171,11 @@ impl Ext4 {
     /// Opens the ext4 filesystem that starts `offset` bytes into `image`, refusing features
     /// and states (unclean journal, recorded errors) the writer does not handle.
     pub fn open(image: &Path, offset: u64, access: Access) -> Result<Ext4, Ext4Error> {
-        let open_err = |message: String| open_error(image, offset, message);
-        let file_len = std::fs::metadata(image)
-            .map_err(|e| open_err(e.to_string()))?
-            .len();
-        check_room(image, offset, file_len)?;
-        let c_image = CString::new(image.as_os_str().as_bytes())
-            .map_err(|_| open_err("the image path contains a NUL byte".into()))?;
-        let fs = sys::Fs::open(&c_image, &io_options(offset), access == Access::ReadWrite)
-            .map_err(|code| open_err(sys::message(code)))?;
-        Ext4::checked(fs, image, offset, file_len, access)
+        // Through piimg's own io manager over the file, like an overlay: one io path for every
+        // build (libext2fs' unix manager would also fsync the whole image on every open).
+        let device = FileDevice::open(image, access == Access::ReadWrite)
+            .map_err(|e| open_error(image, offset, e.to_string()))?;
+        Ext4::open_device(Arc::new(device), offset, access)
     }
 
     /// Opens the ext4 filesystem that starts `offset` bytes into `device`, with the same
@@ -332,4 +327,3 @@ impl Ext4 {
         }
     }
 }
-

@@ -70,13 +70,6 @@ pub(super) struct Fs {
 unsafe impl Send for Fs {}
 
 impl Fs {
-    /// Opens `path` with libext2fs' unix io manager and the given io options (`offset=N`).
-    pub fn open(path: &CStr, io_options: &CStr, write: bool) -> Result<Fs, Errcode> {
-        // SAFETY: reads the address of the library's static unix io manager table.
-        let unix = unsafe { ffi::unix_io_manager };
-        Fs::open_with(path, io_options, write, unix)
-    }
-
     /// Opens the filesystem that `manager` opens under `name`, with the given io options.
     pub fn open_with(
         name: &CStr,
