@@ -81,18 +81,7 @@ impl TestCluster {
 
     /// The same, returning the output to inspect failures.
     pub fn try_build(&self, node: &str, format: &str, extra: &[&str]) -> Output {
-        let out_dir = self.out.display().to_string();
-        let mut args = vec![
-            "build",
-            "--profile",
-            node,
-            "--out",
-            &out_dir,
-            "--format",
-            format,
-        ];
-        args.extend_from_slice(extra);
-        self.piimg(&args)
+        self.run_build(node, format, extra)
     }
 }
 

@@ -90,6 +90,23 @@ impl ExampleCluster {
         cmd.output().expect("run piimg")
     }
 
+    /// `piimg build --profile NODE --out OUT --format FORMAT EXTRA…`, unchecked (callers
+    /// assert success or inspect the failure).
+    pub fn run_build(&self, node: &str, format: &str, extra: &[&str]) -> Output {
+        let out_dir = self.out.display().to_string();
+        let mut args = vec![
+            "build",
+            "--profile",
+            node,
+            "--out",
+            &out_dir,
+            "--format",
+            format,
+        ];
+        args.extend_from_slice(extra);
+        self.piimg(&args)
+    }
+
     /// `piimg secrets init`, asserting success.
     pub fn secrets_init(&self) {
         let out = self.piimg(&["secrets", "init"]);

@@ -37,8 +37,9 @@ pub struct Overlay {
 
 impl Overlay {
     /// An overlay over `base` (opened read-only, never written) whose written blocks go to a
-    /// new sparse file at `delta`, mode 0600 (the edits include the join token). `name` is
-    /// how messages call the node image.
+    /// new sparse file at `delta`, mode 0600 (the edits include the join token), at their
+    /// own offsets (the file is only as long as the last written block). `name` is how
+    /// messages call the node image.
     pub fn create(base: &Path, delta: &Path, name: &Path) -> io::Result<Overlay> {
         let base_file = File::open(base)?;
         let size = base_file.metadata()?.len();
@@ -48,7 +49,6 @@ impl Overlay {
             .create_new(true)
             .mode(0o600)
             .open(delta)?;
-        delta_file.set_len(size)?;
         let blocks = size.div_ceil(BLOCK);
         Ok(Overlay {
             base: base_file,

@@ -110,33 +110,49 @@ impl BootCluster {
 
     /// `piimg build --profile NODE --format img` with these guest binaries; asserts success.
     pub fn build(&self, node: &str, k3s: &Path, firstboot: &Path) -> Built {
-        let out_dir = self.out.display().to_string();
+        self.build_as(node, k3s, firstboot, "img")
+    }
+
+    /// [`BootCluster::build`] in `format` (`img`, `zst`, `xz`, `gz`); a compressed image is
+    /// decoded with the standard tool to `<node>.img`, as a user would before `dd`.
+    pub fn build_as(&self, node: &str, k3s: &Path, firstboot: &Path, format: &str) -> Built {
         let (k3s, firstboot) = (k3s.display().to_string(), firstboot.display().to_string());
-        let out = self.piimg(&[
-            "build",
-            "--profile",
+        let out = self.run_build(
             node,
-            "--out",
-            &out_dir,
-            "--format",
-            "img",
-            "--k3s-bin",
-            &k3s,
-            "--firstboot-bin",
-            &firstboot,
-        ]);
+            format,
+            &["--k3s-bin", &k3s, "--firstboot-bin", &firstboot],
+        );
         assert!(
             out.status.success(),
             "piimg build {node} failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let image = self.out.join(format!("{node}.img"));
+        if format != "img" {
+            let tool = match format {
+                "zst" => "zstd",
+                "xz" => "xz",
+                _ => "gzip",
+            };
+            let packed = self.out.join(format!("{node}.img.{format}"));
+            let decoded = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "{tool} -d -c '{}' > '{}'",
+                    packed.display(),
+                    image.display()
+                ))
+                .status()
+                .expect("run the decoder");
+            assert!(decoded.success(), "{tool} -d {} failed", packed.display());
+        }
         let record = self.out.join(format!("{node}.build.json"));
         let json: serde_json::Value = serde_json::from_slice(
             &std::fs::read(&record).unwrap_or_else(|e| panic!("{}: {e}", record.display())),
         )
         .expect("build record is JSON");
         Built {
-            image: self.out.join(format!("{node}.img")),
+            image,
             build_id: json["build_id"].as_str().expect("build_id").to_string(),
         }
     }
