@@ -461,22 +461,31 @@ fn bad_inputs_fail_clearly_and_leave_nothing() {
 #[test]
 fn a_full_disk_fails_cleanly() {
     let tc = TestCluster::new();
-    // Warm the cache so the limit only bites on the outputs.
-    tc.build("worker-2", "img", &[]);
-    std::fs::remove_dir_all(&tc.out).unwrap();
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "trap '' XFSZ; ulimit -f 20480; exec '{}' build --profile worker-2 --profiles '{}' --out '{}' --format img",
-            e2e::piimg_bin().display(),
-            tc.profiles.display(),
-            tc.out.display()
-        ))
-        .env("SOURCE_DATE_EPOCH", EPOCH)
-        .env("PIIMG_CACHE_DIR", &tc.cache)
-        .output()
-        .unwrap();
-    assert_fails_cleanly(&tc, &out, "worker-2");
+    // Raw: a copy of the base edited in place; compressed: an overlay over the cached base
+    // and frames spliced from the cache. Either way the limit must end the build cleanly.
+    for format in ["img", "zst"] {
+        // Warm the cache (base, frames) so the limit only bites on the node's own files.
+        tc.build("worker-2", format, &[]);
+        std::fs::remove_dir_all(&tc.out).unwrap();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "trap '' XFSZ; ulimit -f 20480; exec '{}' build --profile worker-2 --profiles '{}' --out '{}' --format {format}",
+                e2e::piimg_bin().display(),
+                tc.profiles.display(),
+                tc.out.display()
+            ))
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .env("PIIMG_CACHE_DIR", &tc.cache)
+            .output()
+            .unwrap();
+        assert_fails_cleanly(&tc, &out, "worker-2");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("free space"),
+            "{format}: the error does not say how to fix it:\n{stderr}"
+        );
+    }
 }
 
 #[test]

@@ -86,7 +86,7 @@ pub enum Ext4Error {
         free: u64,
     },
     /// libext2fs reported an error.
-    #[error("{image}: {op} {path} failed in libext2fs: {message}")]
+    #[error("{image}: {op} {path} failed in libext2fs: {message}{}", host_hint(*code))]
     Lib {
         /// Image file.
         image: PathBuf,
@@ -120,4 +120,18 @@ pub enum Ext4Error {
         /// What went wrong (resize2fs output or spawn error).
         message: String,
     },
+}
+
+/// What to do when libext2fs passes on an errno from the disk the image (or its overlay) is
+/// written to: the host's disk or limits, not the filesystem inside the image, ran out.
+fn host_hint(code: i64) -> &'static str {
+    const EFBIG: i64 = 27;
+    const ENOSPC: i64 = 28;
+    const EDQUOT: i64 = 122;
+    match code {
+        ENOSPC | EDQUOT | EFBIG => {
+            "; the disk holding the output folder is full or a file-size limit was reached: free space there (or raise the limit) and build again"
+        }
+        _ => "",
+    }
 }
