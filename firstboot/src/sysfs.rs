@@ -1,7 +1,7 @@
 //! Real device discovery: whole disks from `/sys/block`, their by-id names, serials, transports,
 //! and which one holds the root filesystem (from `/proc/self/mountinfo`).
 
-use crate::system::{BlockTarget, Disk, SystemError};
+use crate::system::{BlockTarget, Disk, MountedAt, SystemError};
 use std::path::{Path, PathBuf};
 
 const SKIP_PREFIXES: &[&str] = &["loop", "ram", "zram", "sr", "fd", "dm-", "md", "nbd"];
@@ -135,19 +135,46 @@ fn unescape(field: &str) -> String {
         .replace("\\134", "\\")
 }
 
-/// Whether `target` is a mount point.
-pub fn is_mount_point(target: &Path) -> Result<bool, SystemError> {
+/// What is mounted at `target`, compared with the block device `device` by device number
+/// (a mount made through `/dev/disk/by-label/…` names another path for the same device).
+pub fn mounted_at(device: &Path, target: &Path) -> Result<MountedAt, SystemError> {
     let info = Path::new("/proc/self/mountinfo");
     let text = std::fs::read_to_string(info).map_err(|source| SystemError::Io {
         path: info.into(),
         what: "reading".into(),
         source,
     })?;
-    Ok(text.lines().any(|line| {
-        line.split(' ')
-            .nth(4)
-            .is_some_and(|m| Path::new(&unescape(m)) == target)
-    }))
+    let Some((dev, source)) = mount_of(&text, target) else {
+        return Ok(MountedAt::Nothing);
+    };
+    let rdev = nix::sys::stat::stat(device)
+        .map_err(|e| SystemError::Other(format!("{}: cannot stat: {e}", device.display())))?
+        .st_rdev;
+    let ours = format!(
+        "{}:{}",
+        nix::sys::stat::major(rdev),
+        nix::sys::stat::minor(rdev)
+    );
+    Ok(if dev == ours {
+        MountedAt::Chosen
+    } else {
+        MountedAt::Other(format!("{source} (device {dev})"))
+    })
+}
+
+/// The `major:minor` and source of the last mount at `target` in a mountinfo text (the last
+/// one is the one visible there).
+fn mount_of(mountinfo: &str, target: &Path) -> Option<(String, String)> {
+    mountinfo.lines().rev().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let point = fields.get(4)?;
+        if Path::new(&unescape(point)) != target {
+            return None;
+        }
+        let dash = fields.iter().position(|f| *f == "-")?;
+        let source = fields.get(dash + 2).map_or(String::new(), |s| unescape(s));
+        Some((fields.get(2)?.to_string(), source))
+    })
 }
 
 /// The device node of partition `index` of `disk`, waiting for the kernel to show it after
@@ -183,4 +210,28 @@ pub fn partition_node(
         "{}: partition {index} did not appear; unplug and replug the disk, then reboot",
         disk.path.display()
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_visible_mount_at_a_point_is_found_with_its_device() {
+        let info = "\
+22 1 253:2 / / rw,relatime shared:1 - ext4 /dev/vda2 rw
+40 22 8:33 / /mnt/storage rw,noatime shared:20 - ext4 /dev/sdc1 rw
+41 40 8:17 / /mnt/storage rw,noatime shared:21 - ext4 /dev/disk/by-label/piimg-x rw
+42 22 8:1 / /mnt/other\\040dir rw - vfat /dev/sda1 rw
+";
+        assert_eq!(
+            mount_of(info, Path::new("/mnt/storage")),
+            Some(("8:17".into(), "/dev/disk/by-label/piimg-x".into()))
+        );
+        assert_eq!(
+            mount_of(info, Path::new("/mnt/other dir")),
+            Some(("8:1".into(), "/dev/sda1".into()))
+        );
+        assert_eq!(mount_of(info, Path::new("/mnt")), None);
+    }
 }

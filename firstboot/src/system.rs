@@ -88,14 +88,26 @@ fn io(path: &Path, what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Sy
     move |source| SystemError::Io { path, what, source }
 }
 
+/// What is mounted at a mount point, as far as first boot needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountedAt {
+    /// Nothing: first boot mounts the chosen disk there.
+    Nothing,
+    /// The chosen disk's filesystem (fstab mounted it on a later boot).
+    Chosen,
+    /// Something else, named as the system names it (a device or another disk's file).
+    Other(String),
+}
+
 /// What first boot needs from the machine.
 pub trait System {
     /// Every whole disk.
     fn disks(&self) -> Result<Vec<Disk>, SystemError>;
     /// Where partition `index` (1-based), starting at byte `start`, of `disk` can be opened.
     fn partition(&self, disk: &Disk, index: u32, start: u64) -> Result<BlockTarget, SystemError>;
-    /// Whether something is mounted at `target`.
-    fn is_mounted(&self, target: &Path) -> Result<bool, SystemError>;
+    /// What is mounted at `target`: nothing, the filesystem at `source`, or something else
+    /// (fstab may have mounted another disk that carries the same label).
+    fn mounted(&self, source: &BlockTarget, target: &Path) -> Result<MountedAt, SystemError>;
     /// Mounts an ext4 filesystem at `target`.
     fn mount_ext4(&self, source: &BlockTarget, target: &Path) -> Result<(), SystemError>;
     /// `systemctl start --no-block UNIT`.
@@ -230,10 +242,27 @@ impl System for Host {
         }
     }
 
-    fn is_mounted(&self, target: &Path) -> Result<bool, SystemError> {
+    fn mounted(&self, source: &BlockTarget, target: &Path) -> Result<MountedAt, SystemError> {
         match &self.mounter {
-            Mounter::Record(dir) => Ok(dir.join(mount_record_name(target)).exists()),
-            Mounter::Kernel => crate::sysfs::is_mount_point(target),
+            Mounter::Record(dir) => {
+                let record = dir.join(mount_record_name(target));
+                let Ok(text) = std::fs::read_to_string(&record) else {
+                    return Ok(MountedAt::Nothing);
+                };
+                let field = |key: &str| {
+                    text.split_whitespace()
+                        .find_map(|f| f.strip_prefix(key).map(str::to_owned))
+                        .unwrap_or_default()
+                };
+                let (path, offset) = (field("source="), field("offset="));
+                if path == source.path.display().to_string() && offset == source.offset.to_string()
+                {
+                    Ok(MountedAt::Chosen)
+                } else {
+                    Ok(MountedAt::Other(format!("{path} at offset {offset}")))
+                }
+            }
+            Mounter::Kernel => crate::sysfs::mounted_at(&source.path, target),
         }
     }
 

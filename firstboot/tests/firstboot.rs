@@ -633,3 +633,54 @@ fn an_agent_waits_for_the_kubelet_and_reports_failure_when_k3s_never_gets_ready(
         "{calls}"
     );
 }
+
+/// fstab mounts the SSD by label on later boots. If another disk carrying the label (an old
+/// node's SSD plugged in too) was mounted at the mount point instead of the chosen disk,
+/// first boot refuses to go on (k3s must not start on it) and names what is mounted there.
+#[test]
+fn another_disk_mounted_at_the_mount_point_is_refused() {
+    let mut node = Node::new();
+    let disk = node.add_disk("S1");
+    node.run_ok();
+    let entry = std::fs::read_dir(node.path("mounts"))
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .ends_with("root-mnt-storage")
+        })
+        .expect("a mount record");
+    let (record_path, record) = (entry.path(), std::fs::read_to_string(entry.path()).unwrap());
+
+    // The same disk mounted there already (fstab on a later boot): fine, not mounted twice.
+    node.reimage();
+    std::fs::create_dir_all(node.path("mounts")).unwrap();
+    std::fs::write(&record_path, &record).unwrap();
+    node.run_ok();
+    assert_eq!(node.status_json()["storage"]["action"], "mounted");
+
+    // Another disk mounted there: refused, the chosen disk untouched.
+    node.reimage();
+    std::fs::create_dir_all(node.path("mounts")).unwrap();
+    let other = node.path("old-ssd.img");
+    let swapped = record.replace(&disk.display().to_string(), &other.display().to_string());
+    assert_ne!(swapped, record);
+    std::fs::write(&record_path, &swapped).unwrap();
+    let before = digest(&disk);
+    let out = node.run(&[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(digest(&disk) == before, "the chosen disk was written to");
+    let status = node.status_json();
+    assert_eq!(status["stage"], "failed");
+    let error = status["error"].as_str().unwrap();
+    assert!(
+        error.contains("already has") && error.contains("old-ssd.img"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&record_path).unwrap(),
+        swapped,
+        "first boot mounted over the other disk"
+    );
+}

@@ -16,7 +16,7 @@ pub use classify::{classify, Verdict};
 
 use crate::report::StorageSummary;
 use crate::run::Ctx;
-use crate::system::{Disk, SystemError};
+use crate::system::{Disk, MountedAt, SystemError};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
@@ -134,12 +134,26 @@ pub fn prepare(ctx: &mut Ctx<'_>) -> Result<StorageSummary, StorageError> {
         println!("would mount {name} at {}", cfg.storage.mount_point);
         return Ok(summary(&name, action, cfg));
     }
-    if ctx.sys.is_mounted(&target)? {
-        tracing::info!(mount_point = %cfg.storage.mount_point, "already mounted");
-    } else {
-        let part = ctx.sys.partition(&disk, 1, start)?;
-        ctx.sys.mount_ext4(&part, &target)?;
-        tracing::info!(disk = %name, mount_point = %cfg.storage.mount_point, "mounted");
+    let part = ctx.sys.partition(&disk, 1, start)?;
+    match ctx.sys.mounted(&part, &target)? {
+        MountedAt::Nothing => {
+            ctx.sys.mount_ext4(&part, &target)?;
+            tracing::info!(disk = %name, mount_point = %cfg.storage.mount_point, "mounted");
+        }
+        MountedAt::Chosen => {
+            tracing::info!(mount_point = %cfg.storage.mount_point, "already mounted");
+        }
+        MountedAt::Other(what) => {
+            // fstab mounts by label: another disk carrying the same label (an old node's SSD
+            // plugged in too) may have been mounted instead. k3s must not run on it.
+            return Err(StorageError::Refused {
+                disk: name,
+                reason: format!(
+                    "{} already has {what} mounted on it, not this disk's filesystem; remove the other disk carrying the label {:?} (or unmount it) and reboot",
+                    cfg.storage.mount_point, cfg.storage.label
+                ),
+            });
+        }
     }
     // A formatted disk mounts as "mounted" on every later boot; remember the first action.
     let action = match &ctx.state.storage {
