@@ -426,7 +426,8 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// One chunk: compare node and base bytes, then reuse or compress.
+    /// One chunk: whether the node changed it (an overlay knows which blocks it wrote; a file
+    /// is compared with the base), then reuse the base's frame or compress.
     fn chunk(&self, chunk: Chunk, a: &mut Vec<u8>, b: &mut Vec<u8>) -> io::Result<Done> {
         let node_map = chunk_ranges(self.node_extents, chunk);
         if let Node::Overlay(overlay) = self.node {
