@@ -4,7 +4,9 @@
 //! per (base digest, format, level, chunk size) the first time a node of that base is
 //! compressed (chunks equal to the base's are compressed once for both), and later builds
 //! compress only the chunks that differ and splice the cached frames for the rest. The output
-//! is byte for byte what [`super::compress_image`] writes.
+//! is byte for byte what [`super::compress_image`] writes. A node edited in a copy-on-write
+//! overlay ([`compress_overlay_to`]) says which chunks it wrote, so nothing is read or
+//! compared to find them; a node given as a file is compared with the base chunk by chunk.
 //!
 //! The `.bmap` comes out of the same pass: its ranges are cut at chunk boundaries, a changed
 //! chunk's ranges are hashed from the bytes in memory, and an unchanged chunk's are the base's,
