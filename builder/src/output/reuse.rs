@@ -300,7 +300,7 @@ pub(crate) fn compress_reusing_to(
     compress_source(&source, src, base, format, out, out_path)
 }
 
-/// Compresses the node image an [`Overlay`] holds, like [`compress_reusing_to`] would the same
+/// Compresses the node image an [`Overlay`] holds, like [`compress_image_reusing`] would the same
 /// image as a file, without reading anything to find what changed: chunks the overlay did not
 /// write are the base's, so their cached frames and hashes are used as they are, and only
 /// written chunks are read (base bytes patched with the written blocks) and compressed.
