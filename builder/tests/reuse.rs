@@ -210,7 +210,7 @@ fn an_overlay_compresses_to_the_bytes_of_the_same_edits_in_a_copy() {
                 stats = Some(
                     piimg::output::compress_overlay_to(
                         &overlay,
-                        &reuse,
+                        &reuse.frames,
                         format,
                         out,
                         Path::new("out"),

@@ -283,7 +283,7 @@ fn write_overlay(
         return adopt_image(temp.path(), final_path);
     }
     write_compressed(temp.as_file(), final_path, |writer| {
-        compress_overlay_to(overlay, base, req.format, writer, final_path).map(|s| s.bmap)
+        compress_overlay_to(overlay, &base.frames, req.format, writer, final_path).map(|s| s.bmap)
     })
 }
 

@@ -268,13 +268,8 @@ pub(crate) fn compress_reusing_to(
     out: &mut dyn Write,
     out_path: &Path,
 ) -> Result<CompressStats, OutputError> {
-    let node = File::open(src).map_err(|e| read_error(src, e))?;
-    let size = node.metadata().map_err(|e| read_error(src, e))?.len();
-    let base_file = File::open(&base.image).map_err(|e| read_error(&base.image, e))?;
-    let base_size = base_file
-        .metadata()
-        .map_err(|e| read_error(&base.image, e))?
-        .len();
+    let (node, size, node_extents) = open_mapped(src)?;
+    let (base_file, base_size, base_extents) = open_mapped(&base.image)?;
     if format == Format::Raw || base_size != size {
         tracing::debug!(
             size,
@@ -288,8 +283,6 @@ pub(crate) fn compress_reusing_to(
             ..CompressStats::default()
         });
     }
-    let node_extents = extents_of(&node).map_err(|e| read_error(src, e))?;
-    let base_extents = extents_of(&base_file).map_err(|e| read_error(&base.image, e))?;
     let source = Source {
         node: Node::File(&node),
         node_extents,
@@ -297,23 +290,31 @@ pub(crate) fn compress_reusing_to(
         base_extents,
         size,
     };
-    compress_source(&source, src, base, format, out, out_path)
+    compress_source(&source, src, &base.frames, format, out, out_path)
+}
+
+/// Opens an image for reading: the file, its size and its data extents.
+fn open_mapped(path: &Path) -> Result<(File, u64, Vec<Extent>), OutputError> {
+    let file = File::open(path).map_err(|e| read_error(path, e))?;
+    let size = file.metadata().map_err(|e| read_error(path, e))?.len();
+    let extents = extents_of(&file).map_err(|e| read_error(path, e))?;
+    Ok((file, size, extents))
 }
 
 /// Compresses the node image an [`Overlay`] holds, like [`compress_image_reusing`] would the same
 /// image as a file, without reading anything to find what changed: chunks the overlay did not
 /// write are the base's, so their cached frames and hashes are used as they are, and only
 /// written chunks are read (base bytes patched with the written blocks) and compressed.
+/// `frames` is the frame cache of the overlay's base ([`frames_dir`]); `format` is a
+/// compressed one (a raw node is [`Overlay::materialize`]).
 pub fn compress_overlay_to(
     overlay: &Overlay,
-    base: &ReuseBase,
+    frames: &Path,
     format: Format,
     out: &mut dyn Write,
     out_path: &Path,
 ) -> Result<CompressStats, OutputError> {
-    let base_path = overlay.base_path();
-    let base_file = File::open(base_path).map_err(|e| read_error(base_path, e))?;
-    let base_extents = extents_of(&base_file).map_err(|e| read_error(base_path, e))?;
+    let (base_file, _, base_extents) = open_mapped(overlay.base_path())?;
     let source = Source {
         node: Node::Overlay(overlay),
         node_extents: overlay.data_extents(&base_extents),
@@ -321,7 +322,7 @@ pub fn compress_overlay_to(
         base_extents,
         size: overlay.size(),
     };
-    compress_source(&source, overlay.name(), base, format, out, out_path)
+    compress_source(&source, overlay.name(), frames, format, out, out_path)
 }
 
 /// Where a node's bytes come from.
@@ -341,23 +342,24 @@ struct Source<'a> {
     size: u64,
 }
 
+/// The compression pass shared by files and overlays; `src` names the node in read errors.
 fn compress_source(
     source: &Source<'_>,
     src: &Path,
-    base: &ReuseBase,
+    frames: &Path,
     format: Format,
     out: &mut dyn Write,
     out_path: &Path,
 ) -> Result<CompressStats, OutputError> {
     let size = source.size;
     let all: Vec<Chunk> = chunks(size).collect();
-    let cached = CachedFrames::load(&base.frames, all.len());
+    let cached = CachedFrames::load(frames, all.len());
     let hashes = cached
         .as_ref()
-        .and_then(|_| CachedHashes::load(&base.frames, &all));
+        .and_then(|_| CachedHashes::load(frames, &all));
     let mut writer = match cached {
         Some(_) => None,
-        None => start_cache(&base.frames),
+        None => start_cache(frames),
     };
     let ctx = Context {
         node: &source.node,
@@ -403,8 +405,8 @@ fn compress_source(
     }
     out.flush().map_err(|e| write_error(out_path, e))?;
     if let Some(w) = writer {
-        if let Err(e) = w.finish(&base.frames) {
-            tracing::warn!(dir = %base.frames.display(), error = %e, "frame cache not saved");
+        if let Err(e) = w.finish(frames) {
+            tracing::warn!(dir = %frames.display(), error = %e, "frame cache not saved");
         }
     }
     tracing::info!(

@@ -164,6 +164,23 @@ unsafe fn span(
     Some((pos, usize::try_from(len).ok()?))
 }
 
+/// The channel and the byte range of a block read or write; `None` for an empty one.
+///
+/// # Safety
+/// `io` must be null or a live channel (as for [`channel`]).
+unsafe fn locate<'a>(
+    io: ffi::io_channel,
+    block: u64,
+    count: c_int,
+) -> Result<Option<(&'a Channel, u64, usize)>, Errcode> {
+    // SAFETY: per the contract.
+    let ch = unsafe { channel(io) }?;
+    // SAFETY: `channel` checked that `io` is live.
+    let (pos, len) =
+        unsafe { span(io, ch, block, count) }.ok_or(ffi::EXT2_ET_INVALID_ARGUMENT as Errcode)?;
+    Ok((len > 0).then_some((ch, pos, len)))
+}
+
 unsafe extern "C" fn dev_open(
     name: *const c_char,
     flags: c_int,
@@ -250,13 +267,9 @@ unsafe extern "C" fn dev_read_blk64(
 ) -> ffi::errcode_t {
     guard(|| {
         // SAFETY: libext2fs passes a channel it opened through this manager.
-        let ch = unsafe { channel(io) }?;
-        // SAFETY: live channel.
-        let (pos, len) = unsafe { span(io, ch, block, count) }
-            .ok_or(ffi::EXT2_ET_INVALID_ARGUMENT as Errcode)?;
-        if len == 0 {
+        let Some((ch, pos, len)) = (unsafe { locate(io, block, count) })? else {
             return Ok(());
-        }
+        };
         // SAFETY: libext2fs' buffer holds `count` blocks (or -count bytes) = `len` bytes.
         let buf = unsafe { std::slice::from_raw_parts_mut(data.cast::<u8>(), len) };
         let Err(err) = ch.device.read_at(buf, pos) else {
@@ -303,13 +316,9 @@ unsafe extern "C" fn dev_write_blk64(
 ) -> ffi::errcode_t {
     guard(|| {
         // SAFETY: libext2fs passes a channel it opened through this manager.
-        let ch = unsafe { channel(io) }?;
-        // SAFETY: live channel.
-        let (pos, len) = unsafe { span(io, ch, block, count) }
-            .ok_or(ffi::EXT2_ET_INVALID_ARGUMENT as Errcode)?;
-        if len == 0 {
+        let Some((ch, pos, len)) = (unsafe { locate(io, block, count) })? else {
             return Ok(());
-        }
+        };
         // SAFETY: libext2fs' buffer holds `len` bytes and is only read here.
         let buf = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) };
         let Err(code) = write(ch, buf, pos) else {
