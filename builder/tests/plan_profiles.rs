@@ -2,7 +2,7 @@
 
 use piimg::plan::{compute, Content, Edit, Plan, TIME_WAIT_SYNC_UNIT};
 use piimg::secrets;
-use piimg::spec::{resolve, Flavour, NodeSpec, Overrides};
+use piimg::spec::{resolve, Flavour, HostsEntry, NodeSpec, Overrides};
 use piimg::verb::{inputs_for_plan, render_manifests};
 use piimg_firstboot::unit;
 use std::fs;
@@ -184,6 +184,85 @@ fn all_validation_errors_come_at_once_with_file_key_and_fix() {
     }
     assert!(err.0.len() >= expect.len(), "{text}");
     assert!(text.contains("problems in the profiles"), "{text}");
+}
+
+/// Issue 13.2: k3s is a static musl binary (no NSS, no mDNS). An agent told to join
+/// `https://control-plane.local:6443` with nothing mapping that name never reaches the server.
+#[test]
+fn a_server_name_no_node_could_resolve_is_refused_at_plan() {
+    let c = example();
+    // The server without a static address: nothing tells the agents where `.local` is.
+    c.edit("control-plane.toml", |t| {
+        t.replace(
+            "static = { address = \"192.168.1.10/24\", gateway = \"192.168.1.1\", dns = [\"192.168.1.1\"] }\n",
+            "",
+        )
+    });
+    let err = resolve(&c.profiles, "worker-1", &Overrides::default()).unwrap_err();
+    let e = err
+        .0
+        .iter()
+        .find(|e| e.key == "server.url")
+        .unwrap_or_else(|| panic!("no server.url error in: {err}"));
+    assert!(e.file.ends_with("cluster.toml"), "{e}");
+    assert!(e.problem.contains("control-plane.local") && e.problem.contains("mDNS"), "{e}");
+    assert!(e.fix.contains("server.address") && e.fix.contains("control-plane.toml"), "{e}");
+
+    // Named in cluster.toml instead: every node maps it, the server included.
+    c.edit("cluster.toml", |t| {
+        t.replace(
+            "node = \"control-plane\"\n",
+            "node = \"control-plane\"\naddress = \"10.0.2.2\"\n",
+        )
+    });
+    for node in ["worker-1", "control-plane"] {
+        let p = c.plan(node, &Overrides::default());
+        let hosts = p
+            .edits
+            .iter()
+            .find_map(|e| match e {
+                Edit::EditHosts { entries, .. } => Some(entries.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            hosts,
+            [HostsEntry {
+                address: "10.0.2.2".into(),
+                name: "control-plane.local".into()
+            }],
+            "{node}"
+        );
+    }
+
+    // An IP address needs no mapping; a DNS name is left to DNS.
+    for (url, mapped) in [("https://10.0.2.2:6443", false), ("https://k3s.lab.example:6443", false)] {
+        c.edit("cluster.toml", |t| {
+            t.replace("address = \"10.0.2.2\"\n", "")
+                .replace("https://control-plane.local:6443", url)
+        });
+        let p = c.plan("worker-1", &Overrides::default());
+        let n = p
+            .edits
+            .iter()
+            .find_map(|e| match e {
+                Edit::EditHosts { entries, .. } => Some(entries.len()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(n > 0, mapped, "{url}");
+        c.edit("cluster.toml", |t| t.replace(url, "https://control-plane.local:6443"));
+    }
+
+    // The report URL is read by piimg-firstboot, a static musl binary too.
+    c.edit("cluster.toml", |t| {
+        t.replace("http://192.168.1.2:8787/report", "http://workstation.local:8787/report")
+    });
+    let err = resolve(&c.profiles, "worker-1", &Overrides::default()).unwrap_err();
+    assert!(
+        err.0.iter().any(|e| e.key.ends_with("report_url") && e.problem.contains("mDNS")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -524,7 +603,13 @@ fn common_node_edits(p: &Plan, c: &Cluster, node: &str, k3s_unit: &str) {
     assert!(has(
         p,
         &Edit::EditHosts {
-            hostname: node.into()
+            hostname: node.into(),
+            // k3s (static musl) cannot resolve `.local`: every node maps the server's name to
+            // the control plane's static address.
+            entries: vec![HostsEntry {
+                address: "192.168.1.10".into(),
+                name: "control-plane.local".into(),
+            }],
         }
     ));
     assert!(has(p, &remove("/etc/ssh/ssh_host_ed25519_key")));

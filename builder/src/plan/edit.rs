@@ -3,6 +3,7 @@
 use super::text::{self, FstabEntry};
 use super::user::UserSpec;
 use crate::secrets::Secret;
+use crate::spec::HostsEntry;
 use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
@@ -141,10 +142,12 @@ pub enum Edit {
         /// Drop swap lines.
         remove_swap: bool,
     },
-    /// Edit `/etc/hosts` with [`text::hosts_set_hostname`].
+    /// Edit `/etc/hosts` with [`text::hosts_set_hostname`] and [`text::hosts_ensure`].
     EditHosts {
         /// The hostname.
         hostname: String,
+        /// Other names to map (the k3s server's), each on its own line.
+        entries: Vec<HostsEntry>,
     },
     /// Edit `/etc/passwd`, `group`, `shadow`, `gshadow` with [`super::user::ensure_user`].
     EnsureUser(UserSpec),
@@ -196,8 +199,12 @@ impl Edit {
                 }
                 ("/etc/fstab".into(), t)
             }
-            Edit::EditHosts { hostname } => {
-                ("/etc/hosts".into(), text::hosts_set_hostname(old, hostname))
+            Edit::EditHosts { hostname, entries } => {
+                let mut t = text::hosts_set_hostname(old, hostname);
+                for e in entries {
+                    t = text::hosts_ensure(&t, &e.address, &e.name);
+                }
+                ("/etc/hosts".into(), t)
             }
             _ => return None,
         })
@@ -259,7 +266,13 @@ impl fmt::Display for Edit {
                 }
                 Ok(())
             }
-            Edit::EditHosts { hostname } => write!(f, "/etc/hosts: 127.0.1.1 {hostname}"),
+            Edit::EditHosts { hostname, entries } => {
+                write!(f, "/etc/hosts: 127.0.1.1 {hostname}")?;
+                for e in entries {
+                    write!(f, "; {} {}", e.address, e.name)?;
+                }
+                Ok(())
+            }
             Edit::EnsureUser(u) => write!(
                 f,
                 "user {} (uid {}, {}, groups {}), no password",

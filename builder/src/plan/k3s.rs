@@ -18,12 +18,7 @@ fn q(s: &str) -> String {
 
 /// The host of `https://host:port`.
 fn server_host(url: &str) -> String {
-    let rest = url.strip_prefix("https://").unwrap_or(url);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    authority
-        .rsplit_once(':')
-        .map_or(authority, |(h, _)| h)
-        .to_string()
+    crate::spec::url_host(url).unwrap_or_default()
 }
 
 /// `/etc/rancher/k3s/config.yaml`. Servers hold both tokens; agents only the agent token,

@@ -134,6 +134,7 @@ pub fn identity(spec: &NodeSpec) -> Vec<Edit> {
         text("/etc/hostname", &format!("{}\n", spec.hostname), 0o644),
         Edit::EditHosts {
             hostname: spec.hostname.clone(),
+            entries: spec.k3s.server_hosts_entry.iter().cloned().collect(),
         },
         Edit::Symlink {
             path: "/etc/localtime".into(),

@@ -149,6 +149,42 @@ pub fn hosts_set_hostname(old: &str, hostname: &str) -> String {
     text
 }
 
+/// `/etc/hosts` with `name` mapped to `address` on a line of its own: any other line's mapping
+/// of `name` is dropped from that line (a line left with only its address goes), so the name
+/// resolves to this address alone. Idempotent; every other line kept as it is.
+pub fn hosts_ensure(old: &str, address: &str, name: &str) -> String {
+    let wanted = format!("{address}\t{name}");
+    let mut out: Vec<String> = Vec::new();
+    for line in old.lines() {
+        let (body, comment) = match line.find('#') {
+            Some(i) => (&line[..i], &line[i..]),
+            None => (line, ""),
+        };
+        let mut fields = body.split_whitespace();
+        let Some(addr) = fields.next() else {
+            out.push(line.to_string());
+            continue;
+        };
+        let names: Vec<&str> = fields.collect();
+        if !names.contains(&name) {
+            out.push(line.to_string());
+            continue;
+        }
+        let kept: Vec<&str> = names.into_iter().filter(|n| *n != name).collect();
+        if !kept.is_empty() {
+            let mut l = format!("{addr}\t{}", kept.join(" "));
+            if !comment.is_empty() {
+                l = format!("{l} {comment}");
+            }
+            out.push(l);
+        }
+    }
+    out.push(wanted);
+    let mut text = out.join("\n");
+    text.push('\n');
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +275,21 @@ mod tests {
             "LABEL=cloudimg-rootfs / ext4 discard,errors=remount-ro 0 1\n# swap comment\n"
         );
         assert_eq!(fstab_remove_swap(&out), out);
+    }
+
+    #[test]
+    fn hosts_maps_a_name_once_and_keeps_the_rest() {
+        let deb = "127.0.0.1\tlocalhost\n127.0.1.1\tworker-2\n10.0.0.9 cp.lab cp # old\n";
+        let out = hosts_ensure(deb, "192.168.1.10", "cp.lab");
+        assert_eq!(
+            out,
+            "127.0.0.1\tlocalhost\n127.0.1.1\tworker-2\n10.0.0.9\tcp # old\n192.168.1.10\tcp.lab\n"
+        );
+        assert_eq!(hosts_ensure(&out, "192.168.1.10", "cp.lab"), out);
+        assert_eq!(
+            hosts_ensure("10.0.0.9 cp.lab\n", "192.168.1.10", "cp.lab"),
+            "192.168.1.10\tcp.lab\n"
+        );
     }
 
     #[test]

@@ -73,6 +73,12 @@ pub struct ServerSection {
     pub url: String,
     /// The profile of the server node (its k3s version bounds the agents').
     pub node: String,
+    /// The IPv4 address agents reach the server at, when `url` names a host: every node's
+    /// `/etc/hosts` maps the name to it. Defaults to the server profile's static address.
+    /// Needed because k3s is a static musl binary (k3s-io/k3s `Dockerfile.dapper`,
+    /// `scripts/build`): it resolves names only through `/etc/hosts` and DNS, never mDNS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// `[k3s]` in cluster.toml.

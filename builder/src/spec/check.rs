@@ -73,6 +73,32 @@ pub fn server_url_problem(url: &str) -> Option<String> {
     None
 }
 
+/// The host of an `http(s)://host[:port][/…]` URL, lower-cased (None when it has none).
+pub fn url_host(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, _)| h)
+        .to_ascii_lowercase();
+    (!host.is_empty()).then_some(host)
+}
+
+/// Whether `host` is a multicast-DNS name (`NAME.local`, RFC 6762). Neither k3s nor
+/// piimg-firstboot can resolve one: both are static musl binaries, and musl has no NSS
+/// (k3s-io/k3s `Dockerfile.dapper` builds on Alpine, `scripts/build` sets `STATIC_BUILD`), so
+/// they look names up in `/etc/hosts` and DNS only; mDNS is an NSS module (`nss-mdns`).
+pub fn is_mdns_name(host: &str) -> bool {
+    host == "local" || host.ends_with(".local")
+}
+
+/// The IPv4 address of `a.b.c.d/prefix` or `a.b.c.d`.
+pub fn ipv4_of(addr: &str) -> Option<Ipv4Addr> {
+    addr.split('/').next()?.parse().ok()
+}
+
 /// Why `url` is not an http(s) URL, if it is not.
 pub fn http_url_problem(url: &str) -> Option<String> {
     let rest = url

@@ -41,6 +41,15 @@ pub(super) fn check_cluster(lc: &LoadedCluster) -> Vec<ProfileError> {
             "give the server's address as https://HOST:6443, with a host or IP the nodes can reach",
         );
     }
+    if let Some(a) = &c.server.address {
+        if a.parse::<std::net::Ipv4Addr>().is_err() {
+            err(
+                "server.address".into(),
+                format!("`{a}` is not an IPv4 address"),
+                "give the address agents reach the server at, like 192.168.1.10, or remove the key to use the server profile's static address",
+            );
+        }
+    }
     if !c.nodes.contains(&c.server.node) {
         err(
             "server.node".into(),

@@ -14,6 +14,7 @@ mod services;
 pub use check::{is_rfc1123_label, K3sVersion};
 pub use node_checks::{DEFAULT_MOUNT_POINT, DEFAULT_TIMEZONE, DEFAULT_USER};
 pub use overlay::{EntryKind, RootEntry};
+pub use check::{is_mdns_name, url_host};
 pub use resolve::resolve;
 pub use services::{ManifestsSpec, DEFAULT_MANIFESTS_DIR};
 
@@ -133,10 +134,22 @@ pub struct K3sSpec {
     /// The server URL agents join (cluster.toml `server.url`), for every role: the server
     /// puts its host into its certificate.
     pub server_url: String,
+    /// The `/etc/hosts` line that lets every node resolve the server's name (none when the
+    /// URL holds an IP address, or when no address is known and the name is left to DNS).
+    pub server_hosts_entry: Option<HostsEntry>,
     /// Node labels.
     pub labels: BTreeMap<String, String>,
     /// Node taints.
     pub taints: Vec<String>,
+}
+
+/// One `/etc/hosts` mapping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostsEntry {
+    /// IPv4 address.
+    pub address: String,
+    /// Host name.
+    pub name: String,
 }
 
 /// The node's SSD.

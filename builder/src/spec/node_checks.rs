@@ -2,8 +2,8 @@
 //! records problems in the [`Ctx`] rather than stopping at the first.
 
 use super::check::*;
-use super::resolve::{server_k3s_version, Ctx};
-use super::{BaseSpec, K3sSpec, KernelSpec, NetworkSpec, Overrides};
+use super::resolve::{server_k3s_version, server_profile, Ctx};
+use super::{BaseSpec, HostsEntry, K3sSpec, KernelSpec, NetworkSpec, Overrides};
 use piimg_firstboot::config::{DiskSelector, Role};
 
 /// Default mount point of the SSD.
@@ -170,13 +170,59 @@ pub(super) fn k3s(ctx: &mut Ctx<'_>, base: Option<&BaseSpec>, role: Role) -> Opt
             );
         }
     }
+    let server_hosts_entry = server_hosts_entry(ctx);
     Some(K3sSpec {
         version,
         artifact: artifact?,
         server_url: c.server.url.clone(),
+        server_hosts_entry,
         labels,
         taints,
     })
+}
+
+/// How every node resolves the server's name: the address from cluster.toml's
+/// `server.address`, else the server profile's static address, written to `/etc/hosts`. k3s
+/// resolves through `/etc/hosts` and DNS only (see [`is_mdns_name`]), so a `.local` name
+/// without a known address can never be reached: refused here, with the fix.
+fn server_hosts_entry(ctx: &mut Ctx<'_>) -> Option<HostsEntry> {
+    let c = &ctx.lc.cluster;
+    let host = url_host(&c.server.url)?;
+    if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return None;
+    }
+    let address = match &c.server.address {
+        Some(a) => a.parse::<std::net::Ipv4Addr>().ok(),
+        None => server_static_address(ctx),
+    };
+    match address {
+        Some(ip) => Some(HostsEntry {
+            address: ip.to_string(),
+            name: host,
+        }),
+        None if is_mdns_name(&host) => {
+            let file = ctx.lc.file.clone();
+            ctx.err(
+                (file, "server.url".into()),
+                format!(
+                    "`{host}` is an mDNS (.local) name, and no node could resolve it: k3s is a static musl binary that looks names up only in /etc/hosts and DNS"
+                ),
+                &format!(
+                    "give the server a static address in profiles/{}.toml ([network] static = {{ address = \"192.168.1.10/24\", … }}) or set server.address in cluster.toml, and piimg maps the name in every node's /etc/hosts; or use the server's IP address or a DNS name in server.url",
+                    c.server.node
+                ),
+            );
+            None
+        }
+        // A DNS name, left to the network's resolver.
+        None => None,
+    }
+}
+
+/// The server profile's static IPv4 address, if it has one.
+fn server_static_address(ctx: &mut Ctx<'_>) -> Option<std::net::Ipv4Addr> {
+    let network = server_profile(ctx)?.network?;
+    ipv4_of(&network.static_address?.address)
 }
 
 /// DHCP, or a static address that parses.
@@ -304,6 +350,13 @@ pub(super) fn report_url(ctx: &mut Ctx<'_>) -> Option<String> {
             at,
             problem,
             "give the URL `piimg watch` prints, or remove the key",
+        );
+    } else if url_host(&url).is_some_and(|h| is_mdns_name(&h)) {
+        let at = ctx.blame("report_url", |l| l.report_url.is_some());
+        ctx.err(
+            at,
+            format!("`{url}` names an mDNS (.local) host, which piimg-firstboot (a static musl binary: /etc/hosts and DNS only) cannot resolve"),
+            "use the workstation's IP address (the one `piimg watch` prints) or a DNS name",
         );
     }
     Some(url)

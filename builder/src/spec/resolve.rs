@@ -157,15 +157,27 @@ fn assemble(ctx: &mut Ctx<'_>, overrides: &Overrides) -> Option<NodeSpec> {
 
 /// The server's k3s version, from its profile chain (or the cluster default).
 pub(super) fn server_k3s_version(ctx: &mut Ctx<'_>) -> Option<String> {
+    let p = server_profile(ctx)?;
+    Some(p.k3s_version.unwrap_or_else(|| ctx.lc.cluster.k3s.version.clone()))
+}
+
+/// The server's merged profile (defaults under its chain); the node's own when it is the
+/// server. A server profile that does not load is reported once, by the caller that needs it.
+pub(super) fn server_profile(ctx: &mut Ctx<'_>) -> Option<NodeProfile> {
     let c = &ctx.lc.cluster;
+    if c.server.node == ctx.ln.name {
+        return Some(ctx.p.clone());
+    }
     match profile::load_node(&ctx.lc.dir, &c.server.node) {
         Ok(server) => {
             let mut p = c.defaults.clone();
             p.merge(server.profile);
-            Some(p.k3s_version.unwrap_or_else(|| c.k3s.version.clone()))
+            Some(p)
         }
         Err(e) => {
-            ctx.errors.push(e);
+            if !ctx.errors.contains(&e) {
+                ctx.errors.push(e);
+            }
             None
         }
     }
