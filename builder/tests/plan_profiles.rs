@@ -205,8 +205,14 @@ fn a_server_name_no_node_could_resolve_is_refused_at_plan() {
         .find(|e| e.key == "server.url")
         .unwrap_or_else(|| panic!("no server.url error in: {err}"));
     assert!(e.file.ends_with("cluster.toml"), "{e}");
-    assert!(e.problem.contains("control-plane.local") && e.problem.contains("mDNS"), "{e}");
-    assert!(e.fix.contains("server.address") && e.fix.contains("control-plane.toml"), "{e}");
+    assert!(
+        e.problem.contains("control-plane.local") && e.problem.contains("mDNS"),
+        "{e}"
+    );
+    assert!(
+        e.fix.contains("server.address") && e.fix.contains("control-plane.toml"),
+        "{e}"
+    );
 
     // Named in cluster.toml instead: every node maps it, the server included.
     c.edit("cluster.toml", |t| {
@@ -236,7 +242,10 @@ fn a_server_name_no_node_could_resolve_is_refused_at_plan() {
     }
 
     // An IP address needs no mapping; a DNS name is left to DNS.
-    for (url, mapped) in [("https://10.0.2.2:6443", false), ("https://k3s.lab.example:6443", false)] {
+    for (url, mapped) in [
+        ("https://10.0.2.2:6443", false),
+        ("https://k3s.lab.example:6443", false),
+    ] {
         c.edit("cluster.toml", |t| {
             t.replace("address = \"10.0.2.2\"\n", "")
                 .replace("https://control-plane.local:6443", url)
@@ -251,16 +260,23 @@ fn a_server_name_no_node_could_resolve_is_refused_at_plan() {
             })
             .unwrap();
         assert_eq!(n > 0, mapped, "{url}");
-        c.edit("cluster.toml", |t| t.replace(url, "https://control-plane.local:6443"));
+        c.edit("cluster.toml", |t| {
+            t.replace(url, "https://control-plane.local:6443")
+        });
     }
 
     // The report URL is read by piimg-firstboot, a static musl binary too.
     c.edit("cluster.toml", |t| {
-        t.replace("http://192.168.1.2:8787/report", "http://workstation.local:8787/report")
+        t.replace(
+            "http://192.168.1.2:8787/report",
+            "http://workstation.local:8787/report",
+        )
     });
     let err = resolve(&c.profiles, "worker-1", &Overrides::default()).unwrap_err();
     assert!(
-        err.0.iter().any(|e| e.key.ends_with("report_url") && e.problem.contains("mDNS")),
+        err.0
+            .iter()
+            .any(|e| e.key.ends_with("report_url") && e.problem.contains("mDNS")),
         "{err}"
     );
 }

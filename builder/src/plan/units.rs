@@ -17,10 +17,20 @@ TimeoutStartSec=5min
 
 /// Makes SSH host keys at boot when the image has none (the plan deletes the base's, so each
 /// node gets its own; Ubuntu does this through cloud-init, which piimg disables).
+///
+/// `DefaultDependencies=no`: Ubuntu enables `ssh.socket` since 22.10, and a socket unit is
+/// `Before=sockets.target`; default dependencies would put this unit `After=basic.target`,
+/// which is `After=sockets.target` (systemd.special(7), systemd.socket(5)), so `Before=
+/// ssh.socket` closed a cycle and systemd dropped a job at boot (sockets.target itself, seen
+/// with systemd 252's `systemd-analyze verify`: `tests/tests/boot_order.rs`). Without them the
+/// unit needs only a writable root: `After=local-fs.target` (the root is remounted rw before
+/// it), and it stops nothing at shutdown, being a oneshot without `RemainAfterExit`.
 pub const SSH_KEYGEN_UNIT: &str = "\
 [Unit]
 Description=piimg: generate missing SSH host keys
-Before=ssh.service ssh.socket
+DefaultDependencies=no
+After=local-fs.target
+Before=ssh.service ssh.socket sockets.target
 ConditionPathExistsGlob=!/etc/ssh/ssh_host_*_key
 
 [Service]

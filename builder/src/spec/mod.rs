@@ -11,10 +11,10 @@ mod overlay;
 mod resolve;
 mod services;
 
+pub use check::{is_mdns_name, url_host};
 pub use check::{is_rfc1123_label, K3sVersion};
 pub use node_checks::{DEFAULT_MOUNT_POINT, DEFAULT_TIMEZONE, DEFAULT_USER};
 pub use overlay::{EntryKind, RootEntry};
-pub use check::{is_mdns_name, url_host};
 pub use resolve::resolve;
 pub use services::{ManifestsSpec, DEFAULT_MANIFESTS_DIR};
 

@@ -158,7 +158,10 @@ fn assemble(ctx: &mut Ctx<'_>, overrides: &Overrides) -> Option<NodeSpec> {
 /// The server's k3s version, from its profile chain (or the cluster default).
 pub(super) fn server_k3s_version(ctx: &mut Ctx<'_>) -> Option<String> {
     let p = server_profile(ctx)?;
-    Some(p.k3s_version.unwrap_or_else(|| ctx.lc.cluster.k3s.version.clone()))
+    Some(
+        p.k3s_version
+            .unwrap_or_else(|| ctx.lc.cluster.k3s.version.clone()),
+    )
 }
 
 /// The server's merged profile (defaults under its chain); the node's own when it is the
