@@ -281,6 +281,32 @@ fn a_server_name_no_node_could_resolve_is_refused_at_plan() {
     );
 }
 
+/// Issue 13.6: the kubelet exits at start on a `kubernetes.io`/`k8s.io` node label outside its
+/// allowed set, so a node labelled `node-role.kubernetes.io/worker` never became Ready.
+#[test]
+fn labels_the_kubelet_refuses_are_refused_at_plan() {
+    let c = example();
+    c.edit("worker-1.toml", |t| {
+        t.replace(
+            "[labels]\n",
+            "[labels]\n\"node-role.kubernetes.io/worker\" = \"\"\n\"node.kubernetes.io/pool\" = \"pis\"\n",
+        )
+    });
+    let err = resolve(&c.profiles, "worker-1", &Overrides::default()).unwrap_err();
+    assert_eq!(err.0.len(), 1, "only the refused label: {err}");
+    let e = &err.0[0];
+    assert!(e.file.ends_with("worker-1.toml"), "{e}");
+    assert_eq!(e.key, "labels.\"node-role.kubernetes.io/worker\"");
+    assert!(e.problem.contains("--node-labels"), "{e}");
+    assert!(
+        e.fix.contains("node.kubernetes.io") && e.fix.contains("kubectl label node"),
+        "{e}"
+    );
+    // An agent extending worker-1 inherits the problem, reported against worker-1's file.
+    let err = resolve(&c.profiles, "worker-2", &Overrides::default()).unwrap_err();
+    assert!(err.0[0].file.ends_with("worker-1.toml"), "{err}");
+}
+
 #[test]
 fn agent_newer_than_server_is_refused() {
     let c = example();

@@ -158,6 +158,47 @@ pub fn is_label_part(s: &str, key: bool) -> bool {
         })
 }
 
+/// Label keys in the `kubernetes.io`/`k8s.io` namespaces that a kubelet may set on its own
+/// Node: kubernetes/kubernetes `pkg/kubelet/apis/well_known_labels.go` (`kubeletLabels`,
+/// read at a stored older commit) and the topology labels the kubelet sets itself since 1.17
+/// (`updateDefaultLabels` in `pkg/kubelet/kubelet_node_status.go`); conservative: a key whose
+/// acceptance by 1.31's kubelet we could not confirm is left out and refused.
+pub const KUBELET_LABELS: [&str; 10] = [
+    "kubernetes.io/hostname",
+    "kubernetes.io/os",
+    "kubernetes.io/arch",
+    "beta.kubernetes.io/os",
+    "beta.kubernetes.io/arch",
+    "beta.kubernetes.io/instance-type",
+    "failure-domain.beta.kubernetes.io/zone",
+    "failure-domain.beta.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+];
+
+/// Namespaces (and their subdomains) a kubelet may label its own Node with
+/// (`kubeletLabelNamespaces` in the same file).
+pub const KUBELET_LABEL_NAMESPACES: [&str; 2] = ["kubelet.kubernetes.io", "node.kubernetes.io"];
+
+/// Why the kubelet would refuse node label `key` at start, if it would: k3s hands
+/// `node-label` to the kubelet's `--node-labels`, and the kubelet exits on a `kubernetes.io`
+/// or `k8s.io` key outside its allowed set ("unknown 'kubernetes.io' or 'k8s.io' labels
+/// specified with --node-labels", `cmd/kubelet/app/options/options.go`), so the node never
+/// registers. `node-role.kubernetes.io/*` is the common case: only the server may set it.
+pub fn kubelet_label_problem(key: &str) -> Option<String> {
+    let namespace = key.split_once('/')?.0;
+    let in_ns = |ns: &str| namespace == ns || namespace.ends_with(&format!(".{ns}"));
+    if !(in_ns("kubernetes.io") || in_ns("k8s.io")) {
+        return None;
+    }
+    if KUBELET_LABELS.contains(&key) || KUBELET_LABEL_NAMESPACES.iter().any(|ns| in_ns(ns)) {
+        return None;
+    }
+    Some(format!(
+        "`{key}` is in the kubernetes.io/k8s.io namespace, which the kubelet refuses to set on its own Node (it exits at start: \"unknown 'kubernetes.io' or 'k8s.io' labels specified with --node-labels\"), so the node would never join"
+    ))
+}
+
 /// Whether `tz` looks like an IANA zone name (`Europe/Berlin`, `Etc/UTC`, `UTC`).
 pub fn is_timezone(tz: &str) -> bool {
     !tz.is_empty()
@@ -171,6 +212,29 @@ pub fn is_timezone(tz: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_the_kubelet_refuses() {
+        for bad in [
+            "node-role.kubernetes.io/worker",
+            "kubernetes.io/role",
+            "example.k8s.io/x",
+            "k8s.io/x",
+        ] {
+            assert!(kubelet_label_problem(bad).is_some(), "{bad}");
+        }
+        for ok in [
+            "piimg.dev/tier",
+            "plain",
+            "node.kubernetes.io/pool",
+            "x.node.kubernetes.io/pool",
+            "kubelet.kubernetes.io/x",
+            "topology.kubernetes.io/zone",
+            "kubernetes.io.example.com/x",
+        ] {
+            assert!(kubelet_label_problem(ok).is_none(), "{ok}");
+        }
+    }
 
     #[test]
     fn labels_and_hostnames() {

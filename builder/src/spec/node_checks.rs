@@ -157,6 +157,19 @@ pub(super) fn k3s(ctx: &mut Ctx<'_>, base: Option<&BaseSpec>, role: Role) -> Opt
                 format!("`{k}={v}` is not a valid Kubernetes label"),
                 "use letters, digits, '-', '_', '.' (and '/' in the key)",
             );
+        } else if let Some(problem) = kubelet_label_problem(k) {
+            let at = ctx.blame("labels", |l| {
+                l.labels.as_ref().is_some_and(|m| m.contains_key(k))
+            });
+            ctx.err(
+                (at.0, format!("{}.\"{k}\"", at.1)),
+                problem,
+                &format!(
+                    "use a prefix of your own (e.g. `piimg.dev/role`), or one the kubelet allows: {} (and subdomains), or one of {}; a role such as `node-role.kubernetes.io/worker` can only be set from the server (`kubectl label node NAME …`)",
+                    KUBELET_LABEL_NAMESPACES.join(", "),
+                    KUBELET_LABELS.join(", ")
+                ),
+            );
         }
     }
     let taints = ctx.p.taints.clone().unwrap_or_default();
