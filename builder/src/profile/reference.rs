@@ -89,6 +89,7 @@ fn full_cluster() -> ClusterFile {
         server: ServerSection {
             url: "x".into(),
             node: "x".into(),
+            address: Some("x".into()),
         },
         k3s: K3sSection {
             version: "x".into(),
