@@ -596,6 +596,29 @@ fn layout_mistakes_are_refused_with_the_file_named() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("same") && err.contains("addon"), "{err}");
+    // Issue 13.8: a file named like a k3s packaged component, at the top or in a folder: k3s
+    // rewrites `traefik.yaml` at every start and names addons by file name alone.
+    for name in [
+        "traefik.yaml",
+        "sub/coredns.yml",
+        "local-storage.extra.yaml",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = dir.path().join("own");
+        let file = extra.join(name);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, doc).unwrap();
+        let err = render(&base, &example_values(), &none, &[extra])
+            .unwrap_err()
+            .to_string();
+        let addon = name.rsplit('/').next().unwrap().split('.').next().unwrap();
+        assert!(
+            err.contains(&format!("`{addon}`"))
+                && err.contains("packaged")
+                && err.contains("rename"),
+            "{name}: {err}"
+        );
+    }
     // An enabled service without its folder.
     let mut only_dask = none_selected();
     only_dask.dask = true;

@@ -73,6 +73,14 @@ pub enum ManifestError {
         /// What is wrong, with the YAML parser's line and column where it has them.
         message: String,
     },
+    /// A file named like one of k3s's own packaged manifests.
+    #[error("{}: `{addon}` is the name of a manifest k3s ships and rewrites at every start (its packaged components); k3s would overwrite this file or fight over the addon: rename the file (the addon name is the file name up to the first dot), and change a packaged component with a HelmChartConfig or `disable` instead", file.display())]
+    PackagedAddon {
+        /// The file, relative to the staged manifests folder.
+        file: PathBuf,
+        /// The addon name it shares.
+        addon: String,
+    },
     /// A file name k3s cannot use as an addon name, or a file that is not a manifest.
     #[error("{}: {reason}", file.display())]
     BadFileName {

@@ -110,12 +110,39 @@ pub fn render_all(
     finish(out)
 }
 
-/// Sorts by path and refuses names k3s cannot use or would merge.
+/// Addon names of the manifests k3s ships and writes into `<data-dir>/server/manifests` at every
+/// start (k3s-io/k3s `manifests/`, every release: `ccm`, `coredns`, `local-storage`,
+/// `metrics-server/…`, `rolebindings`, `runtimes`, `traefik` with its `traefik-crd` chart; newer
+/// ones `runtimeclass`, `snapshot-controller`, `gateway-api-crd`). The deploy controller names an
+/// addon by the file's name up to its first dot, anywhere in the tree (`pkg/deploy/controller.go`
+/// `basename`), so a file of ours with one of these names would be overwritten at every start,
+/// or would fight the packaged addon over the same `Addon` object.
+pub const K3S_PACKAGED_ADDONS: [&str; 11] = [
+    "ccm",
+    "coredns",
+    "local-storage",
+    "metrics-server",
+    "rolebindings",
+    "runtimes",
+    "traefik",
+    "traefik-crd",
+    "runtimeclass",
+    "snapshot-controller",
+    "gateway-api-crd",
+];
+
+/// Sorts by path and refuses names k3s cannot use, would merge, or owns itself.
 fn finish(mut out: Vec<RenderedFile>) -> Result<Vec<RenderedFile>, ManifestError> {
     out.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
     let mut addons: BTreeMap<String, PathBuf> = BTreeMap::new();
     for file in &out {
         let addon = addon_name(&file.rel_path)?;
+        if K3S_PACKAGED_ADDONS.contains(&addon.as_str()) {
+            return Err(ManifestError::PackagedAddon {
+                file: file.rel_path.clone(),
+                addon,
+            });
+        }
         if let Some(first) = addons.insert(addon.clone(), file.rel_path.clone()) {
             return Err(ManifestError::DuplicateAddon {
                 addon,
