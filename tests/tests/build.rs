@@ -231,6 +231,59 @@ fn assert_pi_boot(image: &Path, r: &serde_json::Value, kernel: &str) {
     );
 }
 
+/// Issue 13.9: Raspberry Pi OS's placeholder user `pi` is renamed the way its own tools do
+/// (userconf-pi's `userconf` and `cancel-rename`): nothing left naming `pi`, the home folder
+/// moved with its files and owner, a login prompt on tty1 again, the wizard's banner gone.
+fn assert_pi_user_renamed(image: &Path, s: u64) {
+    for file in [
+        "/etc/passwd",
+        "/etc/group",
+        "/etc/shadow",
+        "/etc/subuid",
+        "/etc/subgid",
+        "/etc/sudoers.d/010_pi-nopasswd",
+    ] {
+        let t = text(image, s, file);
+        assert!(
+            !t.lines().any(|l| l.starts_with("pi:")
+                || l.starts_with("pi ")
+                || l.ends_with(":pi")
+                || l.contains(":pi,")
+                || l.contains(",pi")),
+            "{file} still names pi:\n{t}"
+        );
+    }
+    assert!(text(image, s, "/etc/subuid").contains("admin:100000:65536"));
+    assert!(text(image, s, "/etc/subgid").contains("admin:100000:65536"));
+    assert!(text(image, s, "/etc/sudoers.d/010_pi-nopasswd")
+        .starts_with("admin ALL=(ALL) NOPASSWD: ALL"));
+    assert!(!exists(image, s, "/home/pi"), "/home/pi left behind");
+    let (m, uid, gid) = mode(image, s, "/home/admin");
+    assert_eq!((uid, gid), (1000, 1000), "/home/admin mode {m:o}");
+    assert_eq!(mode(image, s, "/home/admin/.bashrc"), (0o644, 1000, 1000));
+    assert_eq!(
+        mode(image, s, "/home/admin/.ssh/authorized_keys"),
+        (0o600, 1000, 1000)
+    );
+    assert_eq!(
+        e2e::debugfs_inode(
+            image,
+            s,
+            "/etc/systemd/system/getty.target.wants/getty@tty1.service"
+        )
+        .link_target
+        .as_deref(),
+        Some("/lib/systemd/system/getty@.service"),
+        "no login prompt on tty1"
+    );
+    assert!(!exists(image, s, "/etc/ssh/sshd_config.d/rename_user.conf"));
+    assert!(!exists(
+        image,
+        s,
+        "/etc/systemd/system/multi-user.target.wants/userconfig.service"
+    ));
+}
+
 #[test]
 fn worker_on_raspios_bookworm_and_trixie() {
     let tc = TestCluster::new();
@@ -246,6 +299,7 @@ fn worker_on_raspios_bookworm_and_trixie() {
     );
     assert!(!exists(&image, s, "/var/swap"));
     assert_eq!(text(&image, s, "/etc/machine-id"), "");
+    assert_pi_user_renamed(&image, s);
     assert!(
         !exists(&image, s, "/var/lib/piimg/manifests/minio"),
         "an agent stages no base services"
@@ -262,6 +316,7 @@ fn worker_on_raspios_bookworm_and_trixie() {
         .split_whitespace()
         .any(|w| w == "resize"));
     assert_eq!(text(&image, s, "/etc/machine-id").trim(), "uninitialized");
+    assert_pi_user_renamed(&image, s);
 }
 
 #[test]

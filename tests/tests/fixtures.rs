@@ -245,6 +245,48 @@ fn check_root_files(kind: Kind, image: &Path, root: u64) {
             assert!(os.contains("ID=ubuntu\n") && os.contains("VERSION_ID=\"24.04\"\n"));
         }
     }
+    if matches!(kind, Kind::RaspiosBookworm | Kind::RaspiosTrixie) {
+        // pi-gen's first user and what `rename-user -f -s` leaves (see mkfixture).
+        let passwd = text(debugfs_cat(image, root, "/etc/passwd"));
+        assert!(
+            passwd.contains("pi:x:1000:1000:,,,:/home/pi:/bin/bash\n"),
+            "{passwd}"
+        );
+        for f in ["/etc/subuid", "/etc/subgid"] {
+            assert_eq!(
+                text(debugfs_cat(image, root, f)),
+                "pi:100000:65536\n",
+                "{f}"
+            );
+        }
+        let sudoers = debugfs_inode(image, root, "/etc/sudoers.d/010_pi-nopasswd");
+        assert_eq!(sudoers.mode, 0o440);
+        debugfs_inode(image, root, "/home/pi/.bashrc");
+        assert!(
+            !debugfs_ls(image, root, "/etc/systemd/system/getty.target.wants")
+                .iter()
+                .any(|e| e.name == "getty@tty1.service"),
+            "{kind}: rename-user disables getty@tty1"
+        );
+        debugfs_inode(
+            image,
+            root,
+            "/etc/systemd/system/multi-user.target.wants/userconfig.service",
+        );
+        debugfs_inode(image, root, "/etc/ssh/sshd_config.d/rename_user.conf");
+    }
+    if matches!(kind, Kind::UbuntuRaspi | Kind::UbuntuAmd64) {
+        // Socket-activated sshd, as Ubuntu has it since 22.10.
+        let want = debugfs_inode(
+            image,
+            root,
+            "/etc/systemd/system/sockets.target.wants/ssh.socket",
+        );
+        assert_eq!(
+            want.link_target.as_deref(),
+            Some("/usr/lib/systemd/system/ssh.socket")
+        );
+    }
     match kind {
         Kind::RaspiosBookworm => {
             assert!(os.contains("VERSION_CODENAME=bookworm\n"));
@@ -329,17 +371,24 @@ fn check_indexed(kind: Kind, image: &Path, root: u64) {
     }
 }
 
-/// Walks the whole tree: every inode is owned by root:root.
+/// Walks the whole tree: every inode is owned by root:root, except Raspberry Pi OS's first
+/// user's home, owned by `pi` (uid 1000) as pi-gen's `adduser` leaves it.
 fn check_owned_by_root(kind: Kind, image: &Path, start: u64) {
     let mut dirs = vec!["/".to_string()];
     let mut seen = 0;
+    let raspios = matches!(kind, Kind::RaspiosBookworm | Kind::RaspiosTrixie);
     while let Some(dir) = dirs.pop() {
         for e in debugfs_ls(image, start, &dir) {
             let path = format!("{}/{}", dir.trim_end_matches('/'), e.name);
+            let owner = if raspios && (path == "/home/pi" || path.starts_with("/home/pi/")) {
+                (1000, 1000)
+            } else {
+                (0, 0)
+            };
             assert_eq!(
                 (e.uid, e.gid),
-                (0, 0),
-                "{kind}: {path} is not owned by root"
+                owner,
+                "{kind}: {path} is not owned by {owner:?}"
             );
             seen += 1;
             if e.is_dir() {

@@ -5,7 +5,7 @@
 use super::content::{inline, HashWriter, Hashing};
 use super::ApplyError;
 use crate::fs::ext4::{Ext4, Ext4Error, FileKind, Meta};
-use crate::plan::user::{ensure_user, UserDb, UserSpec};
+use crate::plan::user::{ensure_user, rename_in_lines, renamed_user, UserDb, UserSpec, PI_SUDOERS};
 use crate::plan::{Content, Edit};
 use std::path::{Path, PathBuf};
 
@@ -283,6 +283,7 @@ impl RootEditor {
             shadow: old[2].clone().unwrap_or_default(),
             gshadow: old[3].clone().unwrap_or_default(),
         };
+        let renamed = renamed_user(&db, user);
         let new = ensure_user(&db, user);
         let mut changed = false;
         for (i, text) in [new.passwd, new.group, new.shadow, new.gshadow]
@@ -290,6 +291,38 @@ impl RootEditor {
             .enumerate()
         {
             changed |= self.replace_text(FILES[i], old[i].as_deref(), text)?;
+        }
+        if let Some((old_name, old_home)) = renamed {
+            changed |= self.finish_rename(&old_name, &old_home, user)?;
+        }
+        Ok(changed)
+    }
+
+    /// The rest of Raspberry Pi OS's own rename of its first user (userconf-pi's `userconf`:
+    /// `usermod -m -d` moves the home folder; subuid, subgid and the sudoers drop-in follow the
+    /// name), so nothing is left naming a user that no longer exists.
+    fn finish_rename(
+        &mut self,
+        old_name: &str,
+        old_home: &str,
+        user: &UserSpec,
+    ) -> Result<bool, Ext4Error> {
+        let mut changed = false;
+        for (file, sep) in [
+            ("/etc/subuid", ':'),
+            ("/etc/subgid", ':'),
+            (PI_SUDOERS, ' '),
+        ] {
+            if let Some(text) = self.read_text(file)? {
+                let new = rename_in_lines(&text, old_name, &user.name, sep);
+                changed |= self.replace_text(file, Some(&text), &new)?;
+            }
+        }
+        let is_dir = |s: &Self, p: &str| -> Result<bool, Ext4Error> {
+            Ok(s.stat(p)?.is_some_and(|st| st.kind == FileKind::Dir))
+        };
+        if old_home != user.home && is_dir(self, old_home)? && self.stat(&user.home)?.is_none() {
+            changed |= self.fs.rename(old_home, &user.home, self.mtime)?;
         }
         Ok(changed)
     }

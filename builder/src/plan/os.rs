@@ -157,9 +157,22 @@ pub fn identity(spec: &NodeSpec) -> Vec<Edit> {
         e.push(remove(&format!("/etc/ssh/ssh_host_{kind}_key.pub")));
     }
     if matches!(flavour, Flavour::Bookworm | Flavour::Trixie) {
-        // Raspberry Pi OS's first-boot user wizard: piimg makes the user itself.
+        // Raspberry Pi OS's first-boot user wizard: piimg makes the user itself, so it undoes
+        // what pi-gen's `rename-user -f -s` set up for the wizard, as the wizard's own
+        // `cancel-rename` does (RPi-Distro/userconf-pi, 0.9): userconfig off, the sshd
+        // banner gone, a login prompt on tty1 again. The account files, the home folder,
+        // subuid/subgid and the sudoers drop-in follow the user's new name in `EnsureUser`.
         e.push(Edit::MaskUnit {
             unit: "userconfig.service".into(),
+        });
+        e.push(remove(
+            "/etc/systemd/system/multi-user.target.wants/userconfig.service",
+        ));
+        e.push(remove("/etc/ssh/sshd_config.d/rename_user.conf"));
+        // `systemctl enable getty@tty1` (getty@.service's `DefaultInstance=tty1`).
+        e.push(Edit::Symlink {
+            path: "/etc/systemd/system/getty.target.wants/getty@tty1.service".into(),
+            target: "/lib/systemd/system/getty@.service".into(),
         });
         e.push(Edit::Symlink {
             path: "/etc/systemd/system/default.target".into(),

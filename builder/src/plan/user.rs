@@ -39,6 +39,41 @@ fn join(lines: Vec<String>) -> String {
     s
 }
 
+/// The base's user that [`ensure_user`] renames to `user`: another name holding `user`'s
+/// uid (Raspberry Pi OS's `pi`, uid 1000), with its home folder, when `user` is not there yet.
+pub fn renamed_user(db: &UserDb, user: &UserSpec) -> Option<(String, String)> {
+    let uid = user.uid.to_string();
+    let fields = |l: &str| l.split(':').map(str::to_string).collect::<Vec<_>>();
+    let lines: Vec<Vec<String>> = db.passwd.lines().map(fields).collect();
+    if lines.iter().any(|f| f.first() == Some(&user.name)) {
+        return None;
+    }
+    lines
+        .into_iter()
+        .find(|f| f.len() >= 6 && f[2] == uid)
+        .map(|f| (f[0].clone(), f[5].clone()))
+}
+
+/// What Raspberry Pi OS's own rename does to the other files naming the user
+/// (RPi-Distro/userconf-pi `userconf`, `rename_user`, at its 0.9 release, ca2620a):
+/// `/etc/subuid` and `/etc/subgid` lines `OLD:` become `NEW:`, and in
+/// `/etc/sudoers.d/010_pi-nopasswd` (shipped by pi-gen, `stage2/01-sys-tweaks/01-run.sh` at
+/// `2024-11-19-raspios-bookworm-arm64`) a line starting `OLD ` starts `NEW `. Other lines kept.
+pub fn rename_in_lines(text: &str, old: &str, new: &str, separator: char) -> String {
+    let prefix = format!("{old}{separator}");
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines() {
+        match line.strip_prefix(&prefix) {
+            Some(rest) => out.push(format!("{new}{separator}{rest}")),
+            None => out.push(line.to_string()),
+        }
+    }
+    join(out)
+}
+
+/// The sudoers drop-in Raspberry Pi OS gives its first user (see [`rename_in_lines`]).
+pub const PI_SUDOERS: &str = "/etc/sudoers.d/010_pi-nopasswd";
+
 /// Ensures `user` in `db`. A different user already holding the uid (Raspberry Pi OS's
 /// placeholder first user, which its first-boot wizard would rename) is renamed to ours, in
 /// every file and group list, which is what the wizard itself does. Idempotent.
@@ -184,6 +219,25 @@ mod tests {
         assert!(out.group.contains("sudo:x:27:admin\n") && out.group.contains("admin:x:1000:\n"));
         assert!(out.shadow.contains("admin:*::0:99999:7:::\n"));
         assert!(out.passwd.starts_with("root:x:0:0"));
+    }
+
+    #[test]
+    fn the_renamed_user_and_its_other_files() {
+        assert_eq!(
+            renamed_user(&pi_db(), &spec()),
+            Some(("pi".into(), "/home/pi".into()))
+        );
+        let once = ensure_user(&pi_db(), &spec());
+        assert_eq!(renamed_user(&once, &spec()), None, "already renamed");
+        let subuid = "pi:100000:65536\npipe:165536:65536\n";
+        assert_eq!(
+            rename_in_lines(subuid, "pi", "admin", ':'),
+            "admin:100000:65536\npipe:165536:65536\n"
+        );
+        assert_eq!(
+            rename_in_lines("pi ALL=(ALL) NOPASSWD: ALL\n", "pi", "admin", ' '),
+            "admin ALL=(ALL) NOPASSWD: ALL\n"
+        );
     }
 
     #[test]

@@ -164,6 +164,55 @@ impl Ext4 {
         self.remove_entry(&path, parent, &name, ino)
     }
 
+    /// Renames `from` to `to` within the same directory (a file, symlink or folder: the inode
+    /// and everything below it stay as they are, as `rename(2)` in one directory does; a
+    /// folder's `..` still points at the same parent, so no link count changes). `to` must not
+    /// exist; a missing `from` is not an error (`Ok(false)`), so the edit can be repeated.
+    pub fn rename(&mut self, from: &str, to: &str, mtime: i64) -> Result<bool, Ext4Error> {
+        let from = self.parse(from)?;
+        let to = self.parse(to)?;
+        self.check_writable(&to)?;
+        let (Some(old_name), Some(new_name)) = (from.name(), to.name()) else {
+            return Err(self.wrong_kind(&from, "a path below /", FileKind::Dir));
+        };
+        if from.parent().to_string() != to.parent().to_string() {
+            return Err(Ext4Error::InvalidPath {
+                image: self.image.clone(),
+                path: to.to_string(),
+                reason: "piimg renames only within one folder",
+            });
+        }
+        let parent_path = from.parent();
+        let Some(parent) = self.resolve_dir(&parent_path)? else {
+            return Ok(false);
+        };
+        let lookup = |s: &Self, name: &str, path: &FsPath| {
+            s.fs.lookup(parent, name.as_bytes())
+                .map_err(|c| s.lib_err("looking up", path, c))
+        };
+        let Some(ino) = lookup(self, old_name, &from)? else {
+            return Ok(false);
+        };
+        if let Some(existing) = lookup(self, new_name, &to)? {
+            let kind = self.stat_ino(&to, existing)?.kind;
+            return Err(self.wrong_kind(&to, "nothing (the new name of a rename)", kind));
+        }
+        let file_type = match self.stat_ino(&from, ino)?.kind {
+            FileKind::Dir => ffi::EXT2_FT_DIR,
+            FileKind::Symlink => ffi::EXT2_FT_SYMLINK,
+            _ => ffi::EXT2_FT_REG_FILE,
+        };
+        self.fs.set_now(mtime);
+        let c_new = c_name(new_name);
+        self.with_room(&to, parent, |fs| fs.link(parent, &c_new, ino, file_type))?;
+        let c_old = c_name(old_name);
+        self.fs
+            .unlink(parent, &c_old, ino)
+            .map_err(|code| self.lib_err("unlinking", &from, code))?;
+        self.touch_dir(&parent_path, parent, mtime)?;
+        Ok(true)
+    }
+
     /// Sets the permission bits (`0o7777`) of `path`, keeping its type; ctime is not changed.
     pub fn chmod(&mut self, path: &str, mode: u32) -> Result<(), Ext4Error> {
         let path = self.parse(path)?;
