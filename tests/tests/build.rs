@@ -300,6 +300,14 @@ fn worker_on_raspios_bookworm_and_trixie() {
     assert!(!exists(&image, s, "/var/swap"));
     assert_eq!(text(&image, s, "/etc/machine-id"), "");
     assert_pi_user_renamed(&image, s);
+    // Raspberry Pi OS grows its root itself on first boot (pi-gen, bookworm: the initramfs-less
+    // `init=` of raspberrypi-sys-mods); piimg keeps it, and does not grow the root itself.
+    assert!(r["boot"]["cmdline"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .any(|w| w == "init=/usr/lib/raspberrypi-sys-mods/firstboot"));
+    assert!(exists(&image, s, "/usr/lib/raspberrypi-sys-mods/firstboot"));
     assert!(
         !exists(&image, s, "/var/lib/piimg/manifests/minio"),
         "an agent stages no base services"
