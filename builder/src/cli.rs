@@ -74,6 +74,10 @@ pub struct SourceArgs {
     /// piimg-firstboot binary to bake instead of the pinned one.
     #[arg(long, value_name = "PATH")]
     pub firstboot_bin: Option<std::path::PathBuf>,
+    /// Use catalogue entries whose `sha256` has no `sha256_from` (nobody recorded where the
+    /// digest was published). The download is still checked against that digest.
+    #[arg(long)]
+    pub allow_unverified: bool,
 }
 
 /// `piimg plan (--profile NAME… | --all) [--profiles DIR] [--json] [--base …] [--k3s-bin …] [--firstboot-bin …]`.

@@ -307,6 +307,72 @@ fn labels_the_kubelet_refuses_are_refused_at_plan() {
     assert!(err.0[0].file.ends_with("worker-1.toml"), "{err}");
 }
 
+/// Issue 13.10: a catalogue digest nobody confirmed must not pass for a confirmed one. The
+/// example's digests are the published ones, each with the checksum file it comes from; an
+/// entry without that is refused, and `--allow-unverified` accepts it knowingly.
+#[test]
+fn catalogue_entries_without_a_published_source_are_refused() {
+    let c = example();
+    let cluster = fs::read_to_string(c.profiles.join("cluster.toml")).unwrap();
+    let table: toml::Table = cluster.parse().unwrap();
+    for (name, b) in table["bases"].as_table().unwrap() {
+        let from = b["sha256_from"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}"));
+        assert!(
+            from.starts_with("https://")
+                && (from.ends_with(".sha256") || from.ends_with("SHA256SUMS")),
+            "{name}: {from}"
+        );
+    }
+    let placeholders = [
+        "012b306821ed",
+        "21d07de52647",
+        "04ee05906da6",
+        "a3bf7481c80e",
+        "7416953697c1",
+        "28fd0734440f",
+    ];
+    for p in placeholders {
+        assert!(
+            !cluster.contains(p),
+            "an old placeholder digest is still pinned: {p}"
+        );
+    }
+
+    c.edit("cluster.toml", |t| {
+        let i = t.find("[bases.raspios-bookworm]").unwrap();
+        let line_start = i + t[i..].find("sha256_from").unwrap();
+        let line_end = line_start + t[line_start..].find('\n').unwrap() + 1;
+        format!("{}{}", &t[..line_start], &t[line_end..])
+    });
+    let err = resolve(&c.profiles, "worker-1", &Overrides::default()).unwrap_err();
+    let e = err
+        .0
+        .iter()
+        .find(|e| e.key == "bases.raspios-bookworm.sha256_from")
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(e.file.ends_with("cluster.toml"), "{e}");
+    assert!(e.problem.contains("never confirmed"), "{e}");
+    assert!(
+        e.fix.contains("--allow-unverified") && e.fix.contains("checksum"),
+        "{e}"
+    );
+    // Another node on another base is not affected; knowingly accepted, it resolves.
+    assert!(resolve(&c.profiles, "worker-4", &Overrides::default()).is_ok());
+    let knowingly = Overrides {
+        allow_unverified: true,
+        ..Default::default()
+    };
+    assert!(resolve(&c.profiles, "worker-1", &knowingly).is_ok());
+    // A file given with --base replaces the catalogue's: its digest is recorded, not pinned.
+    let by_path = Overrides {
+        base: Some("/tmp/lookalike.img".into()),
+        ..Default::default()
+    };
+    assert!(resolve(&c.profiles, "worker-1", &by_path).is_ok());
+}
+
 #[test]
 fn agent_newer_than_server_is_refused() {
     let c = example();

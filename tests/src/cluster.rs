@@ -91,8 +91,14 @@ impl Default for TestCluster {
     }
 }
 
+/// Says where a test catalogue's digests come from.
+const SERVED_DIGEST: &str = "computed by the test from the file it serves";
+
 /// Points every catalogue base, k3s release and first-boot binary of `cluster` (cluster.toml)
 /// at look-alikes served by `server`.
+///
+/// The digests are computed here from the bytes served, and `sha256_from` says so: a test
+/// catalogue is confirmed by construction, not by a published checksum.
 fn serve_catalogue(cluster: &mut toml::Table, server: &Server) {
     let bases = cluster["bases"].as_table_mut().expect("[bases]");
     for (name, kind) in CATALOGUE {
@@ -106,6 +112,7 @@ fn serve_catalogue(cluster: &mut toml::Table, server: &Server) {
         };
         let entry = bases[name].as_table_mut().expect("base entry");
         entry.insert("sha256".into(), sha256_hex(&body).into());
+        entry.insert("sha256_from".into(), SERVED_DIGEST.into());
         entry.insert("url".into(), server.serve_bytes(&path, body).into());
     }
     let version = cluster["k3s"]["version"]
@@ -120,6 +127,7 @@ fn serve_catalogue(cluster: &mut toml::Table, server: &Server) {
         let body = stand_in_k3s(arch, &version);
         let entry = releases[arch].as_table_mut().expect("k3s arch");
         entry.insert("sha256".into(), sha256_hex(&body).into());
+        entry.insert("sha256_from".into(), SERVED_DIGEST.into());
         entry.insert(
             "url".into(),
             server.serve_bytes(&format!("/k3s/{arch}/k3s"), body).into(),
@@ -127,6 +135,7 @@ fn serve_catalogue(cluster: &mut toml::Table, server: &Server) {
         let body = stand_in_firstboot(arch);
         let mut fb = toml::Table::new();
         fb.insert("sha256".into(), sha256_hex(&body).into());
+        fb.insert("sha256_from".into(), SERVED_DIGEST.into());
         fb.insert(
             "url".into(),
             server

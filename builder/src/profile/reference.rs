@@ -80,6 +80,7 @@ fn full_cluster() -> ClusterFile {
     let artifact = Artifact {
         url: "x".into(),
         sha256: "x".into(),
+        sha256_from: Some("x".into()),
     };
     ClusterFile {
         name: "x".into(),
@@ -101,6 +102,7 @@ fn full_cluster() -> ClusterFile {
             BaseEntry {
                 url: "x".into(),
                 sha256: "x".into(),
+                sha256_from: Some("x".into()),
                 family: Family::Raspios,
                 release: "x".into(),
                 arch: Arch::Arm64,

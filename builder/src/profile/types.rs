@@ -47,6 +47,10 @@ pub struct Artifact {
     pub url: String,
     /// Lower-case hex SHA-256 of the file as downloaded.
     pub sha256: String,
+    /// Where that digest was published (the release's checksum file), so a reader can check
+    /// it; an entry without it is refused unless the build says `--allow-unverified`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256_from: Option<String>,
 }
 
 /// One entry of the base-image catalogue (`[bases.NAME]`).
@@ -57,6 +61,9 @@ pub struct BaseEntry {
     pub url: String,
     /// SHA-256 of the download.
     pub sha256: String,
+    /// Where that digest was published (see [`Artifact::sha256_from`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256_from: Option<String>,
     /// `raspios` or `ubuntu`.
     pub family: Family,
     /// `bookworm`, `trixie` for Raspberry Pi OS; `24.04`, `25.10`… for Ubuntu.

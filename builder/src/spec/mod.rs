@@ -39,6 +39,8 @@ pub struct Overrides {
     pub firstboot_bin: Option<PathBuf>,
     /// `SOURCE_DATE_EPOCH`: every timestamp written.
     pub source_date_epoch: Option<u64>,
+    /// `--allow-unverified`: use catalogue entries whose digest names no published source.
+    pub allow_unverified: bool,
 }
 
 impl Overrides {

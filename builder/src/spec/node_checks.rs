@@ -64,6 +64,27 @@ pub(super) fn identity(ctx: &mut Ctx<'_>) -> (String, Role) {
     (hostname, role)
 }
 
+/// A catalogue digest nobody confirmed must not pass for a confirmed one: without
+/// `sha256_from` (where it was published) the entry is refused, unless `--allow-unverified`.
+pub(super) fn require_provenance(
+    ctx: &mut Ctx<'_>,
+    overrides: &Overrides,
+    key: String,
+    sha256_from: &Option<String>,
+) {
+    if overrides.allow_unverified || sha256_from.as_deref().is_some_and(|s| !s.trim().is_empty()) {
+        return;
+    }
+    let file = ctx.lc.file.clone();
+    ctx.err(
+        (file, format!("{key}.sha256_from")),
+        format!("the digest of `{key}` was never confirmed: no `sha256_from` says where it was published"),
+        &format!(
+            "check `{key}.sha256` against the checksum the project publishes beside the download, then add `sha256_from = \"<that checksum file's URL>\"`; to build with it unconfirmed, knowingly, pass --allow-unverified"
+        ),
+    );
+}
+
 /// The base from the catalogue. `--base NAME` picks another catalogue entry (flavour and all);
 /// a path or URL only replaces the file of the profile's base.
 pub(super) fn base(ctx: &mut Ctx<'_>, overrides: &Overrides) -> Option<BaseSpec> {
@@ -85,6 +106,11 @@ pub(super) fn base(ctx: &mut Ctx<'_>, overrides: &Overrides) -> Option<BaseSpec>
         ctx.err(at, format!("no base `{name}` in the catalogue"), &fix);
         return None;
     };
+    // A path or URL given with --base replaces the file: its digest is recorded, not pinned.
+    if !(overrides.base.is_some() && by_name.is_none()) {
+        let from = b.sha256_from.clone();
+        require_provenance(ctx, overrides, format!("bases.{name}"), &from);
+    }
     Some(BaseSpec {
         name: name.clone(),
         url: match (&overrides.base, by_name) {
@@ -100,7 +126,12 @@ pub(super) fn base(ctx: &mut Ctx<'_>, overrides: &Overrides) -> Option<BaseSpec>
 
 /// k3s: a pinned version with a binary for the node's arch, not newer than the server's on
 /// an agent; valid labels and taints.
-pub(super) fn k3s(ctx: &mut Ctx<'_>, base: Option<&BaseSpec>, role: Role) -> Option<K3sSpec> {
+pub(super) fn k3s(
+    ctx: &mut Ctx<'_>,
+    base: Option<&BaseSpec>,
+    role: Role,
+    overrides: &Overrides,
+) -> Option<K3sSpec> {
     let c = &ctx.lc.cluster;
     let version = ctx
         .p
@@ -119,10 +150,20 @@ pub(super) fn k3s(ctx: &mut Ctx<'_>, base: Option<&BaseSpec>, role: Role) -> Opt
         }
         (Some(arches), Some(b)) => {
             let a = arches.get(&b.arch).cloned();
-            if a.is_none() {
-                let fix = format!("add [k3s.releases.\"{version}\".{}]", b.arch);
-                let problem = format!("k3s `{version}` has no {} binary pinned", b.arch);
-                ctx.err(at.clone(), problem, &fix);
+            match &a {
+                None => {
+                    let fix = format!("add [k3s.releases.\"{version}\".{}]", b.arch);
+                    let problem = format!("k3s `{version}` has no {} binary pinned", b.arch);
+                    ctx.err(at.clone(), problem, &fix);
+                }
+                // --k3s-bin replaces the pinned binary: its digest is not the catalogue's.
+                Some(a) if overrides.k3s_bin.is_none() => require_provenance(
+                    ctx,
+                    overrides,
+                    format!("k3s.releases.\"{version}\".{}", b.arch),
+                    &a.sha256_from,
+                ),
+                Some(_) => {}
             }
             a
         }

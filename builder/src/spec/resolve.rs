@@ -81,7 +81,7 @@ fn assemble(ctx: &mut Ctx<'_>, overrides: &Overrides) -> Option<NodeSpec> {
     let c = &lc.cluster;
     let (hostname, role) = node_checks::identity(ctx);
     let base = node_checks::base(ctx, overrides);
-    let k3s = node_checks::k3s(ctx, base.as_ref(), role);
+    let k3s = node_checks::k3s(ctx, base.as_ref(), role, overrides);
     let network = node_checks::network(ctx);
     let (user, ssh_keys, timezone) = node_checks::access(ctx);
     let storage = node_checks::storage(ctx);
@@ -99,6 +99,13 @@ fn assemble(ctx: &mut Ctx<'_>, overrides: &Overrides) -> Option<NodeSpec> {
         }
     };
     let root_entries = entries::root_entries(ctx, role);
+    // A pinned first-boot binary is used only when no --firstboot-bin replaces it.
+    if let (Some(b), None) = (&base, &overrides.firstboot_bin) {
+        if let Some(a) = c.firstboot.get(&b.arch) {
+            let from = a.sha256_from.clone();
+            node_checks::require_provenance(ctx, overrides, format!("firstboot.{}", b.arch), &from);
+        }
+    }
 
     let (base, k3s, storage, secrets) = (base?, k3s?, storage?, secrets?);
     let mut digest = Sha256::new();

@@ -80,6 +80,7 @@ pub(super) fn overrides(sources: &SourceArgs) -> anyhow::Result<Overrides> {
         base: sources.base.clone(),
         k3s_bin: sources.k3s_bin.clone(),
         firstboot_bin: sources.firstboot_bin.clone(),
+        allow_unverified: sources.allow_unverified,
         source_date_epoch: Overrides::source_date_epoch_from_env().map_err(anyhow::Error::msg)?,
     })
 }

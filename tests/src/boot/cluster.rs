@@ -66,6 +66,10 @@ impl BootCluster {
             let mut b = toml::Table::new();
             b.insert("url".into(), base.image.display().to_string().into());
             b.insert("sha256".into(), base.sha256.clone().into());
+            b.insert(
+                "sha256_from".into(),
+                "computed by scripts/e2e-base from the image it built".into(),
+            );
             b.insert("family".into(), "debian".into());
             b.insert("release".into(), "bookworm".into());
             b.insert("arch".into(), "amd64".into());
