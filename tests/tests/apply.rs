@@ -79,6 +79,7 @@ impl Cluster {
             k3s_bin: Some(k3s),
             firstboot_bin: Some(firstboot),
             source_date_epoch: Some(EPOCH),
+            allow_unverified: false,
         };
         let spec = resolve(&self.profiles, node, &ov).unwrap_or_else(|e| panic!("{node}: {e}"));
         compute(&spec, &inputs_for_plan(&spec, vec![]).unwrap())
