@@ -168,6 +168,20 @@ impl Server {
     fn ca(&self) -> Vec<u8> {
         fs::read(self.node.data_dir().join("server/tls/server-ca.crt")).unwrap()
     }
+    /// Whether the serving certificate names `name` (a DNS SAN is its ASCII bytes in the DER).
+    fn serving_cert_names(&self, name: &str) -> bool {
+        use base64::Engine;
+        let crt = self
+            .node
+            .data_dir()
+            .join("server/tls/serving-kube-apiserver.crt");
+        let pem = fs::read_to_string(crt).unwrap();
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        der.windows(name.len()).any(|w| w == name.as_bytes())
+    }
 }
 
 /// An agent joining `server` with `token`.
@@ -299,6 +313,11 @@ fn server_writes_secure_tokens_and_a_tls_kubeconfig() {
         &ca,
         "node:agent-secret"
     ));
+    assert!(
+        s.serving_cert_names("cp.example"),
+        "tls-san missing from the serving certificate"
+    );
+    assert!(!s.serving_cert_names("new.example"));
     let kc = s.node.read("/etc/rancher/k3s/k3s.yaml");
     assert!(
         kc.contains(&format!("server: https://127.0.0.1:{}", s.port)),
@@ -409,7 +428,8 @@ fn restarted_server_keeps_its_ca_and_tokens() {
     ));
     let Server { node, mut proc, .. } = s;
     proc.stop();
-    let s = server_with(node, "");
+    // Restarted with one more tls-san: the same CA signs a serving certificate that names it.
+    let s = server_with(node, "tls-san:\n  - \"new.example\"\n");
     assert!(
         s.proc.log().contains("reusing the cluster CA"),
         "{}",
@@ -417,6 +437,7 @@ fn restarted_server_keeps_its_ca_and_tokens() {
     );
     assert_eq!(s.ca(), ca);
     assert_eq!(s.token_file("token"), token);
+    assert!(s.serving_cert_names("new.example"));
     // An agent given the token from before the restart still pins the right CA.
     let mut a = agent(&s, &token, "w1");
     a.assert_joined(&s, "w1");
