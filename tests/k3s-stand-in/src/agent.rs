@@ -111,7 +111,9 @@ pub fn run() -> Result<(), String> {
     let ca_pem = loop {
         match validate_server(&server, &token) {
             Ok(ca) => break ca,
-            Err(e) => eprintln!("k3s (stand-in): level=error msg=\"{e}\""),
+            Err(e) => eprintln!(
+                "k3s (stand-in): level=error msg=\"Failed to validate connection to cluster at {server}: {e}\""
+            ),
         }
         crate::sleep_s(2);
     };

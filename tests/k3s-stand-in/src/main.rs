@@ -3,11 +3,14 @@
 //! layout, so first boot runs unchanged against it. Test code, never shipped.
 //!
 //! Followed from the k3s sources (file named beside each behaviour; read through the code
-//! search of `k3s-io/k3s`, which could not pin v1.31.4+k3s1: `pkg/clientaccess/token.go` at
-//! 0566d45, `pkg/nodepassword/validate.go` at 2a722cf, `pkg/nodepassword/nodepassword.go` at
-//! 0103601, `pkg/server/router.go` at 00831f9 (an older layout; v1.31 keeps the handlers in
-//! `pkg/server/handlers/`), `pkg/server/server.go` printTokens and
-//! `pkg/agent/config/config.go` ensureNodePassword/getNodeNamedCrt as the search showed them):
+//! search of `k3s-io/k3s`, which could not pin v1.31.4+k3s1, so these are other commits, not
+//! checked against that tag: `pkg/clientaccess/token.go` at 0566d45,
+//! `pkg/nodepassword/validate.go` at 2a722cf, `pkg/nodepassword/nodepassword.go` at 0103601
+//! (older: `rancher/k3s` imports), `pkg/daemons/control/deps/deps.go` at 09ac65a,
+//! `pkg/server/router.go` at 00831f9 (older; newer trees keep the handlers elsewhere), and,
+//! seen only as search excerpts, `pkg/server/server.go` printTokens, `pkg/agent/run.go`
+//! createProxyAndValidateToken and `pkg/agent/config/config.go` ensureNodePassword /
+//! getNodeNamedCrt):
 //!
 //! - `k3s server` (unit `k3s.service`, `Type=notify`): reads `/etc/rancher/k3s/config.yaml`
 //!   (+ `config.yaml.d/`), refuses to run unless its `data-dir` is on a mounted filesystem

@@ -1,8 +1,8 @@
 //! The server's CA and serving certificate, the token's CA hash, and the TLS configurations.
 //!
 //! Layout as k3s keeps it (`pkg/daemons/control/deps/deps.go`: `server-ca.crt`/`.key`, and
-//! `serving-kube-apiserver.crt`/`.key` signed by that CA, under `<data-dir>/server/tls/`). The
-//! files are made on the first start and reused afterwards, so a re-imaged server whose
+//! `serving-kube-apiserver.crt`/`.key`, CN `kube-apiserver`, signed by that CA, under
+//! `<data-dir>/server/tls/`). The files are made on the first start and reused afterwards, so a re-imaged server whose
 //! data-dir is on the SSD keeps its CA, and with it every token's CA hash. Keys are P-256,
 //! written as SEC1 `EC PRIVATE KEY` PEM like k3s's.
 
@@ -179,7 +179,8 @@ fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), String> {
 
 /// Makes (first start) or loads (later starts) the CA and the serving certificate under
 /// `tls_dir`; the serving certificate is signed again (same key) when it no longer covers
-/// every name in `names` or has expired, as k3s's dynamiclistener adds SANs.
+/// every name in `names` or has expired (`deps.go` createClientCertKey: `expired` or
+/// `fieldsChanged`).
 pub fn ensure_server(tls_dir: &Path, names: &[String]) -> Result<ServerPki, String> {
     let ca_crt = tls_dir.join("server-ca.crt");
     let ca_key_path = tls_dir.join("server-ca.key");
@@ -264,8 +265,7 @@ fn covers(ca_pem: &str, leaf: &CertificateDer<'static>, names: &[String]) -> boo
     })
 }
 
-/// A kubelet serving certificate for a node (`pkg/server/handlers/handlers.go`,
-/// servingKubeletCert: CN the node, DNS names the node and `localhost`, IP 127.0.0.1 and the
+/// A kubelet serving certificate for a node (`pkg/server/router.go` servingKubeletCert: CN the node, DNS names the node and `localhost`, IP 127.0.0.1 and the
 /// node's IPs), then the CA, then its key: the body k3s answers.
 pub fn kubelet_serving(pki: &ServerPki, node: &str, ips: &[String]) -> Result<String, String> {
     let key = new_key()?;

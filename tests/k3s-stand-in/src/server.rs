@@ -47,7 +47,8 @@ fn random_hex(n: usize) -> Result<String, String> {
 }
 
 /// The server token's secret: the config's `token` (short or full form), else the one an
-/// earlier start wrote to `server/token`, else a new random one (`pkg/daemons/control/deps`).
+/// earlier start wrote to `server/token`, else a new random one (`deps.go` getServerPass:
+/// config, then the passwd file's `server` entry, then `util.Random(16)`).
 fn server_secret(cfg: &Config, token_file: &Path) -> Result<String, String> {
     if let Some(t) = cfg.get("token") {
         return Ok(token::parse(t).map_err(|e| format!("token: {e}"))?.password);
@@ -106,9 +107,10 @@ fn basic_auth(req: &Request) -> Option<(String, String)> {
 }
 
 impl State {
-    /// k3s's passwd (`<data-dir>/server/cred/passwd`): user `server` with the server token,
-    /// user `node` with the agent token, or the server token when none is set; the server
-    /// token joins agents too.
+    /// k3s's passwd (`deps.go` genUsers/getNodePass): user `server` with the server token,
+    /// user `node` with the agent token, or the server token when none is set. Agents always
+    /// send user `node` (`clientaccess.WithUser("node")`); the server token is taken from
+    /// them too, as docs.k3s.io (cli/token) says it joins agents.
     fn agent_authorised(&self, req: &Request) -> bool {
         match basic_auth(req) {
             Some((u, p)) if u == "server" => p == self.server_secret,
