@@ -43,10 +43,12 @@ fn validate_server(server: &str, token: &Token) -> Result<String, String> {
     Ok(bundle)
 }
 
-/// `pkg/agent/config/config.go` getNodeNamedCrt: the kubelet serving certificate, asked
-/// with the node's name and password (read or made on every request, as k3s does).
-fn request_serving(
+/// `pkg/agent/config/config.go` getNodeNamedCrt: a kubelet certificate (`cert`:
+/// `serving-kubelet.crt`, `client-kubelet.crt`), asked with the node's name and password
+/// (read or made on every request, as k3s does); the certificate, CA and key PEM.
+fn request_cert(
     tls: &Arc<rustls::ClientConfig>,
+    cert: &str,
     server: &str,
     token: &Token,
     node: &str,
@@ -60,7 +62,7 @@ fn request_serving(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("node:{}", token.password))
     );
-    let url = format!("{server}/v1-k3s/serving-kubelet.crt");
+    let url = format!("{server}/v1-k3s/{cert}");
     let (status, body) = http::request(
         tls,
         "GET",
@@ -119,9 +121,29 @@ pub fn run() -> Result<(), String> {
     };
     let tls = pki::client_config(&ca_pem)?;
     let password_file = etc(crate::NODE_PASSWORD);
-    // pkg/agent/config/config.go Get: retried every 5 s.
-    let body = loop {
-        match request_serving(&tls, &server, &token, &node, &password_file) {
+    // pkg/agent/config/config.go Get: the serving then the client certificate of the
+    // kubelet, retried every 5 s.
+    let (serving, client) = loop {
+        let both = request_cert(
+            &tls,
+            "serving-kubelet.crt",
+            &server,
+            &token,
+            &node,
+            &password_file,
+        )
+        .and_then(|s| {
+            request_cert(
+                &tls,
+                "client-kubelet.crt",
+                &server,
+                &token,
+                &node,
+                &password_file,
+            )
+            .map(|c| (s, c))
+        });
+        match both {
             Ok(b) => break b,
             Err(e) => eprintln!(
                 "k3s (stand-in): level=info msg=\"Waiting to retrieve agent configuration; server is not ready: {e}\""
@@ -130,17 +152,28 @@ pub fn run() -> Result<(), String> {
         crate::sleep_s(5);
     };
     let agent_dir = Path::new(&data_dir).join("agent");
-    let (certs, key) = match body.find("-----BEGIN EC PRIVATE KEY-----") {
-        Some(i) => body.split_at(i),
-        None => return Err("the server's kubelet certificate answer has no key".into()),
-    };
     let ca_file = agent_dir.join("server-ca.crt");
     crate::write_mode(&ca_file, &ca_pem, 0o644)?;
-    crate::write_mode(&agent_dir.join("serving-kubelet.crt"), certs, 0o600)?;
-    crate::write_mode(&agent_dir.join("serving-kubelet.key"), key, 0o600)?;
+    for (name, body) in [("serving-kubelet", &serving), ("client-kubelet", &client)] {
+        let (certs, key) = match body.find("-----BEGIN EC PRIVATE KEY-----") {
+            Some(i) => body.split_at(i),
+            None => return Err(format!("the server's {name}.crt answer has no key")),
+        };
+        crate::write_mode(&agent_dir.join(format!("{name}.crt")), certs, 0o600)?;
+        crate::write_mode(&agent_dir.join(format!("{name}.key")), key, 0o600)?;
+    }
+    let (client_crt, client_key) = (
+        agent_dir.join("client-kubelet.crt"),
+        agent_dir.join("client-kubelet.key"),
+    );
     crate::write_mode(
         &agent_dir.join("kubelet.kubeconfig"),
-        &crate::kubeconfig(&server, crate::CaRef::File(&ca_file)),
+        &crate::kubeconfig(
+            &server,
+            crate::CaRef::File(&ca_file),
+            crate::CaRef::File(&client_crt),
+            crate::CaRef::File(&client_key),
+        ),
         0o600,
     )?;
     eprintln!("k3s (stand-in): agent {node} registered with {server}");

@@ -20,6 +20,9 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// The body (`Content-Length` bytes).
     pub body: Vec<u8>,
+    /// Whether the client presented a certificate the server's client CA signed (the TLS
+    /// handshake refuses any other).
+    pub client_cert: bool,
 }
 
 impl Request {
@@ -59,6 +62,7 @@ fn read_request(reader: &mut impl BufRead) -> Option<Request> {
         path,
         headers,
         body: Vec::new(),
+        client_cert: false,
     };
     let len: usize = req
         .header("Content-Length")
@@ -80,11 +84,12 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn answer(stream: impl Read + Write, handler: &Handler) {
+fn answer<S: Read + Write>(stream: S, handler: &Handler, client_cert: impl Fn(&S) -> bool) {
     let mut reader = BufReader::new(stream);
-    let Some(req) = read_request(&mut reader) else {
+    let Some(mut req) = read_request(&mut reader) else {
         return;
     };
+    req.client_cert = client_cert(reader.get_ref());
     let (status, body) = handler(&req);
     let stream = reader.get_mut();
     let _ = write!(
@@ -107,7 +112,9 @@ pub fn serve_tls(listener: TcpListener, config: Arc<rustls::ServerConfig>, handl
                 return;
             };
             let mut tls = rustls::StreamOwned::new(conn, tcp);
-            answer(&mut tls, &handler);
+            answer(&mut tls, &handler, |s| {
+                s.conn.peer_certificates().is_some_and(|c| !c.is_empty())
+            });
             tls.conn.send_close_notify();
             let _ = tls.flush();
         });
@@ -121,7 +128,7 @@ pub fn serve_plain(listener: TcpListener, handler: Handler) {
         let handler = Arc::clone(&handler);
         std::thread::spawn(move || {
             let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
-            answer(tcp, &handler);
+            answer(tcp, &handler, |_| false);
         });
     }
 }

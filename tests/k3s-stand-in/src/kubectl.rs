@@ -1,5 +1,6 @@
 //! `k3s kubectl`: the two questions first boot asks, over TLS to the kubeconfig's `server`,
-//! trusting only the kubeconfig's CA (`certificate-authority-data` or `certificate-authority`).
+//! trusting only the kubeconfig's CA (`certificate-authority-data` or `certificate-authority`)
+//! and logging in with its client certificate (`client-certificate(-data)`, `client-key(-data)`).
 
 use crate::{http, pki};
 use serde_json::Value;
@@ -14,25 +15,50 @@ fn field(text: &str, key: &str) -> Option<String> {
     })
 }
 
-/// The server and CA bundle of a kubeconfig.
-fn read_kubeconfig(path: &str) -> Result<(String, String), String> {
+/// `KEY-data` (base64) or `KEY` (a file) of a kubeconfig, as text.
+fn pem_field(text: &str, path: &str, key: &str) -> Result<Option<String>, String> {
     use base64::Engine;
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    let server = field(&text, "server").ok_or(format!("{path}: no server"))?;
-    let ca = if let Some(data) = field(&text, "certificate-authority-data") {
+    if let Some(data) = field(text, &format!("{key}-data")) {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(data)
-            .map_err(|e| format!("{path}: certificate-authority-data: {e}"))?;
-        String::from_utf8(raw).map_err(|e| format!("{path}: certificate-authority-data: {e}"))?
-    } else if let Some(file) = field(&text, "certificate-authority") {
-        std::fs::read_to_string(&file)
-            .map_err(|e| format!("{path}: certificate-authority {file}: {e}"))?
-    } else {
-        return Err(format!(
-            "{path}: no certificate-authority(-data): x509: certificate signed by unknown authority"
-        ));
+            .map_err(|e| format!("{path}: {key}-data: {e}"))?;
+        return String::from_utf8(raw)
+            .map(Some)
+            .map_err(|e| format!("{path}: {key}-data: {e}"));
+    }
+    match field(text, key) {
+        Some(file) => std::fs::read_to_string(&file)
+            .map(Some)
+            .map_err(|e| format!("{path}: {key} {file}: {e}")),
+        None => Ok(None),
+    }
+}
+
+/// A kubeconfig's server, CA bundle and client certificate and key (if it has them).
+struct Kubeconfig {
+    server: String,
+    ca: String,
+    user: Option<(String, String)>,
+}
+
+fn read_kubeconfig(path: &str) -> Result<Kubeconfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let server = field(&text, "server").ok_or(format!("{path}: no server"))?;
+    let ca = pem_field(&text, path, "certificate-authority")?.ok_or(format!(
+        "{path}: no certificate-authority(-data): x509: certificate signed by unknown authority"
+    ))?;
+    let user = match (
+        pem_field(&text, path, "client-certificate")?,
+        pem_field(&text, path, "client-key")?,
+    ) {
+        (Some(c), Some(k)) => Some((c, k)),
+        _ => None,
     };
-    Ok((server.trim_end_matches('/').to_string(), ca))
+    Ok(Kubeconfig {
+        server: server.trim_end_matches('/').to_string(),
+        ca,
+        user,
+    })
 }
 
 /// The subset of kubectl's JSONPath first boot uses: `{.a.b[?(@.k=="v")].c}`, `[N]`, `[*]`.
@@ -100,13 +126,20 @@ pub fn run(args: &[&str]) -> Result<(), String> {
         ["--kubeconfig", kc, rest @ ..] => (kc.to_string(), rest),
         _ => (default_kc, args),
     };
-    let (server, ca) = read_kubeconfig(&kc)?;
-    let tls = pki::client_config(&ca)?;
+    let kc = read_kubeconfig(&kc)?;
+    let server = kc.server;
+    let tls = pki::client_config_as(
+        &kc.ca,
+        kc.user.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
+    )?;
     let get = |path: &str| -> Result<String, String> {
         let (status, body) = http::request(&tls, "GET", &format!("{server}{path}"), &[], &[])
             .map_err(|e| format!("Unable to connect to the server: {e}"))?;
         if status == 200 {
             return Ok(body);
+        }
+        if status == 401 {
+            return Err("error: You must be logged in to the server (Unauthorized)".into());
         }
         let msg = serde_json::from_str::<Value>(&body)
             .ok()

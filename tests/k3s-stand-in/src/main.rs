@@ -14,35 +14,40 @@
 //!
 //! - `k3s server` (unit `k3s.service`, `Type=notify`): reads `/etc/rancher/k3s/config.yaml`
 //!   (+ `config.yaml.d/`), refuses to run unless its `data-dir` is on a mounted filesystem
-//!   other than `/` (what the piimg drop-in promises). On its first start it makes a
-//!   self-signed CA and a serving certificate for its node name, `tls-san` entries, the
-//!   names and IPs k3s always adds (`localhost`, `kubernetes…`, 127.0.0.1, ::1, 10.43.0.1)
-//!   and the host's addresses, under `<data-dir>/server/tls/` (`server-ca.crt`/`.key`,
-//!   `serving-kube-apiserver.crt`/`.key`), and reuses them later (see `pki.rs`). It writes
+//!   other than `/` (what the piimg drop-in promises). On its first start it makes, under
+//!   `<data-dir>/server/tls/` (`deps.go` names): a self-signed `server-ca.crt`/`.key`, the
+//!   serving certificate `serving-kube-apiserver.crt`/`.key` for its node name, `tls-san`
+//!   entries, the names and IPs k3s always adds (`localhost`, `kubernetes…`, 127.0.0.1, ::1,
+//!   10.43.0.1) and the host's addresses, a `client-ca.crt`/`.key` and the admin's
+//!   `client-admin.crt`/`.key`; later starts reuse them (see `pki.rs`). It writes
 //!   `<data-dir>/server/token` = `K10<sha256 of server-ca.crt>::server:<token>` (the config's
 //!   `token`, else the one from an earlier start, else random), `node-token` as a symlink to
 //!   it and `agent-token` = `K10…::node:<agent-token>` when one is configured
 //!   (`pkg/server/server.go`, printTokens), and `/etc/rancher/k3s/k3s.yaml` like k3s's
-//!   (`https://127.0.0.1:6443`, `certificate-authority-data`, mode `write-kubeconfig-mode`,
-//!   default 0600). It checks its own node password like any agent's, tells systemd it is
-//!   ready and answers HTTPS on `0.0.0.0:6443`: `/cacerts` and `/ping` for anyone
-//!   (`router.go`), `/v1-k3s/serving-kubelet.crt` for an agent with a valid token (basic
-//!   auth `node:<token or agent-token>` or `server:<token>`) and `K3s-Node-Name` /
-//!   `K3s-Node-Password` headers (403 when the name has another password on record, see
-//!   `nodepass.rs`), `/readyz` and `/api/v1/nodes/NAME` (`Ready` `True` for itself and
-//!   every agent that was given its certificate). It logs each join and each Ready answer.
+//!   (`https://127.0.0.1:6443`, `certificate-authority-data`, the admin's
+//!   `client-certificate-data`/`client-key-data`, mode `write-kubeconfig-mode`, default
+//!   0600). It checks its own node password like any agent's, tells systemd it is ready and
+//!   answers HTTPS on `0.0.0.0:6443`: `/cacerts` and `/ping` for anyone (`router.go`);
+//!   `/v1-k3s/serving-kubelet.crt` and `/v1-k3s/client-kubelet.crt` for an agent with a valid
+//!   token (basic auth `node:<token or agent-token>` or `server:<token>`, 401 otherwise) and
+//!   `K3s-Node-Name` / `K3s-Node-Password` headers (403 when the name has another password on
+//!   record, see `nodepass.rs`); `/readyz` and `/api/v1/nodes/NAME` (`Ready` `True` for
+//!   itself and every agent given its serving certificate) only with a client certificate
+//!   from its client CA (anonymous auth off: 401). It logs each join and each Ready answer.
 //! - `k3s agent` (unit `k3s-agent.service`): parses its `token` (`token.rs`), GETs
 //!   `/cacerts` without verifying, GETs it again verified against that bundle (server name
 //!   from its `server:` URL), and refuses the server if the token pins another CA ("token CA
 //!   hash does not match the Cluster CA certificate hash"), or warns that the CA is not
-//!   pinned for a short token; retries every 2 s. Then it asks for its kubelet certificate
-//!   with its node password, retrying every 5 s ("Waiting to retrieve agent configuration;
-//!   server is not ready: Node password rejected, …"); only once given it does it write
-//!   `<data-dir>/agent/{server-ca.crt,serving-kubelet.crt,serving-kubelet.key,
-//!   kubelet.kubeconfig}`, answer the kubelet's `http://127.0.0.1:10248/healthz` and notify
-//!   systemd: a refused agent never looks Ready.
+//!   pinned for a short token; retries every 2 s. Then it asks for its kubelet serving and
+//!   client certificates with its node password, retrying every 5 s ("Waiting to retrieve
+//!   agent configuration; server is not ready: Node password rejected, …"); only once given
+//!   them does it write `<data-dir>/agent/` `server-ca.crt`, `serving-kubelet.crt`/`.key`,
+//!   `client-kubelet.crt`/`.key` and `kubelet.kubeconfig` (paths to those, as k3s writes it),
+//!   answer the kubelet's `http://127.0.0.1:10248/healthz` and notify systemd: a refused
+//!   agent never looks Ready.
 //! - `k3s kubectl [--kubeconfig F] get --raw /readyz` and `… get node NODE -o jsonpath=…`:
-//!   TLS to the kubeconfig's `server`, trusting only its `certificate-authority(-data)`.
+//!   TLS to the kubeconfig's `server`, trusting only its `certificate-authority(-data)`, with
+//!   its `client-certificate(-data)` and `client-key(-data)`.
 //! - `k3s --version`.
 //!
 //! Names resolve as in a static musl binary (std's `ToSocketAddrs` → musl `getaddrinfo`):
@@ -50,20 +55,21 @@
 //! `control-plane.local`) only works through an `/etc/hosts` entry, as for the real k3s.
 //!
 //! Where it still differs from k3s:
-//! - No apiserver, kubelet, containerd, flannel, datastore or manifests: `/readyz` and the
-//!   Node answer without client credentials (k3s: anonymous auth off, `k3s.yaml` carries an
-//!   admin client certificate; the stand-in writes none), and a Node is Ready as soon as
-//!   its agent got its kubelet certificate.
-//! - One CA (`server-ca`) only: no client-ca, request-header-ca, etcd CAs or `service.key`;
-//!   so a CA made in advance (`generate-custom-ca-certs.sh`) is honoured for `server-ca` only.
+//! - No apiserver, kubelet, containerd, flannel, datastore or manifests: a Node is Ready as
+//!   soon as its agent got its serving certificate; any client certificate from the client
+//!   CA may read any Node (no RBAC or Node authorizer); a node's certificates are not checked
+//!   against its name.
+//! - No request-header CA, etcd CAs, `service.key` or supervisor certificates; a CA made in
+//!   advance (`generate-custom-ca-certs.sh`) is honoured for `server-ca` and `client-ca` only,
+//!   and only as a single self-signed certificate (no intermediate chains).
 //! - The agent talks to the server directly: no client load balancer on 127.0.0.1:6444, so
 //!   `kubelet.kubeconfig` names the `server:` URL itself.
 //! - The agent does not first try the host's CA bundle for `/cacerts` (k3s does, and then
 //!   skips the hash check for a publicly trusted server).
 //! - Node passwords are kept as salted SHA-256 files in `<data-dir>/server/cred/
 //!   node-passwords/`, not scrypt hashes in Secrets; kubeadm bootstrap tokens, `with-node-id`,
-//!   `K3s-Node-IP` and certificate rotation are not handled; the serving certificate is
-//!   re-signed only when it no longer covers a name or has expired.
+//!   CSRs and certificate rotation are not handled; the serving certificate is re-signed
+//!   only when it no longer covers a name or has expired; `/readyz` is always `ok`.
 //!
 //! Test seams (unset on a node): `PIIMG_STANDIN_ROOT` prefixes `/etc/rancher/...` (config,
 //! `k3s.yaml`, the node password) and skips the mount check; `PIIMG_STANDIN_API_ADDR`
@@ -203,28 +209,32 @@ pub fn notify_ready() -> Result<(), String> {
         .map_err(|e| format!("notify socket {name}: {e}"))
 }
 
-/// Where a kubeconfig's CA comes from.
+/// Where a kubeconfig's CA, client certificate or key comes from.
+#[derive(Clone, Copy)]
 pub enum CaRef<'a> {
-    /// Inline (`certificate-authority-data`, as in `k3s.yaml`).
+    /// Inline (`…-data`, as in `k3s.yaml`).
     Data(&'a str),
-    /// A file (`certificate-authority`, as in the agent's `kubelet.kubeconfig`).
+    /// A file (as in the agent's `kubelet.kubeconfig`).
     File(&'a Path),
 }
 
-/// A kubeconfig for `server` trusting `ca`, shaped like the ones k3s writes.
-pub fn kubeconfig(server: &str, ca: CaRef<'_>) -> String {
+/// A kubeconfig for `server` trusting `ca` (a CA inline or in a file) and logging in with
+/// the client certificate `user` (inline or in files), shaped like the ones k3s writes:
+/// `k3s.yaml` inline, the agent's `kubelet.kubeconfig` with paths.
+pub fn kubeconfig(server: &str, ca: CaRef<'_>, user: CaRef<'_>, user_key: CaRef<'_>) -> String {
     use base64::Engine;
-    let ca_line = match ca {
-        CaRef::Data(pem) => format!(
-            "certificate-authority-data: {}",
-            base64::engine::general_purpose::STANDARD.encode(pem)
-        ),
-        CaRef::File(p) => format!("certificate-authority: {}", p.display()),
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let line = |key: &str, r: CaRef<'_>| match r {
+        CaRef::Data(pem) => format!("{key}-data: {}", b64(pem)),
+        CaRef::File(p) => format!("{key}: {}", p.display()),
     };
     format!(
-        "apiVersion: v1\nclusters:\n- cluster:\n    {ca_line}\n    server: {server}\n  name: default\n\
+        "apiVersion: v1\nclusters:\n- cluster:\n    {}\n    server: {server}\n  name: default\n\
          contexts:\n- context:\n    cluster: default\n    user: default\n  name: default\n\
-         current-context: default\nkind: Config\npreferences: {{}}\nusers:\n- name: default\n  user: {{}}\n"
+         current-context: default\nkind: Config\npreferences: {{}}\nusers:\n- name: default\n  user:\n    {}\n    {}\n",
+        line("certificate-authority", ca),
+        line("client-certificate", user),
+        line("client-key", user_key),
     )
 }
 

@@ -1,8 +1,9 @@
-//! The server's CA and serving certificate, the token's CA hash, and the TLS configurations.
+//! The server's CAs and certificates, the token's CA hash, and the TLS configurations.
 //!
-//! Layout as k3s keeps it (`pkg/daemons/control/deps/deps.go`: `server-ca.crt`/`.key`, and
-//! `serving-kube-apiserver.crt`/`.key`, CN `kube-apiserver`, signed by that CA, under
-//! `<data-dir>/server/tls/`). The files are made on the first start and reused afterwards, so a re-imaged server whose
+//! Layout as k3s keeps it (`pkg/daemons/control/deps/deps.go`, under `<data-dir>/server/tls/`):
+//! `server-ca.crt`/`.key` signing `serving-kube-apiserver.crt`/`.key` (CN `kube-apiserver`),
+//! `client-ca.crt`/`.key` signing `client-admin.crt`/`.key` (`system:admin`) and the kubelets'
+//! client certificates. The files are made on the first start and reused afterwards, so a re-imaged server whose
 //! data-dir is on the SSD keeps its CA, and with it every token's CA hash. Keys are P-256,
 //! written as SEC1 `EC PRIVATE KEY` PEM like k3s's.
 
@@ -90,15 +91,15 @@ fn random_serial() -> Result<rcgen::SerialNumber, String> {
 }
 
 /// The CA's parameters. They are a function of its key alone, so the issuer can be rebuilt
-/// from `server-ca.key` on a later start to sign a new serving certificate. (k3s names the
-/// CA `k3s-server-ca@<unix time>`; here the suffix is the key id.)
-fn ca_params(kp: &rcgen::KeyPair) -> Result<rcgen::CertificateParams, String> {
+/// from its `.key` on a later start to sign new certificates. (k3s names its CAs
+/// `k3s-server-ca@<unix time>`; here the suffix is the key id.)
+fn ca_params(prefix: &str, kp: &rcgen::KeyPair) -> Result<rcgen::CertificateParams, String> {
     let id = key_id(kp);
     let mut p = rcgen::CertificateParams::default();
     p.distinguished_name = rcgen::DistinguishedName::new();
     p.distinguished_name.push(
         rcgen::DnType::CommonName,
-        format!("k3s-server-ca@{}", hex::encode(&id[..5])),
+        format!("{prefix}@{}", hex::encode(&id[..5])),
     );
     p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     p.key_usages = vec![
@@ -114,99 +115,160 @@ fn ca_params(kp: &rcgen::KeyPair) -> Result<rcgen::CertificateParams, String> {
     Ok(p)
 }
 
-/// A leaf certificate for `names` (DNS names and IP literals) signed by the CA.
-fn leaf(
-    cn: &str,
-    names: &[String],
-    key: &p256::SecretKey,
-    ca_key: &p256::SecretKey,
-    client: bool,
-) -> Result<String, String> {
-    let ca_kp = key_pair(ca_key)?;
-    let ca = ca_params(&ca_kp)?
-        .self_signed(&ca_kp)
-        .map_err(|e| format!("rebuilding the CA issuer: {e}"))?;
-    let kp = key_pair(key)?;
-    let mut p = rcgen::CertificateParams::default();
-    p.distinguished_name = rcgen::DistinguishedName::new();
-    p.distinguished_name.push(rcgen::DnType::CommonName, cn);
-    for n in names {
-        p.subject_alt_names.push(match n.parse::<IpAddr>() {
-            Ok(ip) => rcgen::SanType::IpAddress(ip),
-            Err(_) => rcgen::SanType::DnsName(
-                n.clone()
-                    .try_into()
-                    .map_err(|e| format!("{n}: not a DNS name: {e}"))?,
-            ),
-        });
+/// A CA: its certificate as on disk and its key.
+pub struct Ca {
+    /// `NAME.crt` as it is on disk.
+    pub pem: String,
+    /// `NAME.key`.
+    pub key: p256::SecretKey,
+    /// The CN prefix (`k3s-server-ca`, `k3s-client-ca`).
+    prefix: &'static str,
+}
+
+/// What a leaf certificate is for.
+pub struct Leaf<'a> {
+    /// Subject CN.
+    pub cn: &'a str,
+    /// Subject O, if any.
+    pub org: Option<&'a str>,
+    /// DNS names and IP literals.
+    pub names: &'a [String],
+    /// Client (true) or server (false) authentication.
+    pub client: bool,
+}
+
+impl Ca {
+    /// Loads `tls_dir/NAME.crt`/`.key`, or makes them (self-signed) when they are missing:
+    /// `deps.go` createSigningCertKey.
+    fn ensure(tls_dir: &Path, name: &str, prefix: &'static str) -> Result<Ca, String> {
+        let crt = tls_dir.join(format!("{name}.crt"));
+        let key_path = tls_dir.join(format!("{name}.key"));
+        if crt.exists() && key_path.exists() {
+            let pem =
+                std::fs::read_to_string(&crt).map_err(|e| format!("{}: {e}", crt.display()))?;
+            eprintln!(
+                "k3s (stand-in): reusing the cluster CA {name} in {}",
+                crt.display()
+            );
+            return Ok(Ca {
+                pem,
+                key: load_key(&key_path)?,
+                prefix,
+            });
+        }
+        let key = new_key()?;
+        let kp = key_pair(&key)?;
+        let cert = ca_params(prefix, &kp)?
+            .self_signed(&kp)
+            .map_err(|e| format!("making the {name}: {e}"))?;
+        write_new(&key_path, &key_pem(&key)?, 0o600)?;
+        write_new(&crt, &cert.pem(), 0o644)?;
+        eprintln!(
+            "k3s (stand-in): made a new cluster CA {name} in {}",
+            crt.display()
+        );
+        Ok(Ca {
+            pem: cert.pem(),
+            key,
+            prefix,
+        })
     }
-    p.key_usages = vec![
-        rcgen::KeyUsagePurpose::DigitalSignature,
-        rcgen::KeyUsagePurpose::KeyEncipherment,
-    ];
-    p.extended_key_usages = vec![if client {
-        rcgen::ExtendedKeyUsagePurpose::ClientAuth
-    } else {
-        rcgen::ExtendedKeyUsagePurpose::ServerAuth
-    }];
-    p.use_authority_key_identifier_extension = true;
-    p.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(key_id(&kp));
-    p.serial_number = Some(random_serial()?);
-    let now = time::OffsetDateTime::now_utc();
-    p.not_before = now - time::Duration::hours(1);
-    p.not_after = now + time::Duration::days(365);
-    let cert = p
-        .signed_by(&kp, &ca, &ca_kp)
-        .map_err(|e| format!("signing a certificate for {cn}: {e}"))?;
-    Ok(cert.pem())
+
+    /// A certificate for `key`, signed by this CA (PEM).
+    pub fn sign(&self, what: &Leaf<'_>, key: &p256::SecretKey) -> Result<String, String> {
+        let ca_kp = key_pair(&self.key)?;
+        let ca = ca_params(self.prefix, &ca_kp)?
+            .self_signed(&ca_kp)
+            .map_err(|e| format!("rebuilding the CA issuer: {e}"))?;
+        let kp = key_pair(key)?;
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, what.cn);
+        if let Some(o) = what.org {
+            p.distinguished_name
+                .push(rcgen::DnType::OrganizationName, o);
+        }
+        for n in what.names {
+            p.subject_alt_names.push(match n.parse::<IpAddr>() {
+                Ok(ip) => rcgen::SanType::IpAddress(ip),
+                Err(_) => rcgen::SanType::DnsName(
+                    n.clone()
+                        .try_into()
+                        .map_err(|e| format!("{n}: not a DNS name: {e}"))?,
+                ),
+            });
+        }
+        p.key_usages = vec![
+            rcgen::KeyUsagePurpose::DigitalSignature,
+            rcgen::KeyUsagePurpose::KeyEncipherment,
+        ];
+        p.extended_key_usages = vec![if what.client {
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        p.use_authority_key_identifier_extension = true;
+        p.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(key_id(&kp));
+        p.serial_number = Some(random_serial()?);
+        let now = time::OffsetDateTime::now_utc();
+        p.not_before = now - time::Duration::hours(1);
+        p.not_after = now + time::Duration::days(365);
+        let cert = p
+            .signed_by(&kp, &ca, &ca_kp)
+            .map_err(|e| format!("signing a certificate for {}: {e}", what.cn))?;
+        Ok(cert.pem())
+    }
+
+    /// A new key and its certificate, answered as k3s does for the kubelet's certificates
+    /// (`pkg/server/router.go` servingKubeletCert / clientKubeletCert): the certificate, the
+    /// CA, then the key.
+    pub fn issue(&self, what: &Leaf<'_>) -> Result<String, String> {
+        let key = new_key()?;
+        let cert = self.sign(what, &key)?;
+        Ok(format!("{cert}{}{}", self.pem, key_pem(&key)?))
+    }
 }
 
 /// What the server serves TLS with.
 pub struct ServerPki {
-    /// `server-ca.crt` as it is on disk: what `/cacerts` answers and the token hash covers.
-    pub ca_pem: String,
-    /// The CA's key (signs kubelet serving certificates for agents).
-    pub ca_key: p256::SecretKey,
-    /// `serving-kube-apiserver.crt` then the CA.
+    /// `server-ca`: signs the serving certificates; `/cacerts` answers its file as it is on
+    /// disk, and the token hash covers those bytes.
+    pub server_ca: Ca,
+    /// `client-ca`: signs client certificates (admin, kubelets), the only ones the API takes.
+    pub client_ca: Ca,
+    /// `serving-kube-apiserver.crt` then the server CA.
     pub chain: Vec<CertificateDer<'static>>,
     /// `serving-kube-apiserver.key`.
     pub key: PrivateKeyDer<'static>,
+    /// `client-admin.crt` and `.key` (PEM), what `k3s.yaml` carries.
+    pub admin: (String, String),
 }
 
 fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), String> {
     crate::write_mode(path, text, mode)
 }
 
-/// Makes (first start) or loads (later starts) the CA and the serving certificate under
-/// `tls_dir`; the serving certificate is signed again (same key) when it no longer covers
-/// every name in `names` or has expired (`deps.go` createClientCertKey: `expired` or
-/// `fieldsChanged`).
+/// A SEC1 or PKCS #8 PEM key as rustls-rustcrypto takes it (PKCS #8: it does not take SEC1).
+pub fn rustls_key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
+    use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+    let key = p256::SecretKey::from_sec1_pem(pem)
+        .or_else(|_| p256::SecretKey::from_pkcs8_pem(pem))
+        .map_err(|e| format!("not a P-256 key: {e}"))?;
+    let der = key
+        .to_pkcs8_der()
+        .map_err(|e| format!("encoding a key: {e}"))?;
+    Ok(PrivateKeyDer::Pkcs8(der.as_bytes().to_vec().into()))
+}
+
+/// Makes (first start) or loads (later starts) the CAs and certificates under `tls_dir`
+/// (`deps.go` genServerCerts, genClientCerts). The serving certificate is signed again
+/// (same key) when it no longer covers every name in `names` or has expired (`deps.go`
+/// createClientCertKey: `expired` or `fieldsChanged`).
 pub fn ensure_server(tls_dir: &Path, names: &[String]) -> Result<ServerPki, String> {
-    let ca_crt = tls_dir.join("server-ca.crt");
-    let ca_key_path = tls_dir.join("server-ca.key");
-    let (ca_pem, ca_key) = if ca_crt.exists() && ca_key_path.exists() {
-        let pem =
-            std::fs::read_to_string(&ca_crt).map_err(|e| format!("{}: {e}", ca_crt.display()))?;
-        eprintln!(
-            "k3s (stand-in): reusing the cluster CA in {}",
-            ca_crt.display()
-        );
-        (pem, load_key(&ca_key_path)?)
-    } else {
-        let key = new_key()?;
-        let kp = key_pair(&key)?;
-        let cert = ca_params(&kp)?
-            .self_signed(&kp)
-            .map_err(|e| format!("making the CA: {e}"))?;
-        write_new(&ca_key_path, &key_pem(&key)?, 0o600)?;
-        write_new(&ca_crt, &cert.pem(), 0o644)?;
-        eprintln!(
-            "k3s (stand-in): made a new cluster CA in {}",
-            ca_crt.display()
-        );
-        (cert.pem(), key)
-    };
-    let ca_der = parse_certs(&ca_pem)?;
+    let server_ca = Ca::ensure(tls_dir, "server-ca", "k3s-server-ca")?;
+    let client_ca = Ca::ensure(tls_dir, "client-ca", "k3s-client-ca")?;
+    let ca_der = parse_certs(&server_ca.pem)?;
     let crt = tls_dir.join("serving-kube-apiserver.crt");
     let key_path = tls_dir.join("serving-kube-apiserver.key");
     let key = if key_path.exists() {
@@ -219,11 +281,17 @@ pub fn ensure_server(tls_dir: &Path, names: &[String]) -> Result<ServerPki, Stri
     let current = std::fs::read_to_string(&crt)
         .ok()
         .and_then(|pem| parse_certs(&pem).ok())
-        .filter(|c| !c.is_empty() && covers(&ca_pem, &c[0], names));
+        .filter(|c| !c.is_empty() && covers(&server_ca.pem, &c[0], names));
     let leaf_der = match current {
         Some(mut c) => c.remove(0),
         None => {
-            let pem = leaf("kube-apiserver", names, &key, &ca_key, false)?;
+            let what = Leaf {
+                cn: "kube-apiserver",
+                org: None,
+                names,
+                client: false,
+            };
+            let pem = server_ca.sign(&what, &key)?;
             write_new(&crt, &pem, 0o644)?;
             eprintln!(
                 "k3s (stand-in): serving certificate for {} in {}",
@@ -235,19 +303,37 @@ pub fn ensure_server(tls_dir: &Path, names: &[String]) -> Result<ServerPki, Stri
     };
     let mut chain = vec![leaf_der];
     chain.extend(ca_der);
-    // PKCS #8 for rustls-rustcrypto, which does not take this SEC1 key as it is.
-    let key_der = {
-        use p256::pkcs8::EncodePrivateKey;
-        let der = key
-            .to_pkcs8_der()
-            .map_err(|e| format!("{}: {e}", key_path.display()))?;
-        PrivateKeyDer::Pkcs8(der.as_bytes().to_vec().into())
+    let key_der = rustls_key(&key_pem(&key)?)?;
+
+    // The admin's client certificate (`deps.go` genClientCerts: `system:admin`, O
+    // `system:masters`), made once and reused.
+    let admin_crt = tls_dir.join("client-admin.crt");
+    let admin_key = tls_dir.join("client-admin.key");
+    let admin = match (
+        std::fs::read_to_string(&admin_crt),
+        std::fs::read_to_string(&admin_key),
+    ) {
+        (Ok(c), Ok(k)) => (c, k),
+        _ => {
+            let k = new_key()?;
+            let what = Leaf {
+                cn: "system:admin",
+                org: Some("system:masters"),
+                names: &[],
+                client: true,
+            };
+            let c = client_ca.sign(&what, &k)?;
+            write_new(&admin_key, &key_pem(&k)?, 0o600)?;
+            write_new(&admin_crt, &c, 0o644)?;
+            (c, key_pem(&k)?)
+        }
     };
     Ok(ServerPki {
-        ca_pem,
-        ca_key,
+        server_ca,
+        client_ca,
         chain,
         key: key_der,
+        admin,
     })
 }
 
@@ -265,16 +351,6 @@ fn covers(ca_pem: &str, leaf: &CertificateDer<'static>, names: &[String]) -> boo
     })
 }
 
-/// A kubelet serving certificate for a node (`pkg/server/router.go` servingKubeletCert: CN the node, DNS names the node and `localhost`, IP 127.0.0.1 and the
-/// node's IPs), then the CA, then its key: the body k3s answers.
-pub fn kubelet_serving(pki: &ServerPki, node: &str, ips: &[String]) -> Result<String, String> {
-    let key = new_key()?;
-    let mut names = vec![node.to_string(), "localhost".into(), "127.0.0.1".into()];
-    names.extend(ips.iter().filter(|i| i.parse::<IpAddr>().is_ok()).cloned());
-    let cert = leaf(node, &names, &key, &pki.ca_key, false)?;
-    Ok(format!("{cert}{}{}", pki.ca_pem, key_pem(&key)?))
-}
-
 /// Every certificate in a PEM bundle.
 pub fn parse_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     CertificateDer::pem_slice_iter(pem.as_bytes())
@@ -289,12 +365,30 @@ pub fn hash_ca(bundle: &[u8]) -> String {
     hex::encode(Sha256::digest(bundle))
 }
 
+/// Client certificates signed by the client CA authenticate; none at all is let through the
+/// handshake too (agents joining, `/cacerts`), and the handlers refuse it where the API needs
+/// credentials.
+fn client_verifier(
+    client_ca_pem: &str,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    let mut roots = RootCertStore::empty();
+    for c in parse_certs(client_ca_pem)? {
+        roots
+            .add(c)
+            .map_err(|e| format!("client CA not usable: {e}"))?;
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| format!("TLS client verifier: {e}"))
+}
+
 /// The server's TLS configuration.
 pub fn server_config(pki: &ServerPki) -> Result<Arc<ServerConfig>, String> {
     ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?
-        .with_no_client_auth()
+        .with_client_cert_verifier(client_verifier(&pki.client_ca.pem)?)
         .with_single_cert(pki.chain.clone(), pki.key.clone_key())
         .map(Arc::new)
         .map_err(|e| format!("TLS serving certificate: {e}"))
@@ -315,14 +409,26 @@ fn verifier_for(ca_pem: &str) -> Result<Arc<rustls::client::WebPkiServerVerifier
 /// A client that trusts exactly the CA bundle `ca_pem` and checks the server's name, as
 /// `clientaccess.GetHTTPClient` and kubectl do.
 pub fn client_config(ca_pem: &str) -> Result<Arc<ClientConfig>, String> {
+    client_config_as(ca_pem, None)
+}
+
+/// [`client_config`] presenting a client certificate (PEM certificate and key).
+pub fn client_config_as(
+    ca_pem: &str,
+    identity: Option<(&str, &str)>,
+) -> Result<Arc<ClientConfig>, String> {
     let verifier = verifier_for(ca_pem)?;
-    Ok(Arc::new(
-        ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS: {e}"))?
-            .with_webpki_verifier(verifier)
-            .with_no_client_auth(),
-    ))
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_webpki_verifier(verifier);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(parse_certs(cert)?, rustls_key(key)?)
+            .map_err(|e| format!("client certificate: {e}"))?,
+    };
+    Ok(Arc::new(config))
 }
 
 /// A client that accepts any server certificate (the handshake's signatures are still

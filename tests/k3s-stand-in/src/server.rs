@@ -121,9 +121,12 @@ impl State {
         }
     }
 
-    /// `/v1-k3s/serving-kubelet.crt`: node info from the headers (400 without), the node
-    /// password ensured (403 on a mismatch; `pkg/nodepassword/validate.go`), then the cert.
-    fn serving_kubelet(&self, req: &Request) -> (u16, String) {
+    /// `/v1-k3s/serving-kubelet.crt` and `client-kubelet.crt` (`pkg/server/router.go`):
+    /// node info from the headers (400 without), the node password ensured (403 on a
+    /// mismatch; `pkg/nodepassword/validate.go`), then the certificate: serving (CN the
+    /// node, DNS the node and `localhost`, IP 127.0.0.1 and the node's IPs, by the server CA)
+    /// or client (`system:node:NODE`, O `system:nodes`, by the client CA).
+    fn kubelet_cert(&self, req: &Request, client: bool) -> (u16, String) {
         if !self.agent_authorised(req) {
             return (401, "Unauthorized".into());
         }
@@ -146,7 +149,28 @@ impl State {
             .header("K3s-Node-IP")
             .map(|s| s.split(',').map(|i| i.trim().to_string()).collect())
             .unwrap_or_default();
-        match pki::kubelet_serving(&self.pki, &name, &ips) {
+        let issued = if client {
+            self.pki.client_ca.issue(&pki::Leaf {
+                cn: &format!("system:node:{name}"),
+                org: Some("system:nodes"),
+                names: &[],
+                client: true,
+            })
+        } else {
+            let mut names = vec![name.clone(), "localhost".into(), "127.0.0.1".into()];
+            names.extend(
+                ips.into_iter()
+                    .filter(|i| i.parse::<std::net::IpAddr>().is_ok()),
+            );
+            self.pki.server_ca.issue(&pki::Leaf {
+                cn: &name,
+                org: None,
+                names: &names,
+                client: false,
+            })
+        };
+        match issued {
+            Ok(body) if client => (200, body),
             Ok(body) => {
                 let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
                 if !nodes.contains(&name) {
@@ -187,10 +211,19 @@ impl State {
     fn route(&self, req: &Request) -> (u16, String) {
         let path = req.path.split('?').next().unwrap_or("");
         match path {
-            "/cacerts" => (200, self.pki.ca_pem.clone()),
+            "/cacerts" => (200, self.pki.server_ca.pem.clone()),
             "/ping" => (200, "pong".into()),
+            "/v1-k3s/serving-kubelet.crt" => self.kubelet_cert(req, false),
+            "/v1-k3s/client-kubelet.crt" => self.kubelet_cert(req, true),
+            // The apiserver: anonymous auth off, so a client certificate is needed.
+            _ if !req.client_cert => {
+                let status = serde_json::json!({
+                    "apiVersion": "v1", "kind": "Status", "status": "Failure",
+                    "message": "Unauthorized", "reason": "Unauthorized", "code": 401
+                });
+                (401, status.to_string())
+            }
             "/readyz" => (200, "ok".into()),
-            "/v1-k3s/serving-kubelet.crt" => self.serving_kubelet(req),
             _ => match path.strip_prefix("/api/v1/nodes/") {
                 Some(n) if !n.is_empty() && !n.contains('/') => self.node(n),
                 _ => (404, "404 page not found".into()),
@@ -233,7 +266,7 @@ pub fn run() -> Result<(), String> {
     let mut seen = std::collections::BTreeSet::new();
     names.retain(|n| seen.insert(n.clone()));
     let pki = pki::ensure_server(&server_dir.join("tls"), &names)?;
-    let ca_hash = pki::hash_ca(pki.ca_pem.as_bytes());
+    let ca_hash = pki::hash_ca(pki.server_ca.pem.as_bytes());
 
     let server_secret = server_secret(&cfg, &server_dir.join("token"))?;
     let agent_secret = match cfg.get("agent-token") {
@@ -261,7 +294,9 @@ pub fn run() -> Result<(), String> {
         &etc(crate::SERVER_KUBECONFIG),
         &crate::kubeconfig(
             &format!("https://127.0.0.1:{port}"),
-            crate::CaRef::Data(&pki.ca_pem),
+            crate::CaRef::Data(&pki.server_ca.pem),
+            crate::CaRef::Data(&pki.admin.0),
+            crate::CaRef::Data(&pki.admin.1),
         ),
         mode,
     )?;

@@ -290,8 +290,12 @@ fn server_writes_secure_tokens_and_a_tls_kubeconfig() {
     assert!(String::from_utf8_lossy(&ca).starts_with("-----BEGIN CERTIFICATE-----"));
     for f in [
         "server-ca.key",
+        "client-ca.crt",
+        "client-ca.key",
         "serving-kube-apiserver.crt",
         "serving-kube-apiserver.key",
+        "client-admin.crt",
+        "client-admin.key",
     ] {
         assert!(
             s.node.data_dir().join("server/tls").join(f).is_file(),
@@ -349,6 +353,14 @@ fn agent_with_the_secure_token_joins() {
         fs::read(a.node.data_dir().join("agent/server-ca.crt")).unwrap(),
         s.ca()
     );
+    for f in ["serving-kubelet", "client-kubelet"] {
+        for ext in ["crt", "key"] {
+            assert!(
+                a.node.data_dir().join(format!("agent/{f}.{ext}")).is_file(),
+                "{f}.{ext}"
+            );
+        }
+    }
     let pw = a.node.read("/etc/rancher/node/password");
     assert_eq!(pw.trim().len(), 32, "{pw:?}");
     use std::os::unix::fs::PermissionsExt;
@@ -457,4 +469,16 @@ fn kubectl_trusts_only_the_ca_of_its_kubeconfig() {
     fs::write(&wrong, kc).unwrap();
     let err = kubectl(&wrong, "w1").unwrap_err();
     assert!(err.contains("invalid peer certificate"), "{err}");
+    // The admin kubeconfig without its client certificate: the API wants credentials.
+    let admin = s.node.read("/etc/rancher/k3s/k3s.yaml");
+    assert!(admin.contains("client-certificate-data: ") && admin.contains("client-key-data: "));
+    let anonymous: String = admin
+        .lines()
+        .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let anon = s.node.path("anonymous.kubeconfig");
+    fs::write(&anon, anonymous).unwrap();
+    let err = kubectl(&anon, "cp").unwrap_err();
+    assert!(err.contains("Unauthorized"), "{err}");
 }
