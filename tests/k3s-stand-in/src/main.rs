@@ -31,9 +31,11 @@
 //!   `/v1-k3s/serving-kubelet.crt` and `/v1-k3s/client-kubelet.crt` for an agent with a valid
 //!   token (basic auth `node:<token or agent-token>` or `server:<token>`, 401 otherwise) and
 //!   `K3s-Node-Name` / `K3s-Node-Password` headers (403 when the name has another password on
-//!   record, see `nodepass.rs`); `/readyz` and `/api/v1/nodes/NAME` (`Ready` `True` for
-//!   itself and every agent given its serving certificate) only with a client certificate
-//!   from its client CA (anonymous auth off: 401). It logs each join and each Ready answer.
+//!   record, see `nodepass.rs`); `/readyz` and `/api/v1/nodes/NAME` only with a client
+//!   certificate from its client CA (anonymous auth off: 401). A Node exists once its kubelet
+//!   got a serving certificate (itself included) and is kept in the data-dir across
+//!   restarts, like the datastore's; its `Ready` is `True`, or `Unknown` once its password
+//!   was refused since this start. It logs each join and each Ready answer.
 //! - `k3s agent` (unit `k3s-agent.service`): parses its `token` (`token.rs`), GETs
 //!   `/cacerts` without verifying, GETs it again verified against that bundle (server name
 //!   from its `server:` URL), and refuses the server if the token pins another CA ("token CA
@@ -56,7 +58,8 @@
 //!
 //! Where it still differs from k3s:
 //! - No apiserver, kubelet, containerd, flannel, datastore or manifests: a Node is Ready as
-//!   soon as its agent got its serving certificate; any client certificate from the client
+//!   soon as its agent got its serving certificate, and stays so with no kubelet heartbeat
+//!   (Nodes are files in `<data-dir>/server/db/stand-in-nodes/`); any client certificate from the client
 //!   CA may read any Node (no RBAC or Node authorizer); a node's certificates are not checked
 //!   against its name.
 //! - No request-header CA, etcd CAs, `service.key` or supervisor certificates; a CA made in

@@ -14,8 +14,12 @@ struct State {
     passwords: Store,
     server_secret: String,
     agent_secret: Option<String>,
-    /// Nodes given a kubelet certificate (and so Ready here).
-    nodes: Mutex<Vec<String>>,
+    /// Registered Nodes, one file each, kept in the data-dir as k3s keeps them in its
+    /// datastore: a Node given its serving certificate once stays known across restarts.
+    nodes_dir: std::path::PathBuf,
+    /// Nodes whose password was refused since this start: no kubelet of theirs posts status,
+    /// so their `Ready` is `Unknown`.
+    refused: Mutex<Vec<String>>,
 }
 
 /// The host's addresses (loopback and IPv6 link-local left out), for the serving certificate.
@@ -141,6 +145,7 @@ impl State {
             Ok(()) => {}
             Err(Refused::Mismatch(e)) => {
                 eprintln!("k3s (stand-in): node {name} refused: {e}");
+                self.refuse(&name);
                 return (403, e);
             }
             Err(Refused::Io(e)) => return (500, e),
@@ -171,31 +176,51 @@ impl State {
         };
         match issued {
             Ok(body) if client => (200, body),
-            Ok(body) => {
-                let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-                if !nodes.contains(&name) {
-                    nodes.push(name.clone());
+            Ok(body) => match self.register(&name) {
+                Ok(()) => {
+                    eprintln!("k3s (stand-in): node {name} joined");
+                    (200, body)
                 }
-                eprintln!("k3s (stand-in): node {name} joined");
-                (200, body)
-            }
+                Err(e) => (500, e),
+            },
             Err(e) => (500, e),
         }
     }
 
-    fn node(&self, name: &str) -> (u16, String) {
-        let known = self
-            .nodes
+    fn register(&self, name: &str) -> Result<(), String> {
+        self.refused
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .any(|n| n == name);
+            .retain(|n| n != name);
+        crate::write_mode(&self.nodes_dir.join(name), "registered\n", 0o600)
+    }
+
+    fn refuse(&self, name: &str) {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if !refused.iter().any(|n| n == name) {
+            refused.push(name.to_string());
+        }
+    }
+
+    fn node(&self, name: &str) -> (u16, String) {
+        let known = !name.starts_with('.') && self.nodes_dir.join(name).is_file();
         if known {
-            eprintln!("k3s (stand-in): node {name} Ready: True");
+            let refused = self
+                .refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|n| n == name);
+            let (status, reason) = if refused {
+                ("Unknown", "NodeStatusUnknown")
+            } else {
+                ("True", "KubeletReady")
+            };
+            eprintln!("k3s (stand-in): node {name} Ready: {status}");
             let node = serde_json::json!({
                 "apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
                 "status": {"conditions": [
-                    {"type": "Ready", "status": "True", "reason": "KubeletReady"}
+                    {"type": "Ready", "status": status, "reason": reason}
                 ]}
             });
             (200, node.to_string())
@@ -306,20 +331,20 @@ pub fn run() -> Result<(), String> {
         passwords: Store::new(data_dir),
         server_secret,
         agent_secret,
-        nodes: Mutex::new(Vec::new()),
+        nodes_dir: server_dir.join("db/stand-in-nodes"),
+        refused: Mutex::new(Vec::new()),
     });
     // The server's own agent: its password is checked like any node's
     // (`pkg/nodepassword/validate.go`, verifyLocalPassword / Ensure).
     let own_password = crate::nodepass::ensure_file(&etc(crate::NODE_PASSWORD))?;
     match state.passwords.ensure(&node, &own_password) {
-        Ok(()) => state
-            .nodes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(node.clone()),
-        Err(Refused::Mismatch(e) | Refused::Io(e)) => eprintln!(
-            "k3s (stand-in): node {node}: Node password rejected ({e}); it will not be Ready"
-        ),
+        Ok(()) => state.register(&node)?,
+        Err(Refused::Mismatch(e) | Refused::Io(e)) => {
+            eprintln!(
+                "k3s (stand-in): node {node}: Node password rejected ({e}); it will not be Ready"
+            );
+            state.refuse(&node);
+        }
     }
 
     let tls = pki::server_config(&state.pki)?;

@@ -137,8 +137,11 @@ struct Server {
 }
 
 fn server_with(node: Node, extra: &str) -> Server {
+    server_on(node, extra, free_port())
+}
+
+fn server_on(node: Node, extra: &str, port: u16) -> Server {
     node.config(extra, "cp");
-    let port = free_port();
     let mut proc = node.spawn(
         "server",
         &[("PIIMG_STANDIN_API_ADDR", format!("127.0.0.1:{port}"))],
@@ -419,6 +422,8 @@ fn same_name_needs_the_same_node_password() {
         .wait_for("Node password rejected, duplicate hostname or contents of '");
     assert_eq!(b.healthz(), None);
     assert!(!b.kubeconfig().exists());
+    // The Node w1 is still there, but no kubelet of its own posts its status.
+    assert_eq!(a.ready("w1").as_deref(), Ok("Unknown"));
     b.proc.stop();
 
     // The re-image case: a fresh root and data-dir, the same password baked in: welcome.
@@ -438,10 +443,16 @@ fn restarted_server_keeps_its_ca_and_tokens() {
         &ca,
         &format!("server:{}", token.rsplit(':').next().unwrap())
     ));
-    let Server { node, mut proc, .. } = s;
+    let mut a = agent(&s, &token, "w1");
+    a.assert_joined(&s, "w1");
+    let Server {
+        node,
+        mut proc,
+        port,
+    } = s;
     proc.stop();
     // Restarted with one more tls-san: the same CA signs a serving certificate that names it.
-    let s = server_with(node, "tls-san:\n  - \"new.example\"\n");
+    let s = server_on(node, "tls-san:\n  - \"new.example\"\n", port);
     assert!(
         s.proc.log().contains("reusing the cluster CA"),
         "{}",
@@ -450,9 +461,11 @@ fn restarted_server_keeps_its_ca_and_tokens() {
     assert_eq!(s.ca(), ca);
     assert_eq!(s.token_file("token"), token);
     assert!(s.serving_cert_names("new.example"));
+    // The Node registered before the restart is still known, through the agent's kubeconfig.
+    assert_eq!(a.ready("w1").as_deref(), Ok("True"));
     // An agent given the token from before the restart still pins the right CA.
-    let mut a = agent(&s, &token, "w1");
-    a.assert_joined(&s, "w1");
+    let mut b = agent(&s, &token, "w2");
+    b.assert_joined(&s, "w2");
 }
 
 #[test]
