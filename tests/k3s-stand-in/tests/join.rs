@@ -495,3 +495,14 @@ fn kubectl_trusts_only_the_ca_of_its_kubeconfig() {
     let err = kubectl(&anon, "cp").unwrap_err();
     assert!(err.contains("Unauthorized"), "{err}");
 }
+
+#[test]
+fn agent_reaches_the_server_by_a_name_from_etc_hosts() {
+    // `localhost` comes from /etc/hosts (no mDNS, no NSS in a static musl binary), and the
+    // serving certificate must name it: k3s always adds it.
+    let s = server();
+    let url = format!("https://localhost:{}", s.port);
+    let mut a = agent_on(Node::new(), &url, &s.token_file("node-token"), "w1");
+    a.proc.wait_for(&format!("agent w1 registered with {url}"));
+    assert_eq!(a.ready("w1").as_deref(), Ok("True"));
+}
