@@ -1,5 +1,6 @@
 //! `/etc/rancher/k3s/config.yaml`, then `config.yaml.d/*.yaml` in name order, as k3s reads
-//! them (`pkg/configfilearg/parser.go`): keys are the flags without dashes, a later file's
+//! them (as shared/reference/k3s.md sums up the docs; k3s's `pkg/configfilearg` was not read
+//! for this): keys are the flags without dashes, a later file's
 //! value replaces an earlier one, and a key ending in `+` appends to a list. Only what piimg
 //! writes is understood: top-level scalars (plain or double-quoted) and block lists.
 
