@@ -1,32 +1,104 @@
-//! A stand-in `k3s` for the QEMU boot test (`scripts/e2e-boot`): it serves exactly what
-//! `piimg-firstboot` checks (see `firstboot/src/k3s/join.rs`), with the real k3s's file
+//! A stand-in `k3s` for the QEMU boot test (`scripts/e2e-boot`) and its own tests: what
+//! `piimg-firstboot` and a joining agent depend on, done the way k3s does it, with k3s's file
 //! layout, so first boot runs unchanged against it. Test code, never shipped.
 //!
-//! - `k3s server` (unit `k3s.service`, `Type=notify`): reads `/etc/rancher/k3s/config.yaml`,
-//!   refuses to run unless its `data-dir` is on a mounted filesystem other than `/` (what the
-//!   piimg drop-in promises), writes `<data-dir>/server/node-token` and the kubeconfig
-//!   `/etc/rancher/k3s/k3s.yaml` (0600), tells systemd it is ready, then answers on
-//!   `0.0.0.0:6443` (plain HTTP, reachable by agents): `/readyz` → `ok`,
-//!   `/stand-in/register/NODE` (an agent joining), `/stand-in/ready/NODE` → `True` for itself
-//!   and every agent that registered. It logs each join and each Ready answer, so the boot
-//!   test can tell an agent's Ready came from this server.
-//! - `k3s agent` (unit `k3s-agent.service`): registers with its `server` (the `https://` of
-//!   config.yaml spoken as plain HTTP), writes `<data-dir>/agent/kubelet.kubeconfig`, answers
-//!   the kubelet's `http://127.0.0.1:10248/healthz`.
-//! - `k3s kubectl --kubeconfig F get --raw /readyz` and
-//!   `k3s kubectl --kubeconfig F get node NODE -o jsonpath=…`: ask the server named in F.
+//! Followed from the k3s sources (file named beside each behaviour; read through the code
+//! search of `k3s-io/k3s`, which could not pin v1.31.4+k3s1, so these are other commits, not
+//! checked against that tag: `pkg/clientaccess/token.go` at 0566d45,
+//! `pkg/nodepassword/validate.go` at 2a722cf, `pkg/nodepassword/nodepassword.go` at 0103601
+//! (older: `rancher/k3s` imports), `pkg/daemons/control/deps/deps.go` at 09ac65a,
+//! `pkg/server/router.go` at 00831f9 (older; newer trees keep the handlers elsewhere), and,
+//! seen only as search excerpts, `pkg/server/server.go` printTokens, `pkg/agent/run.go`
+//! createProxyAndValidateToken and `pkg/agent/config/config.go` ensureNodePassword /
+//! getNodeNamedCrt):
+//!
+//! - `k3s server` (unit `k3s.service`, `Type=notify`): reads `/etc/rancher/k3s/config.yaml`
+//!   (+ `config.yaml.d/`), refuses to run unless its `data-dir` is on a mounted filesystem
+//!   other than `/` (what the piimg drop-in promises). On its first start it makes, under
+//!   `<data-dir>/server/tls/` (`deps.go` names): a self-signed `server-ca.crt`/`.key`, the
+//!   serving certificate `serving-kube-apiserver.crt`/`.key` for its node name, `tls-san`
+//!   entries, the names and IPs k3s always adds (`localhost`, `kubernetes…`, 127.0.0.1, ::1,
+//!   10.43.0.1) and the host's addresses, a `client-ca.crt`/`.key` and the admin's
+//!   `client-admin.crt`/`.key`; later starts reuse them (see `pki.rs`). It writes
+//!   `<data-dir>/server/token` = `K10<sha256 of server-ca.crt>::server:<token>` (the config's
+//!   `token`, else the one from an earlier start, else random), `node-token` as a symlink to
+//!   it and `agent-token` = `K10…::node:<agent-token>` when one is configured
+//!   (`pkg/server/server.go`, printTokens), and `/etc/rancher/k3s/k3s.yaml` like k3s's
+//!   (`https://127.0.0.1:6443`, `certificate-authority-data`, the admin's
+//!   `client-certificate-data`/`client-key-data`, mode `write-kubeconfig-mode`, default
+//!   0600). It checks its own node password like any agent's, tells systemd it is ready and
+//!   answers HTTPS on `0.0.0.0:6443`: `/cacerts` and `/ping` for anyone (`router.go`);
+//!   `/v1-k3s/serving-kubelet.crt` and `/v1-k3s/client-kubelet.crt` for an agent with a valid
+//!   token (basic auth `node:<token or agent-token>` or `server:<token>`, 401 otherwise) and
+//!   `K3s-Node-Name` / `K3s-Node-Password` headers (403 when the name has another password on
+//!   record, see `nodepass.rs`); `/readyz` and `/api/v1/nodes/NAME` only with a client
+//!   certificate from its client CA (anonymous auth off: 401). A Node exists once its kubelet
+//!   got a serving certificate (itself included) and is kept in the data-dir across
+//!   restarts, like the datastore's; its `Ready` is `True`, or `Unknown` once its password
+//!   was refused since this start. It logs each join and each Ready answer.
+//! - `k3s agent` (unit `k3s-agent.service`): parses its `token` (`token.rs`), GETs
+//!   `/cacerts` without verifying, GETs it again verified against that bundle (server name
+//!   from its `server:` URL), and refuses the server if the token pins another CA ("token CA
+//!   hash does not match the Cluster CA certificate hash"), or warns that the CA is not
+//!   pinned for a short token; retries every 2 s. Then it asks for its kubelet serving and
+//!   client certificates with its node password, retrying every 5 s ("Waiting to retrieve
+//!   agent configuration; server is not ready: Node password rejected, …"); only once given
+//!   them does it write `<data-dir>/agent/` `server-ca.crt`, `serving-kubelet.crt`/`.key`,
+//!   `client-kubelet.crt`/`.key` and `kubelet.kubeconfig` (paths to those, as k3s writes it),
+//!   answer the kubelet's `http://127.0.0.1:10248/healthz` and notify systemd: a refused
+//!   agent never looks Ready.
+//! - `k3s kubectl [--kubeconfig F] get --raw /readyz` and `… get node NODE -o jsonpath=…`:
+//!   TLS to the kubeconfig's `server`, trusting only its `certificate-authority(-data)`, with
+//!   its `client-certificate(-data)` and `client-key(-data)`.
 //! - `k3s --version`.
+//!
+//! Names resolve as in a static musl binary (std's `ToSocketAddrs` → musl `getaddrinfo`):
+//! `/etc/hosts`, then DNS. No NSS, so no mDNS: a `.local` name (the example cluster's
+//! `control-plane.local`) only works through an `/etc/hosts` entry, as for the real k3s.
+//!
+//! Where it still differs from k3s:
+//! - No apiserver, kubelet, containerd, flannel, datastore or manifests: a Node is Ready as
+//!   soon as its agent got its serving certificate, and stays so with no kubelet heartbeat
+//!   (Nodes are files in `<data-dir>/server/db/stand-in-nodes/`); any client certificate from the client
+//!   CA may read any Node (no RBAC or Node authorizer); a node's certificates are not checked
+//!   against its name.
+//! - No request-header CA, etcd CAs, `service.key` or supervisor certificates; a CA made in
+//!   advance (`generate-custom-ca-certs.sh`) is honoured for `server-ca` and `client-ca` only,
+//!   and only as a single self-signed certificate (no intermediate chains).
+//! - The agent talks to the server directly: no client load balancer on 127.0.0.1:6444, so
+//!   `kubelet.kubeconfig` names the `server:` URL itself.
+//! - The agent does not first try the host's CA bundle for `/cacerts` (k3s does, and then
+//!   skips the hash check for a publicly trusted server).
+//! - Node passwords are kept as salted SHA-256 files in `<data-dir>/server/cred/
+//!   node-passwords/`, not scrypt hashes in Secrets; kubeadm bootstrap tokens, `with-node-id`,
+//!   CSRs and certificate rotation are not handled; the serving certificate is re-signed
+//!   only when it no longer covers a name or has expired; `/readyz` is always `ok`.
+//!
+//! Test seams (unset on a node): `PIIMG_STANDIN_ROOT` prefixes `/etc/rancher/...` (config,
+//! `k3s.yaml`, the node password) and skips the mount check; `PIIMG_STANDIN_API_ADDR`
+//! (default `0.0.0.0:6443`) and `PIIMG_STANDIN_KUBELET_ADDR` (default `127.0.0.1:10248`)
+//! are where the server and the kubelet's healthz listen.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod agent;
+mod config;
+mod http;
+mod kubectl;
+mod nodepass;
+mod pki;
+mod server;
+mod token;
+
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-const CONFIG: &str = "/etc/rancher/k3s/config.yaml";
-const SERVER_KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
 const VERSION: &str = "v0.0.0-stand-in";
+/// k3s's config file.
+pub const CONFIG: &str = "/etc/rancher/k3s/config.yaml";
+/// The admin kubeconfig the server writes.
+pub const SERVER_KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
+/// The node password (does not move with data-dir).
+pub const NODE_PASSWORD: &str = "/etc/rancher/node/password";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -36,9 +108,9 @@ fn main() -> ExitCode {
             println!("k3s version {VERSION} (piimg stand-in)");
             Ok(())
         }
-        ["server", ..] => server(),
-        ["agent", ..] => agent(),
-        ["kubectl", rest @ ..] => kubectl(rest),
+        ["server", ..] => server::run(),
+        ["agent", ..] => agent::run(),
+        ["kubectl", rest @ ..] => kubectl::run(rest),
         _ => Err(format!("stand-in k3s: unsupported arguments {argv:?}")),
     };
     match result {
@@ -50,20 +122,47 @@ fn main() -> ExitCode {
     }
 }
 
-/// `key: "value"` or `key: value` from config.yaml (top-level scalars only).
-fn config_value(text: &str, key: &str) -> Option<String> {
-    text.lines().find_map(|l| {
-        let rest = l.strip_prefix(key)?.strip_prefix(':')?.trim();
-        Some(rest.trim_matches('"').to_string())
-    })
+/// The test seam root, if set.
+fn seam_root() -> Option<PathBuf> {
+    std::env::var_os("PIIMG_STANDIN_ROOT").map(PathBuf::from)
 }
 
-fn read_config() -> Result<(String, String, Option<String>), String> {
-    let text =
-        std::fs::read_to_string(CONFIG).map_err(|e| format!("{CONFIG}: cannot read: {e}"))?;
-    let node = config_value(&text, "node-name").ok_or(format!("{CONFIG}: no node-name"))?;
-    let data_dir = config_value(&text, "data-dir").ok_or(format!("{CONFIG}: no data-dir"))?;
-    Ok((node, data_dir, config_value(&text, "server")))
+/// An `/etc/rancher/...` path, under the test seam root when it is set.
+pub fn etc(path: &str) -> PathBuf {
+    match seam_root() {
+        Some(r) => r.join(path.trim_start_matches('/')),
+        None => PathBuf::from(path),
+    }
+}
+
+/// Where the server listens.
+pub fn api_addr() -> String {
+    std::env::var("PIIMG_STANDIN_API_ADDR").unwrap_or_else(|_| "0.0.0.0:6443".into())
+}
+
+/// Where the kubelet's healthz listens.
+pub fn kubelet_addr() -> String {
+    std::env::var("PIIMG_STANDIN_KUBELET_ADDR").unwrap_or_else(|_| "127.0.0.1:10248".into())
+}
+
+/// Writes `text` to `path` (parents made) with `mode`, replacing it by rename.
+pub fn write_mode(path: &Path, text: &str, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The mount point holding `path` (longest prefix in /proc/self/mounts).
@@ -77,7 +176,11 @@ fn mount_of(path: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn require_own_mount(data_dir: &str) -> Result<(), String> {
+/// Refuses a data-dir on the root filesystem (skipped under the test seam root).
+pub fn require_own_mount(data_dir: &str) -> Result<(), String> {
+    if seam_root().is_some() {
+        return Ok(());
+    }
     match mount_of(data_dir).as_deref() {
         None | Some("/") => Err(format!(
             "data-dir {data_dir} is not on a mounted SSD (k3s would fill the SD card)"
@@ -89,28 +192,8 @@ fn require_own_mount(data_dir: &str) -> Result<(), String> {
     }
 }
 
-fn write_private(path: &Path, text: &str) -> Result<(), String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn kubeconfig(server: &str) -> String {
-    format!("apiVersion: v1\nkind: Config\n# piimg stand-in k3s: plain HTTP\nclusters:\n- cluster:\n    server: {server}\n  name: default\n")
-}
-
 /// `READY=1` to systemd (`Type=notify`), if it is listening.
-fn notify_ready() -> Result<(), String> {
+pub fn notify_ready() -> Result<(), String> {
     use std::os::unix::net::UnixDatagram;
     let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
         return Ok(());
@@ -129,171 +212,36 @@ fn notify_ready() -> Result<(), String> {
         .map_err(|e| format!("notify socket {name}: {e}"))
 }
 
-/// Serves `answer(path)` (status, body) on `addr` forever.
-fn serve(
-    addr: &str,
-    answer: impl Fn(&str) -> (u16, String) + Send + Sync + 'static,
-) -> Result<(), String> {
-    let listener = TcpListener::bind(addr).map_err(|e| format!("listening on {addr}: {e}"))?;
-    let answer = Arc::new(answer);
-    for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
-        let answer = Arc::clone(&answer);
-        std::thread::spawn(move || {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-            let mut reader = BufReader::new(&stream);
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                return;
-            }
-            let path = line.split(' ').nth(1).unwrap_or("/").to_string();
-            // Skip the headers; no request we answer has a body.
-            let mut header = String::new();
-            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
-                header.clear();
-            }
-            let (status, body) = answer(&path);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        });
-    }
-    Ok(())
+/// Where a kubeconfig's CA, client certificate or key comes from.
+#[derive(Clone, Copy)]
+pub enum CaRef<'a> {
+    /// Inline (`…-data`, as in `k3s.yaml`).
+    Data(&'a str),
+    /// A file (as in the agent's `kubelet.kubeconfig`).
+    File(&'a Path),
 }
 
-/// GET `url` (plain `http://host:port/path`); status and body.
-fn get(url: &str) -> Result<(u16, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or(format!("{url}: only http:// is spoken here"))?;
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let mut s = TcpStream::connect(host).map_err(|e| format!("{url}: {e}"))?;
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    write!(
-        s,
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+/// A kubeconfig for `server` trusting `ca` (a CA inline or in a file) and logging in with
+/// the client certificate `user` (inline or in files), shaped like the ones k3s writes:
+/// `k3s.yaml` inline, the agent's `kubelet.kubeconfig` with paths.
+pub fn kubeconfig(server: &str, ca: CaRef<'_>, user: CaRef<'_>, user_key: CaRef<'_>) -> String {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let line = |key: &str, r: CaRef<'_>| match r {
+        CaRef::Data(pem) => format!("{key}-data: {}", b64(pem)),
+        CaRef::File(p) => format!("{key}: {}", p.display()),
+    };
+    format!(
+        "apiVersion: v1\nclusters:\n- cluster:\n    {}\n    server: {server}\n  name: default\n\
+         contexts:\n- context:\n    cluster: default\n    user: default\n  name: default\n\
+         current-context: default\nkind: Config\npreferences: {{}}\nusers:\n- name: default\n  user:\n    {}\n    {}\n",
+        line("certificate-authority", ca),
+        line("client-certificate", user),
+        line("client-key", user_key),
     )
-    .map_err(|e| format!("{url}: {e}"))?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)
-        .map_err(|e| format!("{url}: {e}"))?;
-    let status = resp
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or(format!("{url}: not an HTTP answer"))?;
-    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Ok((status, body.to_string()))
 }
 
-fn server() -> Result<(), String> {
-    let (node, data_dir, _) = read_config()?;
-    require_own_mount(&data_dir)?;
-    let token = Path::new(&data_dir).join("server/node-token");
-    if !token.exists() {
-        write_private(&token, "stand-in-node-token\n")?;
-    }
-    write_private(
-        Path::new(SERVER_KUBECONFIG),
-        &kubeconfig("http://127.0.0.1:6443"),
-    )?;
-    let nodes = Arc::new(Mutex::new(vec![node.clone()]));
-    let listener_nodes = Arc::clone(&nodes);
-    let handle = std::thread::spawn(move || {
-        serve("0.0.0.0:6443", move |path| {
-            let mut known = listener_nodes.lock().unwrap_or_else(|p| p.into_inner());
-            if path == "/readyz" {
-                (200, "ok".into())
-            } else if let Some(n) = path.strip_prefix("/stand-in/register/") {
-                if !known.iter().any(|k| k == n) {
-                    eprintln!("k3s (stand-in): node {n} joined");
-                    known.push(n.to_string());
-                }
-                (200, "registered".into())
-            } else if let Some(n) = path.strip_prefix("/stand-in/ready/") {
-                if known.iter().any(|k| k == n) {
-                    eprintln!("k3s (stand-in): node {n} Ready: True");
-                    (200, "True".into())
-                } else {
-                    (404, format!("nodes \"{n}\" not found"))
-                }
-            } else {
-                (404, "not found".into())
-            }
-        })
-    });
-    // Give the listener a moment to bind before saying we are ready.
-    std::thread::sleep(Duration::from_millis(200));
-    notify_ready()?;
-    eprintln!("k3s (stand-in): server {node} ready on :6443");
-    handle
-        .join()
-        .map_err(|_| "the API thread panicked".to_string())?
-}
-
-fn agent() -> Result<(), String> {
-    let (node, data_dir, server) = read_config()?;
-    require_own_mount(&data_dir)?;
-    let server = server.ok_or(format!("{CONFIG}: an agent needs `server`"))?;
-    let plain = server.replacen("https://", "http://", 1);
-    write_private(
-        &Path::new(&data_dir).join("agent/kubelet.kubeconfig"),
-        &kubeconfig(&plain),
-    )?;
-    let register = format!("{}/stand-in/register/{node}", plain.trim_end_matches('/'));
-    let mut registered = false;
-    for _ in 0..60 {
-        match get(&register) {
-            Ok((200, _)) => {
-                registered = true;
-                break;
-            }
-            Ok((s, b)) => eprintln!("k3s (stand-in): registering: {s} {b}"),
-            Err(e) => eprintln!("k3s (stand-in): registering: {e}"),
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
-    if !registered {
-        return Err(format!("could not register with {server}"));
-    }
-    eprintln!("k3s (stand-in): agent {node} registered with {server}");
-    let handle = std::thread::spawn(|| serve("127.0.0.1:10248", |_| (200, "ok".into())));
-    notify_ready()?;
-    handle
-        .join()
-        .map_err(|_| "the kubelet thread panicked".to_string())?
-}
-
-/// The `server:` of a kubeconfig.
-fn kubeconfig_server(path: &str) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    text.lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("server:")
-                .map(|s| s.trim().to_string())
-        })
-        .ok_or(format!("{path}: no server"))
-}
-
-fn kubectl(args: &[&str]) -> Result<(), String> {
-    let (kc, rest) = match args {
-        ["--kubeconfig", kc, rest @ ..] => (*kc, rest),
-        _ => (SERVER_KUBECONFIG, args),
-    };
-    let server = kubeconfig_server(kc)?;
-    let server = server.trim_end_matches('/');
-    let url = match rest {
-        ["get", "--raw", path] => format!("{server}{path}"),
-        ["get", "node", name, "-o", _] => format!("{server}/stand-in/ready/{name}"),
-        _ => return Err(format!("kubectl: unsupported arguments {rest:?}")),
-    };
-    let (status, body) = get(&url)?;
-    if status != 200 {
-        return Err(format!("Error from server ({status}): {body}"));
-    }
-    print!("{body}");
-    Ok(())
+/// Sleeps.
+pub fn sleep_s(s: u64) {
+    std::thread::sleep(std::time::Duration::from_secs(s));
 }
