@@ -19,7 +19,7 @@
 //!   the kubelet.
 //! - `--backoff-ms N`: backoff unit (1000 on a node).
 //! - `PIIMG_FIRSTBOOT_CRASH_AFTER=<point>`: SIGKILL after `partition`, `format`, `storage`,
-//!   `k3s-data`, `join` or `report`.
+//!   `k3s-data`, `join`, `prune` or `report` (after a step: its name).
 
 pub mod announce;
 pub mod cli;

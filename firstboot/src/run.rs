@@ -1,4 +1,5 @@
-//! The first-boot sequence: storage → k3s data → join → report, each step recorded in the
+//! The first-boot sequence: storage → k3s data → join → prune (server) → report, each step
+//! recorded in the
 //! state file as it finishes, and a report sent whatever happened.
 
 use crate::config::{ConfigError, NodeConfig, NODE_CONFIG_PATH};
@@ -103,11 +104,36 @@ struct Progress {
 }
 
 impl Progress {
+    /// A step the node cannot do without: when it fails, the later ones are skipped.
     fn step<T, E: std::fmt::Display>(
         &mut self,
         ctx: &mut Ctx<'_>,
         name: &str,
         stage: Stage,
+        f: impl FnOnce(&mut Ctx<'_>) -> Result<T, E>,
+    ) -> Option<T> {
+        self.run_step(ctx, name, stage, true, f)
+    }
+
+    /// A step whose failure is reported (in `steps`) but stops nothing: growing the root,
+    /// applying kernel parameters and deleting a dropped service's objects are worth a
+    /// warning, not a node without k3s.
+    fn soft_step<T, E: std::fmt::Display>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        name: &str,
+        f: impl FnOnce(&mut Ctx<'_>) -> Result<T, E>,
+    ) -> Option<T> {
+        let stage = self.stage;
+        self.run_step(ctx, name, stage, false, f)
+    }
+
+    fn run_step<T, E: std::fmt::Display>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        name: &str,
+        stage: Stage,
+        blocking: bool,
         f: impl FnOnce(&mut Ctx<'_>) -> Result<T, E>,
     ) -> Option<T> {
         if self.error.is_some() {
@@ -131,8 +157,10 @@ impl Progress {
         };
         if let Some(e) = &error {
             tracing::error!(step = name, error = %e, "step failed");
-            self.error = Some(format!("{name}: {e}"));
-            self.stage = Stage::Failed;
+            if blocking {
+                self.error = Some(format!("{name}: {e}"));
+                self.stage = Stage::Failed;
+            }
         }
         let now = ctx.sys.now_unix();
         ctx.state.record(name, error.clone(), now);
@@ -193,6 +221,9 @@ pub fn run(opts: &Options) -> Result<bool, RunError> {
     p.step(&mut ctx, "join", Stage::Joining, |c| {
         crate::k3s::join::join(c)
     });
+    if cfg.role == crate::config::Role::Server {
+        p.soft_step(&mut ctx, "prune", |c| crate::k3s::prune::prune(c));
+    }
     if p.error.is_none() {
         p.stage = Stage::Ready;
     }

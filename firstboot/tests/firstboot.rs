@@ -69,9 +69,11 @@ impl Node {
         std::fs::create_dir_all(&stand_ins).unwrap();
         let log = node.path("calls.log");
         let systemctl = format!("#!/bin/sh\necho systemctl \"$@\" >> {}\n", log.display());
+        // `kubectl delete` fails while the file `fail-delete` exists (a cluster that refuses).
         let k3s = format!(
-            "#!/bin/sh\necho k3s \"$@\" >> {}\ncase \"$*\" in *readyz*) echo ok;; *Ready*) echo True;; esac\n",
-            log.display()
+            "#!/bin/sh\necho k3s \"$@\" >> {}\ncase \"$*\" in *readyz*) echo ok;; *Ready*) echo True;; *' delete '*) if [ -e {} ]; then echo refused >&2; exit 1; fi;; esac\n",
+            log.display(),
+            node.path("fail-delete").display()
         );
         for (name, text) in [("systemctl", systemctl), ("k3s", k3s)] {
             let p = stand_ins.join(name);
@@ -683,4 +685,131 @@ fn another_disk_mounted_at_the_mount_point_is_refused() {
         swapped,
         "first boot mounted over the other disk"
     );
+}
+
+fn calls(node: &Node) -> String {
+    std::fs::read_to_string(node.path("calls.log")).unwrap_or_default()
+}
+
+fn step_status(node: &Node, step: &str) -> serde_json::Value {
+    let status = node.status_json();
+    status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == step)
+        .unwrap_or_else(|| panic!("no step {step}: {status}"))
+        .clone()
+}
+
+/// Issue 13, 4: k3s never deletes what a vanished manifest created, so first boot parks a
+/// dropped manifest outside `server/manifests` and, once k3s is ready, deletes its objects
+/// with `kubectl delete -f` exactly once, also across a power cut.
+#[test]
+fn a_service_turned_off_has_its_objects_deleted_once_after_k3s_is_ready() {
+    let mut node = Node::new();
+    node.add_disk("S1");
+    let staged = node.node_path("/var/lib/piimg/manifests");
+    stage(&staged, "a.yaml", "kind: ConfigMap\n", 0o644);
+    stage(&staged, "svc/b.yaml", "kind: HelmChart\n", 0o600);
+    node.run_ok();
+    let dest = node.node_path("/mnt/storage/k3s/server/manifests");
+    let parked = node.node_path("/mnt/storage/k3s/piimg-removed/svc/b.yaml");
+    std::fs::write(dest.join("mine.yaml"), "hand: 1\n").unwrap();
+    assert!(!calls(&node).contains(" delete "), "{}", calls(&node));
+
+    // A newer image turns the service off; the power fails right after the sync.
+    std::fs::remove_dir_all(staged.join("svc")).unwrap();
+    node.reimage();
+    let out = node
+        .command(&[])
+        .env("PIIMG_FIRSTBOOT_CRASH_AFTER", "k3s-data")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "not killed: {}", text(&out));
+    assert!(!dest.join("svc/b.yaml").exists(), "k3s still sees it");
+    assert_eq!(
+        std::fs::read_to_string(&parked).unwrap(),
+        "kind: HelmChart\n"
+    );
+    assert_eq!(mode(&parked), 0o600);
+    assert!(
+        !calls(&node).contains(" delete "),
+        "deleted before k3s was up"
+    );
+
+    let out = node.run_ok();
+    let log = calls(&node);
+    let delete = format!(
+        "k3s kubectl --kubeconfig {} delete --ignore-not-found -f {}",
+        node.node_path("/etc/rancher/k3s/k3s.yaml").display(),
+        parked.display()
+    );
+    let (ready, deleted) = (log.find("get node worker-1"), log.find(&delete));
+    assert!(
+        ready.is_some() && deleted.is_some() && ready < deleted,
+        "not deleted after k3s was ready:\n{log}\n{}",
+        text(&out)
+    );
+    assert_eq!(log.matches(" delete ").count(), 1, "{log}");
+    assert!(!parked.exists());
+    assert!(!node
+        .node_path("/mnt/storage/k3s/piimg-removed/svc")
+        .exists());
+    assert_eq!(step_status(&node, "prune")["status"], "ok");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("mine.yaml")).unwrap(),
+        "hand: 1\n"
+    );
+
+    // Later boots delete nothing more.
+    node.reimage();
+    node.run_ok();
+    assert!(!calls(&node).contains(" delete "), "{}", calls(&node));
+    assert!(dest.join("a.yaml").is_file() && dest.join("mine.yaml").is_file());
+}
+
+/// A refused delete is reported, does not stop the node, and is retried next boot; a manifest
+/// staged again before its deletion succeeded is not deleted at all.
+#[test]
+fn a_failed_delete_is_retried_and_a_restaged_manifest_is_not_deleted() {
+    let mut node = Node::new();
+    node.add_disk("S1");
+    let staged = node.node_path("/var/lib/piimg/manifests");
+    stage(&staged, "a.yaml", "kind: ConfigMap\n", 0o644);
+    stage(&staged, "b.yaml", "kind: Deployment\n", 0o644);
+    stage(&staged, "c.yaml", "kind: Service\n", 0o644);
+    node.run_ok();
+    let park = node.node_path("/mnt/storage/k3s/piimg-removed");
+
+    std::fs::remove_file(staged.join("b.yaml")).unwrap();
+    std::fs::remove_file(staged.join("c.yaml")).unwrap();
+    std::fs::write(node.path("fail-delete"), "").unwrap();
+    node.reimage();
+    node.run_ok();
+    let prune = step_status(&node, "prune");
+    assert_eq!(prune["status"], "failed", "{prune}");
+    assert!(
+        prune["error"].as_str().unwrap().contains("b.yaml"),
+        "{prune}"
+    );
+    assert_eq!(node.status_json()["stage"], "ready");
+    assert!(park.join("b.yaml").is_file() && park.join("c.yaml").is_file());
+
+    // The next image stages b.yaml again: its pending deletion is cancelled.
+    stage(&staged, "b.yaml", "kind: Deployment\n", 0o644);
+    std::fs::remove_file(node.path("fail-delete")).unwrap();
+    node.reimage();
+    node.run_ok();
+    let log = calls(&node);
+    assert!(!log.contains("b.yaml"), "{log}");
+    assert!(
+        log.contains(&park.join("c.yaml").display().to_string()),
+        "{log}"
+    );
+    assert!(!park.join("b.yaml").exists() && !park.join("c.yaml").exists());
+    assert!(node
+        .node_path("/mnt/storage/k3s/server/manifests/b.yaml")
+        .is_file());
+    assert_eq!(step_status(&node, "prune")["status"], "ok");
 }
