@@ -6,7 +6,7 @@
 //! (the signed readiness report and its `sign`/`verify`), [`unit`] (the systemd unit text).
 //!
 //! The rest is the init itself: [`run`] sequences the steps [`storage`], [`k3s`] and
-//! [`announce`], saving progress in [`state`]; [`system`] is the seam to the machine.
+//! [`announce`] (and [`binds`]), saving progress in [`state`]; [`system`] is the seam to the machine.
 //!
 //! # Test seams
 //! Not product features, hidden from `--help`, documented here so tests can drive the real
@@ -14,7 +14,9 @@
 //! - `--root DIR`: prefix for every node path.
 //! - `--devices FILE`: TOML `[[disk]]` entries (`path`, `ids`, `serial`, `size`, `transport`,
 //!   `root`) replace sysfs discovery; partitions are then opened at an offset in the file.
-//! - `--fake-mount DIR`: mounts are recorded as files in DIR (and the mount point created).
+//! - `--fake-mount DIR`: mounts and bind mounts are recorded as files in DIR, one per mount
+//!   point (`source=… offset=… [root=/folder] fstype=…`), and appended to `DIR/order.log`
+//!   (the mount points are created).
 //! - `--systemctl PATH`, `--k3s PATH`, `--kubelet-healthz URL`: stand-ins for systemd, k3s and
 //!   the kubelet.
 //! - `--backoff-ms N`: backoff unit (1000 on a node).
@@ -22,6 +24,7 @@
 //!   `k3s-data`, `join`, `prune` or `report` (after a step: its name).
 
 pub mod announce;
+pub mod binds;
 pub mod cli;
 pub mod config;
 pub mod crash;

@@ -1,6 +1,5 @@
-//! The first-boot sequence: storage → k3s data → join → prune (server) → report, each step
-//! recorded in the
-//! state file as it finishes, and a report sent whatever happened.
+//! The first-boot sequence: storage → binds → k3s data → join → prune (server) → report, each
+//! step recorded in the state file as it finishes, and a report sent whatever happened.
 
 use crate::config::{ConfigError, NodeConfig, NODE_CONFIG_PATH};
 use crate::paths::NodePaths;
@@ -28,6 +27,8 @@ pub struct Ctx<'a> {
     pub backoff_unit: Duration,
     /// The kubelet health URL an agent polls.
     pub kubelet_healthz: String,
+    /// Where the SSD's filesystem is, once the storage step mounted it.
+    pub ssd: Option<crate::system::BlockTarget>,
 }
 
 impl Ctx<'_> {
@@ -202,6 +203,7 @@ pub fn run(opts: &Options) -> Result<bool, RunError> {
         dry_run: opts.dry_run,
         backoff_unit: opts.host.backoff_unit,
         kubelet_healthz: opts.kubelet_healthz.clone(),
+        ssd: None,
     };
     ctx.state.build_id = cfg.build_id.clone();
     let mut p = Progress {
@@ -215,6 +217,7 @@ pub fn run(opts: &Options) -> Result<bool, RunError> {
         ctx.state.storage = Some(s.clone());
         let _ = ctx.save();
     }
+    p.step(&mut ctx, "binds", Stage::Storage, |c| crate::binds::bind(c));
     p.step(&mut ctx, "k3s-data", Stage::K3sData, |c| {
         crate::k3s::sync::sync(c)
     });

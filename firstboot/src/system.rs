@@ -110,6 +110,23 @@ pub trait System {
     fn mounted(&self, source: &BlockTarget, target: &Path) -> Result<MountedAt, SystemError>;
     /// Mounts an ext4 filesystem at `target`.
     fn mount_ext4(&self, source: &BlockTarget, target: &Path) -> Result<(), SystemError>;
+    /// What is mounted at `target`: nothing, the folder `subdir` (`/kubelet`) of the
+    /// filesystem at `fs` (a bind made on an earlier boot), or something else.
+    fn mounted_bind(
+        &self,
+        fs: &BlockTarget,
+        subdir: &str,
+        target: &Path,
+    ) -> Result<MountedAt, SystemError>;
+    /// Bind-mounts `from` (the folder `subdir` of the filesystem at `fs`, where it is
+    /// mounted) on `target`.
+    fn bind_mount(
+        &self,
+        fs: &BlockTarget,
+        from: &Path,
+        subdir: &str,
+        target: &Path,
+    ) -> Result<(), SystemError>;
     /// `systemctl start --no-block UNIT`.
     fn start_unit(&self, unit: &str) -> Result<(), SystemError>;
     /// Runs the k3s binary (for `kubectl`) and returns its stdout.
@@ -222,6 +239,33 @@ fn mount_record_name(target: &Path) -> String {
     target.to_string_lossy().trim_matches('/').replace('/', "-")
 }
 
+/// The fake-mount seam's record of a mount: one line of `key=value` fields.
+fn read_record(dir: &Path, target: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join(mount_record_name(target))).ok()
+}
+
+fn record_field(text: &str, key: &str) -> String {
+    text.split_whitespace()
+        .find_map(|f| f.strip_prefix(key).map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Writes the fake-mount seam's record for `target` and appends the mount to `order.log`, so
+/// tests see the order mounts were made in.
+fn write_record(dir: &Path, target: &Path, text: &str) -> Result<(), SystemError> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).map_err(io(dir, "creating the record directory"))?;
+    let record = dir.join(mount_record_name(target));
+    std::fs::write(&record, text).map_err(io(&record, "recording the mount"))?;
+    let log = dir.join("order.log");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| writeln!(f, "{} {}", target.display(), text.trim()))
+        .map_err(io(&log, "logging the mount"))
+}
+
 impl System for Host {
     fn disks(&self) -> Result<Vec<Disk>, SystemError> {
         match &self.devices {
@@ -245,16 +289,13 @@ impl System for Host {
     fn mounted(&self, source: &BlockTarget, target: &Path) -> Result<MountedAt, SystemError> {
         match &self.mounter {
             Mounter::Record(dir) => {
-                let record = dir.join(mount_record_name(target));
-                let Ok(text) = std::fs::read_to_string(&record) else {
+                let Some(text) = read_record(dir, target) else {
                     return Ok(MountedAt::Nothing);
                 };
-                let field = |key: &str| {
-                    text.split_whitespace()
-                        .find_map(|f| f.strip_prefix(key).map(str::to_owned))
-                        .unwrap_or_default()
-                };
-                let (path, offset) = (field("source="), field("offset="));
+                let (path, offset) = (
+                    record_field(&text, "source="),
+                    record_field(&text, "offset="),
+                );
                 if path == source.path.display().to_string() && offset == source.offset.to_string()
                 {
                     Ok(MountedAt::Chosen)
@@ -270,14 +311,12 @@ impl System for Host {
         std::fs::create_dir_all(target).map_err(io(target, "creating the mount point"))?;
         match &self.mounter {
             Mounter::Record(dir) => {
-                std::fs::create_dir_all(dir).map_err(io(dir, "creating the record directory"))?;
-                let record = dir.join(mount_record_name(target));
                 let text = format!(
                     "source={} offset={} fstype=ext4\n",
                     source.path.display(),
                     source.offset
                 );
-                std::fs::write(&record, text).map_err(io(&record, "recording the mount"))
+                write_record(dir, target, &text)
             }
             Mounter::Kernel => {
                 if source.offset != 0 {
@@ -301,6 +340,72 @@ impl System for Host {
                     ))
                 })
             }
+        }
+    }
+
+    fn mounted_bind(
+        &self,
+        fs: &BlockTarget,
+        subdir: &str,
+        target: &Path,
+    ) -> Result<MountedAt, SystemError> {
+        match &self.mounter {
+            Mounter::Record(dir) => {
+                let Some(text) = read_record(dir, target) else {
+                    return Ok(MountedAt::Nothing);
+                };
+                let (path, offset, root) = (
+                    record_field(&text, "source="),
+                    record_field(&text, "offset="),
+                    record_field(&text, "root="),
+                );
+                if path == fs.path.display().to_string()
+                    && offset == fs.offset.to_string()
+                    && root == subdir
+                {
+                    Ok(MountedAt::Chosen)
+                } else {
+                    Ok(MountedAt::Other(format!(
+                        "{path} at offset {offset}, folder {root:?}"
+                    )))
+                }
+            }
+            Mounter::Kernel => crate::sysfs::bound_at(&fs.path, subdir, target),
+        }
+    }
+
+    fn bind_mount(
+        &self,
+        fs: &BlockTarget,
+        from: &Path,
+        subdir: &str,
+        target: &Path,
+    ) -> Result<(), SystemError> {
+        std::fs::create_dir_all(from).map_err(io(from, "creating the bind mount's source"))?;
+        std::fs::create_dir_all(target).map_err(io(target, "creating the bind mount point"))?;
+        match &self.mounter {
+            Mounter::Record(dir) => {
+                let text = format!(
+                    "source={} offset={} root={subdir} fstype=bind\n",
+                    fs.path.display(),
+                    fs.offset
+                );
+                write_record(dir, target, &text)
+            }
+            Mounter::Kernel => nix::mount::mount(
+                Some(from),
+                target,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| {
+                SystemError::Other(format!(
+                    "bind-mounting {} on {}: {e}",
+                    from.display(),
+                    target.display()
+                ))
+            }),
         }
     }
 

@@ -68,7 +68,12 @@ impl Node {
         let stand_ins = node.root().join("stand-ins");
         std::fs::create_dir_all(&stand_ins).unwrap();
         let log = node.path("calls.log");
-        let systemctl = format!("#!/bin/sh\necho systemctl \"$@\" >> {}\n", log.display());
+        // When a unit is started, it also logs which mount points the fake-mount seam holds.
+        let systemctl = format!(
+            "#!/bin/sh\necho systemctl \"$@\" >> {log}\nif [ \"$1\" = start ]; then echo \"mounts: $(ls {mounts} 2>/dev/null | tr '\\n' ' ')\" >> {log}; fi\n",
+            log = log.display(),
+            mounts = node.path("mounts").display()
+        );
         // `kubectl delete` fails while the file `fail-delete` exists (a cluster that refuses).
         let k3s = format!(
             "#!/bin/sh\necho k3s \"$@\" >> {}\ncase \"$*\" in *readyz*) echo ok;; *Ready*) echo True;; *' delete '*) if [ -e {} ]; then echo refused >&2; exit 1; fi;; esac\n",
@@ -812,4 +817,106 @@ fn a_failed_delete_is_retried_and_a_restaged_manifest_is_not_deleted() {
         .node_path("/mnt/storage/k3s/server/manifests/b.yaml")
         .is_file());
     assert_eq!(step_status(&node, "prune")["status"], "ok");
+}
+
+/// The fake-mount seam's log of mounts, in the order they were made: mount points as seen on
+/// the node (without the test root).
+fn mount_order(node: &Node) -> Vec<String> {
+    let root = node.root().display().to_string();
+    std::fs::read_to_string(node.path("mounts/order.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.replacen(&root, "", 1))
+        .collect()
+}
+
+/// Issue 13, 2: the kubelet's root-dir and the pod logs go to the SSD by bind mounts, made
+/// after the SSD is mounted and before k3s starts, on every boot; a bind already there is
+/// kept.
+#[test]
+fn kubelet_folders_are_bind_mounted_from_the_ssd_before_k3s_starts() {
+    let mut node = Node::new();
+    node.add_disk("S1");
+    for boot in ["first", "later"] {
+        node.run_ok();
+        let order = mount_order(&node);
+        assert_eq!(order.len(), 3, "{boot}: {order:?}");
+        assert!(order[0].starts_with("/mnt/storage source="), "{order:?}");
+        assert!(
+            order[1].starts_with("/var/lib/kubelet ")
+                && order[1].contains(&format!("offset={PART_OFFSET} root=/kubelet fstype=bind")),
+            "{boot}: {order:?}"
+        );
+        assert!(
+            order[2].starts_with("/var/log/pods ") && order[2].contains("root=/pod-logs"),
+            "{boot}: {order:?}"
+        );
+        assert!(node.node_path("/mnt/storage/kubelet").is_dir());
+        assert!(node.node_path("/mnt/storage/pod-logs").is_dir());
+        let log = calls(&node);
+        let started = log
+            .lines()
+            .skip_while(|l| !l.starts_with("systemctl start"))
+            .nth(1)
+            .unwrap_or_default();
+        assert!(
+            started.contains("root-var-lib-kubelet") && started.contains("root-var-log-pods"),
+            "{boot}: k3s started before the binds: {log}"
+        );
+        assert_eq!(step_status(&node, "binds")["status"], "ok");
+        // A reboot drops every mount.
+        node.reimage();
+    }
+
+    // Run again without a reboot: the binds are there, nothing is mounted twice.
+    node.run_ok();
+    let before = mount_order(&node);
+    node.run_ok();
+    assert_eq!(mount_order(&node), before);
+}
+
+/// Something other than the SSD's folder mounted on `/var/lib/kubelet` is refused, left
+/// mounted, and k3s is not started.
+#[test]
+fn a_foreign_mount_on_the_kubelet_folder_is_refused() {
+    let mut node = Node::new();
+    node.add_disk("S1");
+    node.run_ok();
+    let record = std::fs::read_dir(node.path("mounts"))
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .ends_with("root-var-lib-kubelet")
+        })
+        .expect("a bind record")
+        .path();
+    for foreign in [
+        "source=/dev/mmcblk0p2 offset=0 root=/ fstype=ext4\n".to_owned(),
+        // The right disk but the wrong folder of it.
+        std::fs::read_to_string(&record)
+            .unwrap()
+            .replace("root=/kubelet", "root=/k3s"),
+    ] {
+        node.reimage();
+        std::fs::create_dir_all(node.path("mounts")).unwrap();
+        std::fs::write(&record, &foreign).unwrap();
+        let out = node.run(&[]);
+        assert!(!out.status.success(), "{}", text(&out));
+        let status = node.status_json();
+        assert_eq!(status["stage"], "failed");
+        let error = status["error"].as_str().unwrap();
+        assert!(
+            error.contains("/var/lib/kubelet already has")
+                && error.contains("/mnt/storage/kubelet"),
+            "{error}"
+        );
+        assert!(
+            !calls(&node).contains("systemctl start"),
+            "{}",
+            calls(&node)
+        );
+        assert_eq!(std::fs::read_to_string(&record).unwrap(), foreign);
+    }
 }
