@@ -17,8 +17,8 @@
 //! - `--fake-mount DIR`: mounts and bind mounts are recorded as files in DIR, one per mount
 //!   point (`source=… offset=… [root=/folder] fstype=…`), and appended to `DIR/order.log`
 //!   (the mount points are created).
-//! - `--systemctl PATH`, `--k3s PATH`, `--kubelet-healthz URL`: stand-ins for systemd, k3s and
-//!   the kubelet.
+//! - `--systemctl PATH`, `--k3s PATH`, `--update-grub PATH`, `--kubelet-healthz URL`: stand-ins
+//!   for systemd, k3s, GRUB and the kubelet. With `--root`, `/proc/cmdline` is read under it.
 //! - `--backoff-ms N`: backoff unit (1000 on a node).
 //! - `PIIMG_FIRSTBOOT_CRASH_AFTER=<point>`: SIGKILL after `partition`, `format`, `storage`,
 //!   `k3s-data`, `join`, `prune` or `report` (after a step: its name).
@@ -26,6 +26,7 @@
 pub mod announce;
 pub mod binds;
 pub mod cli;
+pub mod cmdline;
 pub mod config;
 pub mod crash;
 pub mod http;

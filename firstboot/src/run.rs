@@ -1,4 +1,4 @@
-//! The first-boot sequence: storage → binds → k3s data → join → prune (server) → report, each
+//! The first-boot sequence: kernel-cmdline → storage → binds → k3s data → join → prune (server) → report, each
 //! step recorded in the state file as it finishes, and a report sent whatever happened.
 
 use crate::config::{ConfigError, NodeConfig, NODE_CONFIG_PATH};
@@ -211,6 +211,13 @@ pub fn run(opts: &Options) -> Result<bool, RunError> {
         error: None,
         stage: Stage::Storage,
     };
+    let cmdline = p.soft_step(&mut ctx, "kernel-cmdline", crate::cmdline::apply);
+    if cmdline == Some(crate::cmdline::Outcome::Rebooting) {
+        // systemd is stopping everything; k3s must not start now. The report comes after
+        // the reboot.
+        crate::notify::status("rebooting so the kernel parameters take effect");
+        return Ok(true);
+    }
     let storage: Option<StorageSummary> =
         p.step(&mut ctx, "storage", Stage::Storage, crate::storage::prepare);
     if let Some(s) = &storage {

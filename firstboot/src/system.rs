@@ -77,6 +77,14 @@ pub enum SystemError {
         /// What is wrong.
         detail: String,
     },
+    /// A program first boot needs is not in the image.
+    #[error("{program} is not installed: add the package {package} to the image")]
+    Missing {
+        /// The program.
+        program: String,
+        /// The package that provides it.
+        package: &'static str,
+    },
     /// Something else about the system, explained.
     #[error("{0}")]
     Other(String),
@@ -129,6 +137,10 @@ pub trait System {
     ) -> Result<(), SystemError>;
     /// `systemctl start --no-block UNIT`.
     fn start_unit(&self, unit: &str) -> Result<(), SystemError>;
+    /// `systemctl reboot`: queues the reboot and returns.
+    fn reboot(&self) -> Result<(), SystemError>;
+    /// Runs `update-grub` (regenerates `/boot/grub/grub.cfg` from `/etc/default/grub{,.d}`).
+    fn update_grub(&self) -> Result<(), SystemError>;
     /// Runs the k3s binary (for `kubectl`) and returns its stdout.
     fn k3s(&self, args: &[&str]) -> Result<String, SystemError>;
     /// GET a local URL; the status code and body.
@@ -147,6 +159,11 @@ pub trait System {
     /// Seconds since the epoch (node clock; used for report timestamps only).
     fn now_unix(&self) -> u64;
 }
+
+/// `update-grub`, found on the unit's `PATH` (it is `/usr/sbin/update-grub`, from the package
+/// `grub2-common` on Debian and Ubuntu: Debian's file list of grub2-common; unverified for
+/// every Ubuntu release).
+pub const UPDATE_GRUB: &str = "update-grub";
 
 /// How disks are found.
 #[derive(Debug, Clone)]
@@ -177,6 +194,8 @@ pub struct Host {
     pub systemctl: PathBuf,
     /// The k3s binary.
     pub k3s: PathBuf,
+    /// The `update-grub` to run.
+    pub update_grub: PathBuf,
     /// Base delay for backoff; tests make it tiny.
     pub backoff_unit: Duration,
     /// Timeout for one HTTP request.
@@ -190,6 +209,7 @@ impl Default for Host {
             mounter: Mounter::Kernel,
             systemctl: "systemctl".into(),
             k3s: "/usr/local/bin/k3s".into(),
+            update_grub: UPDATE_GRUB.into(),
             backoff_unit: Duration::from_secs(1),
             http_timeout: Duration::from_secs(10),
         }
@@ -216,11 +236,22 @@ struct DeviceEntry {
     root: bool,
 }
 
-fn run(mut cmd: Command) -> Result<String, SystemError> {
+fn run(cmd: Command) -> Result<String, SystemError> {
+    run_from(cmd, None)
+}
+
+/// Runs `cmd`; when it is not installed and `package` provides it, the error names the package.
+fn run_from(mut cmd: Command, package: Option<&'static str>) -> Result<String, SystemError> {
     let shown = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| SystemError::Command {
-        command: shown.clone(),
-        detail: e.to_string(),
+    let out = cmd.output().map_err(|e| match package {
+        Some(package) if e.kind() == std::io::ErrorKind::NotFound => SystemError::Missing {
+            program: cmd.get_program().to_string_lossy().into_owned(),
+            package,
+        },
+        _ => SystemError::Command {
+            command: shown.clone(),
+            detail: e.to_string(),
+        },
     })?;
     if !out.status.success() {
         return Err(SystemError::Command {
@@ -413,6 +444,18 @@ impl System for Host {
         let mut cmd = Command::new(&self.systemctl);
         cmd.args(["start", "--no-block", unit]);
         run(cmd).map(|_| ())
+    }
+
+    fn reboot(&self) -> Result<(), SystemError> {
+        let mut cmd = Command::new(&self.systemctl);
+        cmd.arg("reboot");
+        run(cmd).map(|_| ())
+    }
+
+    fn update_grub(&self) -> Result<(), SystemError> {
+        let mut cmd = Command::new(&self.update_grub);
+        cmd.stdin(std::process::Stdio::null());
+        run_from(cmd, Some("grub2-common")).map(|_| ())
     }
 
     fn k3s(&self, args: &[&str]) -> Result<String, SystemError> {

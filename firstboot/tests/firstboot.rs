@@ -80,7 +80,12 @@ impl Node {
             log.display(),
             node.path("fail-delete").display()
         );
-        for (name, text) in [("systemctl", systemctl), ("k3s", k3s)] {
+        let update_grub = format!("#!/bin/sh\necho update-grub \"$@\" >> {}\n", log.display());
+        for (name, text) in [
+            ("systemctl", systemctl),
+            ("k3s", k3s),
+            ("update-grub", update_grub),
+        ] {
             let p = stand_ins.join(name);
             std::fs::write(&p, text).unwrap();
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -171,6 +176,8 @@ staged_images = "/var/lib/piimg/images"
             .arg(self.root().join("stand-ins/systemctl"))
             .arg("--k3s")
             .arg(self.root().join("stand-ins/k3s"))
+            .arg("--update-grub")
+            .arg(self.root().join("stand-ins/update-grub"))
             .args(["--backoff-ms", "1"])
             .args(extra)
             .env("RUST_LOG", "trace")
@@ -919,4 +926,96 @@ fn a_foreign_mount_on_the_kubelet_folder_is_refused() {
         );
         assert_eq!(std::fs::read_to_string(&record).unwrap(), foreign);
     }
+}
+
+/// Issue 13, 3: `kernel.cmdline_extra` reaches GRUB only through `update-grub`. First boot runs
+/// it once per content of the drop-in and reboots at most once per content when the running
+/// kernel lacks a parameter (a direct kernel boot never gets them: no loop).
+#[test]
+fn the_grub_dropin_is_applied_once_per_change_with_at_most_one_reboot() {
+    let mut node = Node::new();
+    node.add_disk("S1");
+    let dropin = node.node_path("/etc/default/grub.d/90-piimg.cfg");
+    std::fs::create_dir_all(dropin.parent().unwrap()).unwrap();
+    std::fs::write(
+        &dropin,
+        "# Written by piimg.\nGRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT cgroup_enable=memory apparmor=0\"\n",
+    )
+    .unwrap();
+    let cmdline = node.node_path("/proc/cmdline");
+    std::fs::create_dir_all(cmdline.parent().unwrap()).unwrap();
+    std::fs::write(&cmdline, "console=ttyS0 root=/dev/vda\n").unwrap();
+    let boot = |node: &Node| {
+        let _ = std::fs::remove_file(node.path("calls.log"));
+        let out = node.run_ok();
+        let log = calls(node);
+        (
+            log.matches("update-grub").count(),
+            log.matches("systemctl reboot").count(),
+            log.contains("start --no-block k3s.service"),
+            text(&out),
+        )
+    };
+
+    let (grub, reboot, k3s, out) = boot(&node);
+    assert_eq!((grub, reboot, k3s), (1, 1, false), "{out}");
+    // The kernel still lacks them (booted without GRUB): no second update-grub, no reboot.
+    for _ in 0..2 {
+        let (grub, reboot, k3s, out) = boot(&node);
+        assert_eq!((grub, reboot, k3s), (0, 0, true), "{out}");
+        assert_eq!(step_status(&node, "kernel-cmdline")["status"], "ok");
+    }
+    let state = node.state_json();
+    assert_eq!(state["grub_applied"], state["grub_rebooted"], "{state}");
+
+    // A newer image changes the parameters: applied once more, one more reboot.
+    let text2 = std::fs::read_to_string(&dropin)
+        .unwrap()
+        .replace("apparmor=0", "apparmor=1");
+    std::fs::write(&dropin, text2).unwrap();
+    let (grub, reboot, k3s, out) = boot(&node);
+    assert_eq!((grub, reboot, k3s), (1, 1, false), "{out}");
+    std::fs::write(&cmdline, "root=/dev/sda1 cgroup_enable=memory apparmor=1\n").unwrap();
+    let (grub, reboot, k3s, out) = boot(&node);
+    assert_eq!((grub, reboot, k3s), (0, 0, true), "{out}");
+}
+
+/// A kernel already started with the parameters needs no reboot; a missing update-grub is
+/// reported with the package that provides it, k3s still starts, and the next boot retries.
+#[test]
+fn a_missing_update_grub_names_its_package_and_stops_nothing() {
+    let mut node = Node::new();
+    node.add_disk("S1");
+    let dropin = node.node_path("/etc/default/grub.d/90-piimg.cfg");
+    std::fs::create_dir_all(dropin.parent().unwrap()).unwrap();
+    std::fs::write(
+        &dropin,
+        "GRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT quiet nosmt\"\n",
+    )
+    .unwrap();
+    let cmdline = node.node_path("/proc/cmdline");
+    std::fs::create_dir_all(cmdline.parent().unwrap()).unwrap();
+    std::fs::write(&cmdline, "root=/dev/sda1 quiet nosmt\n").unwrap();
+    let stand_in = node.root().join("stand-ins/update-grub");
+    let saved = std::fs::read(&stand_in).unwrap();
+    std::fs::remove_file(&stand_in).unwrap();
+    for _ in 0..2 {
+        node.run_ok();
+        let step = step_status(&node, "kernel-cmdline");
+        assert_eq!(step["status"], "failed", "{step}");
+        assert!(
+            step["error"].as_str().unwrap().contains("grub2-common"),
+            "{step}"
+        );
+        assert_eq!(node.status_json()["stage"], "ready");
+        assert!(calls(&node).contains("start --no-block k3s.service"));
+    }
+    std::fs::write(&stand_in, saved).unwrap();
+    std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _ = std::fs::remove_file(node.path("calls.log"));
+    node.run_ok();
+    let log = calls(&node);
+    assert_eq!(log.matches("update-grub").count(), 1, "{log}");
+    assert!(!log.contains("reboot"), "{log}");
+    assert_eq!(step_status(&node, "kernel-cmdline")["status"], "ok");
 }
