@@ -13,7 +13,11 @@
 //! binary without a real node:
 //! - `--root DIR`: prefix for every node path.
 //! - `--devices FILE`: TOML `[[disk]]` entries (`path`, `ids`, `serial`, `size`, `transport`,
-//!   `root`) replace sysfs discovery; partitions are then opened at an offset in the file.
+//!   `root`, `root_partition`) replace sysfs discovery; partitions are then opened at an offset
+//!   in the file. The root is partition `root_partition` of the `root` disk, sized as its table
+//!   says (as a kernel reads it at boot); telling the kernel a new size is recorded as
+//!   `resizepart DISK N SECTORS` in `kernel.log` of the `--fake-mount` folder, and the real
+//!   `resize2fs` grows a partition-sized copy of the filesystem that is written back.
 //! - `--fake-mount DIR`: mounts and bind mounts are recorded as files in DIR, one per mount
 //!   point (`source=… offset=… [root=/folder] fstype=…`), and appended to `DIR/order.log`
 //!   (the mount points are created).
@@ -34,6 +38,7 @@ pub mod k3s;
 pub mod notify;
 pub mod paths;
 pub mod report;
+pub mod rootfs;
 pub mod run;
 pub mod state;
 pub mod status;

@@ -1,4 +1,4 @@
-//! The first-boot sequence: kernel-cmdline → storage → binds → k3s data → join → prune (server) → report, each
+//! The first-boot sequence: grow-root → kernel-cmdline → storage → binds → k3s data → join → prune (server) → report, each
 //! step recorded in the state file as it finishes, and a report sent whatever happened.
 
 use crate::config::{ConfigError, NodeConfig, NODE_CONFIG_PATH};
@@ -211,6 +211,9 @@ pub fn run(opts: &Options) -> Result<bool, RunError> {
         error: None,
         stage: Stage::Storage,
     };
+    if cfg.root.grow {
+        p.soft_step(&mut ctx, "grow-root", |c| crate::rootfs::grow(c));
+    }
     let cmdline = p.soft_step(&mut ctx, "kernel-cmdline", crate::cmdline::apply);
     if cmdline == Some(crate::cmdline::Outcome::Rebooting) {
         // systemd is stopping everything; k3s must not start now. The report comes after

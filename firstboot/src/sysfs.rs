@@ -1,7 +1,7 @@
 //! Real device discovery: whole disks from `/sys/block`, their by-id names, serials, transports,
 //! and which one holds the root filesystem (from `/proc/self/mountinfo`).
 
-use crate::system::{BlockTarget, Disk, MountedAt, SystemError};
+use crate::system::{BlockTarget, Disk, MountedAt, RootDevice, RootPartition, SystemError};
 use std::path::{Path, PathBuf};
 
 const SKIP_PREFIXES: &[&str] = &["loop", "ram", "zram", "sr", "fd", "dm-", "md", "nbd"];
@@ -20,7 +20,7 @@ pub fn disks() -> Result<Vec<Disk>, SystemError> {
         what: "listing block devices".into(),
         source,
     })?;
-    let root = root_device();
+    let root = root_dev();
     let by_id = by_id_names();
     let mut disks = Vec::new();
     for entry in entries.flatten() {
@@ -119,7 +119,7 @@ fn by_id_names() -> Vec<(String, PathBuf)> {
 }
 
 /// `major:minor` of the filesystem mounted at `/`.
-fn root_device() -> Option<String> {
+fn root_dev() -> Option<String> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     text.lines().find_map(|line| {
         let f: Vec<&str> = line.split(' ').collect();
@@ -133,6 +133,68 @@ fn unescape(field: &str) -> String {
         .replace("\\011", "\t")
         .replace("\\012", "\n")
         .replace("\\134", "\\")
+}
+
+fn read_u64(path: &Path) -> Result<u64, SystemError> {
+    read_trim(path)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| SystemError::Other(format!("{}: cannot read a number", path.display())))
+}
+
+/// The block device `/` is mounted from: its `major:minor` from `/proc/self/mountinfo`, then
+/// `/sys/dev/block/M:m`. A partition there has `partition` (its number), `start` and `size`
+/// (in 512-byte sectors whatever the disk's sector size: kernel
+/// `Documentation/ABI/testing/sysfs-block`), and its parent folder is the whole disk.
+pub fn root_device() -> Result<RootDevice, SystemError> {
+    let text = read_mountinfo()?;
+    let m = mount_of(&text, Path::new("/"))
+        .ok_or_else(|| SystemError::Other("/proc/self/mountinfo has no mount at /".into()))?;
+    let sys = PathBuf::from("/sys/dev/block").join(&m.dev);
+    let real = std::fs::canonicalize(&sys).map_err(|_| {
+        SystemError::Other(format!(
+            "the root filesystem's device {} ({}) is not a block device in {}",
+            m.dev,
+            m.source,
+            sys.display()
+        ))
+    })?;
+    let name = real
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let node = PathBuf::from("/dev").join(&name);
+    let fs = BlockTarget {
+        path: node.clone(),
+        offset: 0,
+    };
+    let mut root = RootDevice {
+        name: node.display().to_string(),
+        fstype: Some(m.fstype),
+        fs,
+        partition: None,
+    };
+    if !real.join("partition").exists() {
+        return Ok(root);
+    }
+    let number = u32::try_from(read_u64(&real.join("partition"))?).map_err(|_| {
+        SystemError::Other(format!("{}: partition number too large", real.display()))
+    })?;
+    let parent = real
+        .parent()
+        .ok_or_else(|| SystemError::Other(format!("{}: no parent disk", real.display())))?;
+    let disk_name = parent
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    root.partition = Some(RootPartition {
+        disk: PathBuf::from("/dev").join(disk_name),
+        disk_bytes: read_u64(&parent.join("size"))? * 512,
+        sector_size: read_u64(&parent.join("queue/logical_block_size")).unwrap_or(512),
+        number,
+        start: read_u64(&real.join("start"))? * 512,
+        size: read_u64(&real.join("size"))? * 512,
+    });
+    Ok(root)
 }
 
 fn device_number(device: &Path) -> Result<String, SystemError> {

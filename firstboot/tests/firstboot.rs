@@ -21,6 +21,10 @@ struct Node {
     cluster_id: String,
     wipe: Option<String>,
     url: Option<String>,
+    /// `[root] grow` of node.toml.
+    grow: bool,
+    /// The boot disk and the number of its root partition (the devices file's `root`).
+    root_disk: Option<(PathBuf, u32)>,
 }
 
 /// The binary under test. When these tests are cross-built for arm64 and run under
@@ -64,6 +68,8 @@ impl Node {
             cluster_id: CLUSTER_ID.into(),
             wipe: None,
             url: None,
+            grow: false,
+            root_disk: None,
         };
         let stand_ins = node.root().join("stand-ins");
         std::fs::create_dir_all(&stand_ins).unwrap();
@@ -150,6 +156,9 @@ staged_images = "/var/lib/piimg/images"
             toml.push_str(&format!("url = \"{u}\"\n"));
         }
         toml.push_str(&format!("key = \"{KEY}\"\n"));
+        if self.grow {
+            toml.push_str("\n[root]\ngrow = true\n");
+        }
         let cfg = self.node_path("/etc/piimg/node.toml");
         std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
         std::fs::write(cfg, toml).unwrap();
@@ -157,6 +166,12 @@ staged_images = "/var/lib/piimg/images"
         for (path, serial) in &self.disks {
             devices.push_str(&format!(
                 "[[disk]]\npath = \"{}\"\nids = [\"usb-Samsung_SSD_T7_{serial}-0:0\"]\nserial = \"{serial}\"\ntransport = \"usb\"\n\n",
+                path.display()
+            ));
+        }
+        if let Some((path, number)) = &self.root_disk {
+            devices.push_str(&format!(
+                "[[disk]]\npath = \"{}\"\nids = [\"mmc-SD_card\"]\ntransport = \"mmc\"\nroot = true\nroot_partition = {number}\n",
                 path.display()
             ));
         }
@@ -1018,4 +1033,298 @@ fn a_missing_update_grub_names_its_package_and_stops_nothing() {
     assert_eq!(log.matches("update-grub").count(), 1, "{log}");
     assert!(!log.contains("reboot"), "{log}");
     assert_eq!(step_status(&node, "kernel-cmdline")["status"], "ok");
+}
+
+const MIB: u64 = 1 << 20;
+const SD_MB: u64 = 40;
+const ROOT_START: u64 = 18432;
+const ROOT_SECTORS: u64 = 24 * 2048;
+
+/// Writes `script` to `sfdisk` for `disk`.
+fn sfdisk(disk: &Path, script: &str) {
+    use std::io::Write;
+    let mut child = Command::new("sfdisk")
+        .arg("--quiet")
+        .arg(disk)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "sfdisk {script}");
+}
+
+/// A boot disk as the base images have it: a small boot partition and the root filesystem
+/// right behind it, the image's size (free space below the growth threshold), built as the
+/// image tests do (sfdisk on a file, mkfs on a partition-sized file, joined with dd). `label`
+/// is `gpt` or `dos`; `mkfs` makes the root filesystem.
+fn boot_disk(node: &Node, label: &str, mkfs: &[&str]) -> PathBuf {
+    let disk = node.path(&format!("sd-{label}.img"));
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(SD_MB * MIB)
+        .unwrap();
+    let (boot, root) = if label == "gpt" {
+        ("U", "L")
+    } else {
+        ("c", "83")
+    };
+    sfdisk(
+        &disk,
+        &format!("label: {label}\nstart=2048, size=16384, type={boot}\nstart={ROOT_START}, size={ROOT_SECTORS}, type={root}\n"),
+    );
+    let part = node.path("root-part.img");
+    std::fs::File::create(&part)
+        .unwrap()
+        .set_len(ROOT_SECTORS * 512)
+        .unwrap();
+    let mut args = mkfs.to_vec();
+    args.push(part.to_str().unwrap());
+    let out = sh(args[0], &args[1..]);
+    assert!(out.status.success(), "{}", text(&out));
+    let dd = sh(
+        "dd",
+        &[
+            &format!("if={}", part.display()),
+            &format!("of={}", disk.display()),
+            "bs=512",
+            &format!("seek={ROOT_START}"),
+            "conv=notrunc",
+            "status=none",
+        ],
+    );
+    assert!(dd.status.success(), "{}", text(&dd));
+    disk
+}
+
+fn root_spec(disk: &Path) -> String {
+    format!("{}?offset={}", disk.display(), ROOT_START * 512)
+}
+
+fn block_count(disk: &Path) -> u64 {
+    let dump = sh("dumpe2fs", &["-h", &root_spec(disk)]);
+    let dump = String::from_utf8_lossy(&dump.stdout).into_owned();
+    dump.lines()
+        .find_map(|l| l.strip_prefix("Block count:"))
+        .unwrap_or_else(|| panic!("{dump}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn table_json(disk: &Path) -> serde_json::Value {
+    let out = sh("sfdisk", &["--json", disk.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["partitiontable"].clone()
+}
+
+/// The table and filesystem checkers are happy and the root fills the disk.
+fn assert_root_fills(disk: &Path, label: &str) {
+    let verify = sh("sfdisk", &["--verify", disk.to_str().unwrap()]);
+    let said = text(&verify);
+    assert!(verify.status.success(), "sfdisk --verify: {said}");
+    assert!(
+        !said.contains("not on the end") && !said.contains("mismatch"),
+        "{said}"
+    );
+    let fsck = sh("e2fsck", &["-fn", &root_spec(disk)]);
+    assert!(fsck.status.success(), "e2fsck: {}", text(&fsck));
+    let table = table_json(disk);
+    let sectors = std::fs::metadata(disk).unwrap().len() / 512;
+    let root = &table["partitions"][1];
+    assert_eq!(root["start"], ROOT_START, "{table}");
+    let end = root["start"].as_u64().unwrap() + root["size"].as_u64().unwrap();
+    if label == "gpt" {
+        // Backup array (32 sectors) and header in the last 33 sectors.
+        assert_eq!(table["lastlba"], sectors - 34, "{table}");
+        assert_eq!(end, sectors - 33, "{table}");
+    } else {
+        assert_eq!(end, sectors, "{table}");
+    }
+    let fs_bytes = block_count(disk) * 4096;
+    let part_bytes = (end - ROOT_START) * 512;
+    assert!(
+        fs_bytes <= part_bytes && part_bytes - fs_bytes < MIB,
+        "filesystem {fs_bytes} in a partition of {part_bytes}"
+    );
+}
+
+fn kernel_log(node: &Node) -> String {
+    std::fs::read_to_string(node.path("mounts/kernel.log")).unwrap_or_default()
+}
+
+/// Issue 13, 1: on Ubuntu and Debian (`[root] grow = true`) the root partition grows to the
+/// end of its disk (GPT: entry, backup header and array at the new end, both CRCs; MBR: the
+/// entry's sector count), the kernel is told, and ext4 grows with it; a later boot writes
+/// nothing.
+#[test]
+fn the_root_partition_and_filesystem_grow_to_the_end_of_the_disk() {
+    for label in ["gpt", "dos"] {
+        let mut node = Node::new();
+        node.add_disk("S1");
+        let disk = boot_disk(
+            &node,
+            label,
+            &["mkfs.ext4", "-q", "-F", "-b", "4096", "-L", "writable"],
+        );
+        let blocks = block_count(&disk);
+        // Flashed to a bigger card.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&disk)
+            .unwrap()
+            .set_len(120 * MIB)
+            .unwrap();
+        node.grow = true;
+        node.root_disk = Some((disk.clone(), 2));
+        let out = node.run_ok();
+        assert_eq!(
+            step_status(&node, "grow-root")["status"],
+            "ok",
+            "{}",
+            text(&out)
+        );
+        assert_root_fills(&disk, label);
+        assert!(block_count(&disk) > blocks * 4, "{label}: not grown");
+        let sectors = (120 * MIB / 512) - ROOT_START - if label == "gpt" { 33 } else { 0 };
+        assert_eq!(
+            kernel_log(&node),
+            format!("resizepart {} 2 {sectors}\n", disk.display()),
+            "{label}"
+        );
+
+        // Every later boot: nothing to do, nothing written.
+        let before = digest(&disk);
+        node.reimage();
+        node.run_ok();
+        assert!(digest(&disk) == before, "{label}: written again");
+        assert_eq!(kernel_log(&node), "", "{label}");
+        assert_eq!(step_status(&node, "grow-root")["status"], "ok");
+    }
+}
+
+/// A power cut after the table was written: the next boot finds the partition at the end (the
+/// kernel read the new table at boot), writes no table, and grows the filesystem.
+#[test]
+fn a_power_cut_after_the_table_write_is_finished_on_the_next_boot() {
+    let mut node = Node::new();
+    node.add_disk("S1");
+    let disk = boot_disk(&node, "gpt", &["mkfs.ext4", "-q", "-F", "-b", "4096"]);
+    let blocks = block_count(&disk);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk)
+        .unwrap()
+        .set_len(100 * MIB)
+        .unwrap();
+    node.grow = true;
+    node.root_disk = Some((disk.clone(), 2));
+    let out = node
+        .command(&[])
+        .env("PIIMG_FIRSTBOOT_CRASH_AFTER", "grow-table")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "not killed: {}", text(&out));
+    assert_eq!(block_count(&disk), blocks, "resize2fs ran before the cut");
+    let verify = sh("sfdisk", &["--verify", disk.to_str().unwrap()]);
+    assert!(verify.status.success(), "{}", text(&verify));
+    node.reimage();
+    node.run_ok();
+    assert_eq!(
+        kernel_log(&node),
+        "",
+        "the rebooted kernel knows the new size"
+    );
+    assert_root_fills(&disk, "gpt");
+}
+
+/// What first boot does not grow is refused, left byte for byte as it was, reported in the
+/// step, and k3s still starts.
+#[test]
+fn an_odd_root_is_refused_untouched_and_k3s_still_starts() {
+    let cases: [(&str, &str, Vec<&str>, u32, &str); 4] = [
+        (
+            "gpt",
+            "not last",
+            vec!["mkfs.ext4", "-q", "-F"],
+            1,
+            "is not the last",
+        ),
+        (
+            "dos",
+            "not ext4",
+            vec!["mkfs.ext2", "-q", "-F"],
+            2,
+            "not ext4",
+        ),
+        (
+            "gpt",
+            "no partition",
+            vec!["mkfs.ext4", "-q", "-F"],
+            0,
+            "not on a partition",
+        ),
+        (
+            "gpt",
+            "bad crc",
+            vec!["mkfs.ext4", "-q", "-F"],
+            2,
+            "CRC does not match",
+        ),
+    ];
+    for (label, case, mkfs, number, reason) in cases {
+        let mut node = Node::new();
+        node.add_disk("S1");
+        let disk = boot_disk(&node, label, &mkfs);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&disk)
+            .unwrap()
+            .set_len(100 * MIB)
+            .unwrap();
+        if case == "bad crc" {
+            // One byte of the primary header's disk GUID.
+            let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+            use std::os::unix::fs::FileExt;
+            f.write_all_at(&[0x5a], 512 + 60).unwrap();
+        }
+        let before = digest(&disk);
+        node.grow = true;
+        node.root_disk = Some((disk.clone(), number));
+        if number == 0 {
+            // A root on a whole disk: no root_partition in the devices file.
+            node.root_disk = None;
+            node.write_config();
+            let mut devices = std::fs::read_to_string(node.path("devices.toml")).unwrap();
+            devices.push_str(&format!(
+                "[[disk]]\npath = \"{}\"\nids = [\"virtio-root\"]\nroot = true\n",
+                disk.display()
+            ));
+            let mut cmd = node.command(&[]);
+            std::fs::write(node.path("devices.toml"), devices).unwrap();
+            let out = cmd.output().unwrap();
+            assert!(out.status.success(), "{case}: {}", text(&out));
+        } else {
+            node.run_ok();
+        }
+        let step = step_status(&node, "grow-root");
+        assert_eq!(step["status"], "failed", "{case}: {step}");
+        let error = step["error"].as_str().unwrap();
+        assert!(
+            error.contains(reason) && error.contains("left"),
+            "{case}: {error}"
+        );
+        assert!(digest(&disk) == before, "{case}: the disk was written");
+        assert_eq!(kernel_log(&node), "", "{case}");
+        assert_eq!(node.status_json()["stage"], "ready", "{case}");
+        assert!(
+            calls(&node).contains("start --no-block k3s.service"),
+            "{case}"
+        );
+    }
 }
