@@ -24,8 +24,8 @@
 //! - `--systemctl PATH`, `--k3s PATH`, `--update-grub PATH`, `--kubelet-healthz URL`: stand-ins
 //!   for systemd, k3s, GRUB and the kubelet. With `--root`, `/proc/cmdline` is read under it.
 //! - `--backoff-ms N`: backoff unit (1000 on a node).
-//! - `PIIMG_FIRSTBOOT_CRASH_AFTER=<point>`: SIGKILL after `partition`, `format`, `storage`,
-//!   `k3s-data`, `join`, `prune` or `report` (after a step: its name).
+//! - `PIIMG_FIRSTBOOT_CRASH_AFTER=<point>`: SIGKILL after `partition`, `format`, `grow-table`,
+//!   or a step by its name (`grow-root`, `storage`, `k3s-data`, `join`, `prune`, `report`, …).
 
 pub mod announce;
 pub mod binds;
