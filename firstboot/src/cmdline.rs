@@ -1,4 +1,4 @@
-//! First step on amd64 and Debian: make `kernel.cmdline_extra` take effect.
+//! Step before storage on amd64 and Debian: make `kernel.cmdline_extra` take effect.
 //!
 //! The builder writes the parameters into the GRUB drop-in [`GRUB_DROPIN`], but GRUB reads
 //! `/boot/grub/grub.cfg`, which only `update-grub` regenerates from `/etc/default/grub` and

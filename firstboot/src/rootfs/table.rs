@@ -355,13 +355,16 @@ fn chs(lba: u64) -> [u8; 3] {
 
 /// Rewrites the table so `slot` ends at `slot.max_last`, re-reading and re-checking it first.
 ///
-/// GPT, in the order libfdisk also writes (util-linux `libfdisk/src/gpt.c`,
-/// `gpt_write_disklabel`: backup first): the backup array and header at the disk's new end,
-/// synced; then the primary header with the changed entry's sector in one write request; then
-/// the protective MBR's size. A power cut before the primary is written leaves the old,
-/// consistent table (the next boot grows it again); the Linux kernel trusts the primary header
-/// and finds the backup through it (`block/partitions/efi.c`, `find_valid_gpt`), so the primary
-/// is written last and in one request. MBR: the one sector holding the entry, one write.
+/// GPT: the backup array and header at the disk's new end first, synced (libfdisk writes the
+/// backup first too, util-linux `libfdisk/src/gpt.c` `gpt_write_disklabel`: from memory,
+/// unverified here); then the primary header together with the changed entry's sector in one
+/// write request (when the array starts in LBA 2, as every tool makes it), synced; then the
+/// protective MBR's size. A power cut before the primary is written leaves the old, consistent
+/// table, which the next boot grows again. The primary matters most: the Linux kernel reads
+/// it, finds the backup through its `alternate_lba`, and looks at the disk's last LBA only with
+/// `gpt` on the command line (`block/partitions/efi.c`, `find_valid_gpt`), so a torn primary
+/// would hide the partitions; one request for header and entry keeps that window to a torn
+/// multi-sector write. MBR: the one sector holding the entry, one write.
 pub fn grow(
     file: &File,
     path: &Path,
