@@ -53,6 +53,9 @@ pub struct Seams {
     /// The k3s binary (for kubectl).
     #[arg(long, global = true, hide = true, default_value = "/usr/local/bin/k3s")]
     pub k3s: PathBuf,
+    /// The update-grub to run.
+    #[arg(long, global = true, hide = true, default_value = crate::system::UPDATE_GRUB)]
+    pub update_grub: PathBuf,
     /// The kubelet health URL.
     #[arg(long, global = true, hide = true, default_value = crate::k3s::join::KUBELET_HEALTHZ)]
     pub kubelet_healthz: String,

@@ -56,6 +56,22 @@ pub struct NodeConfig {
     pub k3s: K3sConfig,
     /// Where readiness reports go.
     pub report: ReportConfig,
+    /// What first boot does with the root filesystem. Absent in files written before it
+    /// existed: those load with its defaults (nothing done).
+    #[serde(default)]
+    pub root: RootConfig,
+}
+
+/// The root filesystem on the boot disk (SD card, or the control plane's disk).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootConfig {
+    /// Grow the root partition to the end of its disk and its ext4 filesystem with it, on
+    /// every boot until it fills the disk. Set on bases where nothing else does it once piimg
+    /// disabled cloud-init (whose `growpart`/`resizefs` modules did it: Ubuntu, Debian);
+    /// unset on Raspberry Pi OS, which grows its root itself.
+    #[serde(default)]
+    pub grow: bool,
 }
 
 /// How first boot finds, prepares and mounts the node's SSD.
@@ -193,6 +209,7 @@ mod tests {
                 url: Some("http://192.0.2.1:8787/report".into()),
                 key: "00".repeat(32),
             },
+            root: RootConfig { grow: true },
         }
     }
 
@@ -200,6 +217,16 @@ mod tests {
     fn round_trips_through_toml() {
         let cfg = sample();
         assert_eq!(NodeConfig::from_toml(&cfg.to_toml()).unwrap(), cfg);
+    }
+
+    #[test]
+    fn a_file_without_root_loads_with_nothing_to_grow() {
+        let mut cfg = sample();
+        let text = cfg.to_toml();
+        assert!(text.contains("[root]\ngrow = true"), "{text}");
+        let old = text.replace("[root]\ngrow = true\n", "");
+        cfg.root = RootConfig::default();
+        assert_eq!(NodeConfig::from_toml(&old).unwrap(), cfg);
     }
 
     #[test]

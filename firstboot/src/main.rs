@@ -23,6 +23,7 @@ fn main() -> ExitCode {
             .map_or(Mounter::Kernel, Mounter::Record),
         systemctl: s.systemctl.clone(),
         k3s: s.k3s.clone(),
+        update_grub: s.update_grub.clone(),
         backoff_unit: Duration::from_millis(s.backoff_ms),
         http_timeout: Duration::from_secs(10),
     };

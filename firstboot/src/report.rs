@@ -55,7 +55,8 @@ impl Stage {
 /// What became of one step in this run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepReport {
-    /// `storage`, `k3s-data`, `join` or `report`.
+    /// `grow-root`, `kernel-cmdline`, `storage`, `binds`, `k3s-data`, `join`, `prune` or
+    /// `report`. `grow-root`, `kernel-cmdline` and `prune` may fail without failing the node.
     pub step: String,
     /// `ok`, `failed` or `skipped`.
     pub status: String,

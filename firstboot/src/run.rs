@@ -1,5 +1,5 @@
-//! The first-boot sequence: storage → k3s data → join → report, each step recorded in the
-//! state file as it finishes, and a report sent whatever happened.
+//! The first-boot sequence: grow-root → kernel-cmdline → storage → binds → k3s data → join → prune (server) → report, each
+//! step recorded in the state file as it finishes, and a report sent whatever happened.
 
 use crate::config::{ConfigError, NodeConfig, NODE_CONFIG_PATH};
 use crate::paths::NodePaths;
@@ -27,6 +27,8 @@ pub struct Ctx<'a> {
     pub backoff_unit: Duration,
     /// The kubelet health URL an agent polls.
     pub kubelet_healthz: String,
+    /// Where the SSD's filesystem is, once the storage step mounted it.
+    pub ssd: Option<crate::system::BlockTarget>,
 }
 
 impl Ctx<'_> {
@@ -103,11 +105,36 @@ struct Progress {
 }
 
 impl Progress {
+    /// A step the node cannot do without: when it fails, the later ones are skipped.
     fn step<T, E: std::fmt::Display>(
         &mut self,
         ctx: &mut Ctx<'_>,
         name: &str,
         stage: Stage,
+        f: impl FnOnce(&mut Ctx<'_>) -> Result<T, E>,
+    ) -> Option<T> {
+        self.run_step(ctx, name, stage, true, f)
+    }
+
+    /// A step whose failure is reported (in `steps`) but stops nothing: growing the root,
+    /// applying kernel parameters and deleting a dropped service's objects are worth a
+    /// warning, not a node without k3s.
+    fn soft_step<T, E: std::fmt::Display>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        name: &str,
+        f: impl FnOnce(&mut Ctx<'_>) -> Result<T, E>,
+    ) -> Option<T> {
+        let stage = self.stage;
+        self.run_step(ctx, name, stage, false, f)
+    }
+
+    fn run_step<T, E: std::fmt::Display>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        name: &str,
+        stage: Stage,
+        blocking: bool,
         f: impl FnOnce(&mut Ctx<'_>) -> Result<T, E>,
     ) -> Option<T> {
         if self.error.is_some() {
@@ -131,8 +158,10 @@ impl Progress {
         };
         if let Some(e) = &error {
             tracing::error!(step = name, error = %e, "step failed");
-            self.error = Some(format!("{name}: {e}"));
-            self.stage = Stage::Failed;
+            if blocking {
+                self.error = Some(format!("{name}: {e}"));
+                self.stage = Stage::Failed;
+            }
         }
         let now = ctx.sys.now_unix();
         ctx.state.record(name, error.clone(), now);
@@ -174,6 +203,7 @@ pub fn run(opts: &Options) -> Result<bool, RunError> {
         dry_run: opts.dry_run,
         backoff_unit: opts.host.backoff_unit,
         kubelet_healthz: opts.kubelet_healthz.clone(),
+        ssd: None,
     };
     ctx.state.build_id = cfg.build_id.clone();
     let mut p = Progress {
@@ -181,18 +211,32 @@ pub fn run(opts: &Options) -> Result<bool, RunError> {
         error: None,
         stage: Stage::Storage,
     };
+    if cfg.root.grow {
+        p.soft_step(&mut ctx, "grow-root", |c| crate::rootfs::grow(c));
+    }
+    let cmdline = p.soft_step(&mut ctx, "kernel-cmdline", crate::cmdline::apply);
+    if cmdline == Some(crate::cmdline::Outcome::Rebooting) {
+        // systemd is stopping everything; k3s must not start now. The report comes after
+        // the reboot.
+        crate::notify::status("rebooting so the kernel parameters take effect");
+        return Ok(true);
+    }
     let storage: Option<StorageSummary> =
         p.step(&mut ctx, "storage", Stage::Storage, crate::storage::prepare);
     if let Some(s) = &storage {
         ctx.state.storage = Some(s.clone());
         let _ = ctx.save();
     }
+    p.step(&mut ctx, "binds", Stage::Storage, |c| crate::binds::bind(c));
     p.step(&mut ctx, "k3s-data", Stage::K3sData, |c| {
         crate::k3s::sync::sync(c)
     });
     p.step(&mut ctx, "join", Stage::Joining, |c| {
         crate::k3s::join::join(c)
     });
+    if cfg.role == crate::config::Role::Server {
+        p.soft_step(&mut ctx, "prune", |c| crate::k3s::prune::prune(c));
+    }
     if p.error.is_none() {
         p.stage = Stage::Ready;
     }

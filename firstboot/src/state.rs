@@ -29,6 +29,13 @@ pub struct State {
     /// What the storage step did with the SSD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<crate::report::StorageSummary>,
+    /// SHA-256 (hex) of the GRUB drop-in `update-grub` last ran for successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grub_applied: Option<String>,
+    /// SHA-256 (hex) of the GRUB drop-in first boot last rebooted for: one reboot per content,
+    /// so a node whose kernel does not come from GRUB cannot reboot forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grub_rebooted: Option<String>,
 }
 
 /// The last outcome of one step.

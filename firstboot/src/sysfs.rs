@@ -1,7 +1,7 @@
 //! Real device discovery: whole disks from `/sys/block`, their by-id names, serials, transports,
 //! and which one holds the root filesystem (from `/proc/self/mountinfo`).
 
-use crate::system::{BlockTarget, Disk, MountedAt, SystemError};
+use crate::system::{BlockTarget, Disk, MountedAt, RootDevice, RootPartition, SystemError};
 use std::path::{Path, PathBuf};
 
 const SKIP_PREFIXES: &[&str] = &["loop", "ram", "zram", "sr", "fd", "dm-", "md", "nbd"];
@@ -20,7 +20,7 @@ pub fn disks() -> Result<Vec<Disk>, SystemError> {
         what: "listing block devices".into(),
         source,
     })?;
-    let root = root_device();
+    let root = root_dev();
     let by_id = by_id_names();
     let mut disks = Vec::new();
     for entry in entries.flatten() {
@@ -119,7 +119,7 @@ fn by_id_names() -> Vec<(String, PathBuf)> {
 }
 
 /// `major:minor` of the filesystem mounted at `/`.
-fn root_device() -> Option<String> {
+fn root_dev() -> Option<String> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     text.lines().find_map(|line| {
         let f: Vec<&str> = line.split(' ').collect();
@@ -135,36 +135,130 @@ fn unescape(field: &str) -> String {
         .replace("\\134", "\\")
 }
 
-/// What is mounted at `target`, compared with the block device `device` by device number
-/// (a mount made through `/dev/disk/by-label/…` names another path for the same device).
-pub fn mounted_at(device: &Path, target: &Path) -> Result<MountedAt, SystemError> {
-    let info = Path::new("/proc/self/mountinfo");
-    let text = std::fs::read_to_string(info).map_err(|source| SystemError::Io {
-        path: info.into(),
-        what: "reading".into(),
-        source,
+fn read_u64(path: &Path) -> Result<u64, SystemError> {
+    read_trim(path)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| SystemError::Other(format!("{}: cannot read a number", path.display())))
+}
+
+/// The block device `/` is mounted from: its `major:minor` from `/proc/self/mountinfo`, then
+/// `/sys/dev/block/M:m`. A partition there has `partition` (its number), `start` and `size`
+/// (in 512-byte sectors whatever the disk's sector size: kernel
+/// `Documentation/ABI/testing/sysfs-block`), and its parent folder is the whole disk.
+pub fn root_device() -> Result<RootDevice, SystemError> {
+    let text = read_mountinfo()?;
+    let m = mount_of(&text, Path::new("/"))
+        .ok_or_else(|| SystemError::Other("/proc/self/mountinfo has no mount at /".into()))?;
+    let sys = PathBuf::from("/sys/dev/block").join(&m.dev);
+    let real = std::fs::canonicalize(&sys).map_err(|_| {
+        SystemError::Other(format!(
+            "the root filesystem's device {} ({}) is not a block device in {}",
+            m.dev,
+            m.source,
+            sys.display()
+        ))
     })?;
-    let Some((dev, source)) = mount_of(&text, target) else {
-        return Ok(MountedAt::Nothing);
+    let name = real
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let node = PathBuf::from("/dev").join(&name);
+    let fs = BlockTarget {
+        path: node.clone(),
+        offset: 0,
     };
+    let mut root = RootDevice {
+        name: node.display().to_string(),
+        fstype: Some(m.fstype),
+        fs,
+        partition: None,
+    };
+    if !real.join("partition").exists() {
+        return Ok(root);
+    }
+    let number = u32::try_from(read_u64(&real.join("partition"))?).map_err(|_| {
+        SystemError::Other(format!("{}: partition number too large", real.display()))
+    })?;
+    let parent = real
+        .parent()
+        .ok_or_else(|| SystemError::Other(format!("{}: no parent disk", real.display())))?;
+    let disk_name = parent
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    root.partition = Some(RootPartition {
+        disk: PathBuf::from("/dev").join(disk_name),
+        disk_bytes: read_u64(&parent.join("size"))? * 512,
+        sector_size: read_u64(&parent.join("queue/logical_block_size")).unwrap_or(512),
+        number,
+        start: read_u64(&real.join("start"))? * 512,
+        size: read_u64(&real.join("size"))? * 512,
+    });
+    Ok(root)
+}
+
+fn device_number(device: &Path) -> Result<String, SystemError> {
     let rdev = nix::sys::stat::stat(device)
         .map_err(|e| SystemError::Other(format!("{}: cannot stat: {e}", device.display())))?
         .st_rdev;
-    let ours = format!(
+    Ok(format!(
         "{}:{}",
         nix::sys::stat::major(rdev),
         nix::sys::stat::minor(rdev)
-    );
-    Ok(if dev == ours {
-        MountedAt::Chosen
-    } else {
-        MountedAt::Other(format!("{source} (device {dev})"))
+    ))
+}
+
+fn read_mountinfo() -> Result<String, SystemError> {
+    let info = Path::new("/proc/self/mountinfo");
+    std::fs::read_to_string(info).map_err(|source| SystemError::Io {
+        path: info.into(),
+        what: "reading".into(),
+        source,
     })
 }
 
-/// The `major:minor` and source of the last mount at `target` in a mountinfo text (the last
-/// one is the one visible there).
-fn mount_of(mountinfo: &str, target: &Path) -> Option<(String, String)> {
+/// What is mounted at `target`, compared with the block device `device` by device number
+/// (a mount made through `/dev/disk/by-label/…` names another path for the same device).
+pub fn mounted_at(device: &Path, target: &Path) -> Result<MountedAt, SystemError> {
+    bound_at(device, "/", target)
+}
+
+/// What is mounted at `target`, compared with the folder `root` (`/` for the whole
+/// filesystem, `/kubelet` for a bind mount of that folder) of the filesystem on `device`.
+/// The `root` field of mountinfo (the 4th, proc(5) "/proc/pid/mountinfo") is the folder of the
+/// filesystem that forms the mount's root, so a bind of the right device but the wrong folder
+/// is told apart.
+pub fn bound_at(device: &Path, root: &str, target: &Path) -> Result<MountedAt, SystemError> {
+    let text = read_mountinfo()?;
+    let Some(m) = mount_of(&text, target) else {
+        return Ok(MountedAt::Nothing);
+    };
+    let ours = device_number(device)?;
+    Ok(if m.dev == ours && m.root == root {
+        MountedAt::Chosen
+    } else {
+        MountedAt::Other(format!(
+            "{} (device {}, folder {})",
+            m.source, m.dev, m.root
+        ))
+    })
+}
+
+/// One line of mountinfo, the fields first boot reads.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct MountLine {
+    /// `major:minor`.
+    pub dev: String,
+    /// The folder of the filesystem forming the mount's root.
+    pub root: String,
+    /// The filesystem type.
+    pub fstype: String,
+    /// The mount source (device path).
+    pub source: String,
+}
+
+/// The last mount at `target` in a mountinfo text (the last one is the one visible there).
+pub(crate) fn mount_of(mountinfo: &str, target: &Path) -> Option<MountLine> {
     mountinfo.lines().rev().find_map(|line| {
         let fields: Vec<&str> = line.split(' ').collect();
         let point = fields.get(4)?;
@@ -172,8 +266,12 @@ fn mount_of(mountinfo: &str, target: &Path) -> Option<(String, String)> {
             return None;
         }
         let dash = fields.iter().position(|f| *f == "-")?;
-        let source = fields.get(dash + 2).map_or(String::new(), |s| unescape(s));
-        Some((fields.get(2)?.to_string(), source))
+        Some(MountLine {
+            dev: fields.get(2)?.to_string(),
+            root: unescape(fields.get(3)?),
+            fstype: fields.get(dash + 1).map_or(String::new(), |s| unescape(s)),
+            source: fields.get(dash + 2).map_or(String::new(), |s| unescape(s)),
+        })
     })
 }
 
@@ -224,13 +322,17 @@ mod tests {
 41 40 8:17 / /mnt/storage rw,noatime shared:21 - ext4 /dev/disk/by-label/piimg-x rw
 42 22 8:1 / /mnt/other\\040dir rw - vfat /dev/sda1 rw
 ";
+        let m = mount_of(info, Path::new("/mnt/storage")).unwrap();
         assert_eq!(
-            mount_of(info, Path::new("/mnt/storage")),
-            Some(("8:17".into(), "/dev/disk/by-label/piimg-x".into()))
+            (m.dev.as_str(), m.root.as_str(), m.source.as_str()),
+            ("8:17", "/", "/dev/disk/by-label/piimg-x")
         );
+        let m = mount_of(info, Path::new("/mnt/other dir")).unwrap();
+        assert_eq!((m.dev.as_str(), m.fstype.as_str()), ("8:1", "vfat"));
+        let bind = "50 22 8:33 /kubelet /var/lib/kubelet rw shared:20 - ext4 /dev/sdc1 rw\n";
         assert_eq!(
-            mount_of(info, Path::new("/mnt/other dir")),
-            Some(("8:1".into(), "/dev/sda1".into()))
+            mount_of(bind, Path::new("/var/lib/kubelet")).unwrap().root,
+            "/kubelet"
         );
         assert_eq!(mount_of(info, Path::new("/mnt")), None);
     }

@@ -77,6 +77,14 @@ pub enum SystemError {
         /// What is wrong.
         detail: String,
     },
+    /// A program first boot needs is not in the image.
+    #[error("{program} is not installed: add the package {package} to the image")]
+    Missing {
+        /// The program.
+        program: String,
+        /// The package that provides it.
+        package: &'static str,
+    },
     /// Something else about the system, explained.
     #[error("{0}")]
     Other(String),
@@ -86,6 +94,36 @@ fn io(path: &Path, what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Sy
     let path = path.to_owned();
     let what = what.into();
     move |source| SystemError::Io { path, what, source }
+}
+
+/// The block device the root filesystem (`/`) is mounted from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootDevice {
+    /// How people know it (`/dev/sda2`; through the devices-file seam, the image file).
+    pub name: String,
+    /// Filesystem type as the kernel mounted it (`None` through the seam: no kernel).
+    pub fstype: Option<String>,
+    /// Where the filesystem's bytes are, for reading its superblock and `resize2fs`.
+    pub fs: BlockTarget,
+    /// The partition it is, or `None` for a whole disk, device mapper, md or similar.
+    pub partition: Option<RootPartition>,
+}
+
+/// The partition holding the root filesystem, as the running kernel sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootPartition {
+    /// The whole disk (or image file) holding it.
+    pub disk: PathBuf,
+    /// The disk's size in bytes.
+    pub disk_bytes: u64,
+    /// The disk's logical sector size (the unit of its partition table).
+    pub sector_size: u64,
+    /// 1-based partition number.
+    pub number: u32,
+    /// Start, in bytes.
+    pub start: u64,
+    /// Size the kernel has for it, in bytes.
+    pub size: u64,
 }
 
 /// What is mounted at a mount point, as far as first boot needs to know.
@@ -110,8 +148,35 @@ pub trait System {
     fn mounted(&self, source: &BlockTarget, target: &Path) -> Result<MountedAt, SystemError>;
     /// Mounts an ext4 filesystem at `target`.
     fn mount_ext4(&self, source: &BlockTarget, target: &Path) -> Result<(), SystemError>;
+    /// What is mounted at `target`: nothing, the folder `subdir` (`/kubelet`) of the
+    /// filesystem at `fs` (a bind made on an earlier boot), or something else.
+    fn mounted_bind(
+        &self,
+        fs: &BlockTarget,
+        subdir: &str,
+        target: &Path,
+    ) -> Result<MountedAt, SystemError>;
+    /// Bind-mounts `from` (the folder `subdir` of the filesystem at `fs`, where it is
+    /// mounted) on `target`.
+    fn bind_mount(
+        &self,
+        fs: &BlockTarget,
+        from: &Path,
+        subdir: &str,
+        target: &Path,
+    ) -> Result<(), SystemError>;
     /// `systemctl start --no-block UNIT`.
     fn start_unit(&self, unit: &str) -> Result<(), SystemError>;
+    /// The block device `/` is mounted from.
+    fn root_device(&self) -> Result<RootDevice, SystemError>;
+    /// Tells the kernel partition `number` of `disk` is now `sectors` 512-byte sectors long.
+    fn resize_partition(&self, disk: &Path, number: u32, sectors: u64) -> Result<(), SystemError>;
+    /// Grows the ext4 filesystem at `fs` to `bytes` (online when it is mounted).
+    fn resize_ext4(&self, fs: &BlockTarget, bytes: u64) -> Result<(), SystemError>;
+    /// `systemctl reboot`: queues the reboot and returns.
+    fn reboot(&self) -> Result<(), SystemError>;
+    /// Runs `update-grub` (regenerates `/boot/grub/grub.cfg` from `/etc/default/grub{,.d}`).
+    fn update_grub(&self) -> Result<(), SystemError>;
     /// Runs the k3s binary (for `kubectl`) and returns its stdout.
     fn k3s(&self, args: &[&str]) -> Result<String, SystemError>;
     /// GET a local URL; the status code and body.
@@ -130,6 +195,11 @@ pub trait System {
     /// Seconds since the epoch (node clock; used for report timestamps only).
     fn now_unix(&self) -> u64;
 }
+
+/// `update-grub`, found on the unit's `PATH` (it is `/usr/sbin/update-grub`, from the package
+/// `grub2-common` on Debian and Ubuntu: Debian's file list of grub2-common; unverified for
+/// every Ubuntu release).
+pub const UPDATE_GRUB: &str = "update-grub";
 
 /// How disks are found.
 #[derive(Debug, Clone)]
@@ -160,6 +230,8 @@ pub struct Host {
     pub systemctl: PathBuf,
     /// The k3s binary.
     pub k3s: PathBuf,
+    /// The `update-grub` to run.
+    pub update_grub: PathBuf,
     /// Base delay for backoff; tests make it tiny.
     pub backoff_unit: Duration,
     /// Timeout for one HTTP request.
@@ -173,6 +245,7 @@ impl Default for Host {
             mounter: Mounter::Kernel,
             systemctl: "systemctl".into(),
             k3s: "/usr/local/bin/k3s".into(),
+            update_grub: UPDATE_GRUB.into(),
             backoff_unit: Duration::from_secs(1),
             http_timeout: Duration::from_secs(10),
         }
@@ -197,13 +270,26 @@ struct DeviceEntry {
     transport: Option<String>,
     #[serde(default)]
     root: bool,
+    /// With `root`: the number of the partition in `path` that holds the root filesystem.
+    root_partition: Option<u32>,
 }
 
-fn run(mut cmd: Command) -> Result<String, SystemError> {
+fn run(cmd: Command) -> Result<String, SystemError> {
+    run_from(cmd, None)
+}
+
+/// Runs `cmd`; when it is not installed and `package` provides it, the error names the package.
+fn run_from(mut cmd: Command, package: Option<&'static str>) -> Result<String, SystemError> {
     let shown = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| SystemError::Command {
-        command: shown.clone(),
-        detail: e.to_string(),
+    let out = cmd.output().map_err(|e| match package {
+        Some(package) if e.kind() == std::io::ErrorKind::NotFound => SystemError::Missing {
+            program: cmd.get_program().to_string_lossy().into_owned(),
+            package,
+        },
+        _ => SystemError::Command {
+            command: shown.clone(),
+            detail: e.to_string(),
+        },
     })?;
     if !out.status.success() {
         return Err(SystemError::Command {
@@ -220,6 +306,33 @@ fn run(mut cmd: Command) -> Result<String, SystemError> {
 
 fn mount_record_name(target: &Path) -> String {
     target.to_string_lossy().trim_matches('/').replace('/', "-")
+}
+
+/// The fake-mount seam's record of a mount: one line of `key=value` fields.
+fn read_record(dir: &Path, target: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join(mount_record_name(target))).ok()
+}
+
+fn record_field(text: &str, key: &str) -> String {
+    text.split_whitespace()
+        .find_map(|f| f.strip_prefix(key).map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Writes the fake-mount seam's record for `target` and appends the mount to `order.log`, so
+/// tests see the order mounts were made in.
+fn write_record(dir: &Path, target: &Path, text: &str) -> Result<(), SystemError> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).map_err(io(dir, "creating the record directory"))?;
+    let record = dir.join(mount_record_name(target));
+    std::fs::write(&record, text).map_err(io(&record, "recording the mount"))?;
+    let log = dir.join("order.log");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| writeln!(f, "{} {}", target.display(), text.trim()))
+        .map_err(io(&log, "logging the mount"))
 }
 
 impl System for Host {
@@ -245,16 +358,13 @@ impl System for Host {
     fn mounted(&self, source: &BlockTarget, target: &Path) -> Result<MountedAt, SystemError> {
         match &self.mounter {
             Mounter::Record(dir) => {
-                let record = dir.join(mount_record_name(target));
-                let Ok(text) = std::fs::read_to_string(&record) else {
+                let Some(text) = read_record(dir, target) else {
                     return Ok(MountedAt::Nothing);
                 };
-                let field = |key: &str| {
-                    text.split_whitespace()
-                        .find_map(|f| f.strip_prefix(key).map(str::to_owned))
-                        .unwrap_or_default()
-                };
-                let (path, offset) = (field("source="), field("offset="));
+                let (path, offset) = (
+                    record_field(&text, "source="),
+                    record_field(&text, "offset="),
+                );
                 if path == source.path.display().to_string() && offset == source.offset.to_string()
                 {
                     Ok(MountedAt::Chosen)
@@ -270,14 +380,12 @@ impl System for Host {
         std::fs::create_dir_all(target).map_err(io(target, "creating the mount point"))?;
         match &self.mounter {
             Mounter::Record(dir) => {
-                std::fs::create_dir_all(dir).map_err(io(dir, "creating the record directory"))?;
-                let record = dir.join(mount_record_name(target));
                 let text = format!(
                     "source={} offset={} fstype=ext4\n",
                     source.path.display(),
                     source.offset
                 );
-                std::fs::write(&record, text).map_err(io(&record, "recording the mount"))
+                write_record(dir, target, &text)
             }
             Mounter::Kernel => {
                 if source.offset != 0 {
@@ -304,10 +412,147 @@ impl System for Host {
         }
     }
 
+    fn mounted_bind(
+        &self,
+        fs: &BlockTarget,
+        subdir: &str,
+        target: &Path,
+    ) -> Result<MountedAt, SystemError> {
+        match &self.mounter {
+            Mounter::Record(dir) => {
+                let Some(text) = read_record(dir, target) else {
+                    return Ok(MountedAt::Nothing);
+                };
+                let (path, offset, root) = (
+                    record_field(&text, "source="),
+                    record_field(&text, "offset="),
+                    record_field(&text, "root="),
+                );
+                if path == fs.path.display().to_string()
+                    && offset == fs.offset.to_string()
+                    && root == subdir
+                {
+                    Ok(MountedAt::Chosen)
+                } else {
+                    Ok(MountedAt::Other(format!(
+                        "{path} at offset {offset}, folder {root:?}"
+                    )))
+                }
+            }
+            Mounter::Kernel => crate::sysfs::bound_at(&fs.path, subdir, target),
+        }
+    }
+
+    fn bind_mount(
+        &self,
+        fs: &BlockTarget,
+        from: &Path,
+        subdir: &str,
+        target: &Path,
+    ) -> Result<(), SystemError> {
+        std::fs::create_dir_all(from).map_err(io(from, "creating the bind mount's source"))?;
+        std::fs::create_dir_all(target).map_err(io(target, "creating the bind mount point"))?;
+        match &self.mounter {
+            Mounter::Record(dir) => {
+                let text = format!(
+                    "source={} offset={} root={subdir} fstype=bind\n",
+                    fs.path.display(),
+                    fs.offset
+                );
+                write_record(dir, target, &text)
+            }
+            Mounter::Kernel => nix::mount::mount(
+                Some(from),
+                target,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| {
+                SystemError::Other(format!(
+                    "bind-mounting {} on {}: {e}",
+                    from.display(),
+                    target.display()
+                ))
+            }),
+        }
+    }
+
     fn start_unit(&self, unit: &str) -> Result<(), SystemError> {
         let mut cmd = Command::new(&self.systemctl);
         cmd.args(["start", "--no-block", unit]);
         run(cmd).map(|_| ())
+    }
+
+    fn root_device(&self) -> Result<RootDevice, SystemError> {
+        match &self.devices {
+            DeviceSource::Sysfs => crate::sysfs::root_device(),
+            DeviceSource::File(path) => root_from_file(path),
+        }
+    }
+
+    fn resize_partition(&self, disk: &Path, number: u32, sectors: u64) -> Result<(), SystemError> {
+        match (&self.devices, &self.mounter) {
+            (DeviceSource::File(_), Mounter::Record(dir)) => {
+                // A file has no kernel partitions: record what would be said.
+                use std::io::Write;
+                std::fs::create_dir_all(dir).map_err(io(dir, "creating the record directory"))?;
+                let log = dir.join("kernel.log");
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .and_then(|mut f| {
+                        writeln!(f, "resizepart {} {number} {sectors}", disk.display())
+                    })
+                    .map_err(io(&log, "recording a partition resize"))
+            }
+            (DeviceSource::File(_), Mounter::Kernel) => Err(SystemError::Other(
+                "the devices-file seam needs --fake-mount to record partition resizes".into(),
+            )),
+            (DeviceSource::Sysfs, _) => {
+                // util-linux resizepart(8): `resizepart DEVICE PARTITION LENGTH`, LENGTH in
+                // 512-byte sectors; it asks the kernel through the BLKPG ioctl, which works on
+                // a mounted partition. util-linux is essential on Debian and Ubuntu.
+                let mut cmd = Command::new("resizepart");
+                cmd.arg(disk)
+                    .arg(number.to_string())
+                    .arg(sectors.to_string());
+                run_from(cmd, Some("util-linux")).map(|_| ())
+            }
+        }
+    }
+
+    fn resize_ext4(&self, fs: &BlockTarget, bytes: u64) -> Result<(), SystemError> {
+        if fs.offset == 0 {
+            return resize2fs(&fs.path, bytes);
+        }
+        // Only the devices-file seam has filesystems at an offset. resize2fs truncates a
+        // regular file to the filesystem's new size, without counting `?offset=` (seen with
+        // e2fsprogs 1.47.0: the disk image lost its backup GPT), so the seam grows a
+        // partition-sized copy with the real resize2fs and writes it back.
+        let copy = fs.path.with_extension("resize2fs-partition");
+        let _ = std::fs::remove_file(&copy);
+        copy_range(&fs.path, fs.offset, &copy, 0, bytes)?;
+        let resized = resize2fs(&copy, bytes);
+        let len = std::fs::metadata(&copy)
+            .map_err(io(&copy, "reading the resized copy's size"))?
+            .len();
+        let back = resized.and_then(|()| copy_range(&copy, 0, &fs.path, fs.offset, len));
+        let _ = std::fs::remove_file(&copy);
+        back
+    }
+
+    fn reboot(&self) -> Result<(), SystemError> {
+        let mut cmd = Command::new(&self.systemctl);
+        cmd.arg("reboot");
+        run(cmd).map(|_| ())
+    }
+
+    fn update_grub(&self) -> Result<(), SystemError> {
+        let mut cmd = Command::new(&self.update_grub);
+        cmd.stdin(std::process::Stdio::null());
+        run_from(cmd, Some("grub2-common")).map(|_| ())
     }
 
     fn k3s(&self, args: &[&str]) -> Result<String, SystemError> {
@@ -370,12 +615,102 @@ impl System for Host {
     }
 }
 
-fn disks_from_file(path: &Path) -> Result<Vec<Disk>, SystemError> {
+/// resize2fs(8): a size with the suffix `s` is in 512-byte sectors; a mounted ext4 is grown
+/// online (through the kernel, so the filesystem's device must already have its new size).
+fn resize2fs(device: &Path, bytes: u64) -> Result<(), SystemError> {
+    let mut cmd = Command::new("resize2fs");
+    cmd.arg(device).arg(format!("{}s", bytes / 512));
+    run_from(cmd, Some("e2fsprogs")).map(|_| ())
+}
+
+/// Copies `len` bytes from `from` at `from_off` to `to` at `to_off` (created if missing).
+fn copy_range(
+    from: &Path,
+    from_off: u64,
+    to: &Path,
+    to_off: u64,
+    len: u64,
+) -> Result<(), SystemError> {
+    use std::os::unix::fs::FileExt;
+    let src = std::fs::File::open(from).map_err(io(from, "opening"))?;
+    let dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(to)
+        .map_err(io(to, "opening"))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0;
+    while done < len {
+        let n = usize::try_from((len - done).min(buf.len() as u64)).unwrap_or(buf.len());
+        src.read_exact_at(&mut buf[..n], from_off + done)
+            .map_err(io(from, "reading"))?;
+        dst.write_all_at(&buf[..n], to_off + done)
+            .map_err(io(to, "writing"))?;
+        done += n as u64;
+    }
+    dst.sync_all().map_err(io(to, "syncing"))
+}
+
+fn read_devices(path: &Path) -> Result<DevicesFile, SystemError> {
     let text = std::fs::read_to_string(path).map_err(io(path, "reading the devices file"))?;
-    let file: DevicesFile = toml::from_str(&text).map_err(|e| SystemError::Devices {
+    toml::from_str(&text).map_err(|e| SystemError::Devices {
         path: path.to_owned(),
         detail: e.to_string(),
-    })?;
+    })
+}
+
+/// The seam's root: the `root` disk's `root_partition`, with the sizes its table has now (as
+/// a kernel reads them at boot).
+fn root_from_file(path: &Path) -> Result<RootDevice, SystemError> {
+    let file = read_devices(path)?;
+    let disk = file
+        .disk
+        .into_iter()
+        .find(|d| d.root)
+        .ok_or_else(|| SystemError::Devices {
+            path: path.to_owned(),
+            detail: "no disk has root = true".into(),
+        })?;
+    let name = disk.path.display().to_string();
+    let Some(number) = disk.root_partition else {
+        return Ok(RootDevice {
+            name,
+            fstype: None,
+            fs: BlockTarget {
+                path: disk.path,
+                offset: 0,
+            },
+            partition: None,
+        });
+    };
+    let f = std::fs::File::open(&disk.path).map_err(io(&disk.path, "opening the root disk"))?;
+    let disk_bytes = f
+        .metadata()
+        .map_err(io(&disk.path, "reading the root disk's size"))?
+        .len();
+    let slot = crate::rootfs::table::read_slot(&f, &disk.path, disk_bytes, 512, number)
+        .map_err(|e| SystemError::Other(e.to_string()))?;
+    Ok(RootDevice {
+        name,
+        fstype: None,
+        fs: BlockTarget {
+            path: disk.path.clone(),
+            offset: slot.first * 512,
+        },
+        partition: Some(RootPartition {
+            disk: disk.path,
+            disk_bytes,
+            sector_size: 512,
+            number,
+            start: slot.first * 512,
+            size: (slot.last - slot.first + 1) * 512,
+        }),
+    })
+}
+
+fn disks_from_file(path: &Path) -> Result<Vec<Disk>, SystemError> {
+    let file = read_devices(path)?;
     file.disk
         .into_iter()
         .map(|d| {

@@ -21,6 +21,10 @@ struct Node {
     cluster_id: String,
     wipe: Option<String>,
     url: Option<String>,
+    /// `[root] grow` of node.toml.
+    grow: bool,
+    /// The boot disk and the number of its root partition (the devices file's `root`).
+    root_disk: Option<(PathBuf, u32)>,
 }
 
 /// The binary under test. When these tests are cross-built for arm64 and run under
@@ -64,16 +68,30 @@ impl Node {
             cluster_id: CLUSTER_ID.into(),
             wipe: None,
             url: None,
+            grow: false,
+            root_disk: None,
         };
         let stand_ins = node.root().join("stand-ins");
         std::fs::create_dir_all(&stand_ins).unwrap();
         let log = node.path("calls.log");
-        let systemctl = format!("#!/bin/sh\necho systemctl \"$@\" >> {}\n", log.display());
-        let k3s = format!(
-            "#!/bin/sh\necho k3s \"$@\" >> {}\ncase \"$*\" in *readyz*) echo ok;; *Ready*) echo True;; esac\n",
-            log.display()
+        // When a unit is started, it also logs which mount points the fake-mount seam holds.
+        let systemctl = format!(
+            "#!/bin/sh\necho systemctl \"$@\" >> {log}\nif [ \"$1\" = start ]; then echo \"mounts: $(ls {mounts} 2>/dev/null | tr '\\n' ' ')\" >> {log}; fi\n",
+            log = log.display(),
+            mounts = node.path("mounts").display()
         );
-        for (name, text) in [("systemctl", systemctl), ("k3s", k3s)] {
+        // `kubectl delete` fails while the file `fail-delete` exists (a cluster that refuses).
+        let k3s = format!(
+            "#!/bin/sh\necho k3s \"$@\" >> {}\ncase \"$*\" in *readyz*) echo ok;; *Ready*) echo True;; *' delete '*) if [ -e {} ]; then echo refused >&2; exit 1; fi;; esac\n",
+            log.display(),
+            node.path("fail-delete").display()
+        );
+        let update_grub = format!("#!/bin/sh\necho update-grub \"$@\" >> {}\n", log.display());
+        for (name, text) in [
+            ("systemctl", systemctl),
+            ("k3s", k3s),
+            ("update-grub", update_grub),
+        ] {
             let p = stand_ins.join(name);
             std::fs::write(&p, text).unwrap();
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -138,6 +156,9 @@ staged_images = "/var/lib/piimg/images"
             toml.push_str(&format!("url = \"{u}\"\n"));
         }
         toml.push_str(&format!("key = \"{KEY}\"\n"));
+        if self.grow {
+            toml.push_str("\n[root]\ngrow = true\n");
+        }
         let cfg = self.node_path("/etc/piimg/node.toml");
         std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
         std::fs::write(cfg, toml).unwrap();
@@ -145,6 +166,12 @@ staged_images = "/var/lib/piimg/images"
         for (path, serial) in &self.disks {
             devices.push_str(&format!(
                 "[[disk]]\npath = \"{}\"\nids = [\"usb-Samsung_SSD_T7_{serial}-0:0\"]\nserial = \"{serial}\"\ntransport = \"usb\"\n\n",
+                path.display()
+            ));
+        }
+        if let Some((path, number)) = &self.root_disk {
+            devices.push_str(&format!(
+                "[[disk]]\npath = \"{}\"\nids = [\"mmc-SD_card\"]\ntransport = \"mmc\"\nroot = true\nroot_partition = {number}\n",
                 path.display()
             ));
         }
@@ -164,6 +191,8 @@ staged_images = "/var/lib/piimg/images"
             .arg(self.root().join("stand-ins/systemctl"))
             .arg("--k3s")
             .arg(self.root().join("stand-ins/k3s"))
+            .arg("--update-grub")
+            .arg(self.root().join("stand-ins/update-grub"))
             .args(["--backoff-ms", "1"])
             .args(extra)
             .env("RUST_LOG", "trace")
@@ -683,4 +712,619 @@ fn another_disk_mounted_at_the_mount_point_is_refused() {
         swapped,
         "first boot mounted over the other disk"
     );
+}
+
+fn calls(node: &Node) -> String {
+    std::fs::read_to_string(node.path("calls.log")).unwrap_or_default()
+}
+
+fn step_status(node: &Node, step: &str) -> serde_json::Value {
+    let status = node.status_json();
+    status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == step)
+        .unwrap_or_else(|| panic!("no step {step}: {status}"))
+        .clone()
+}
+
+/// Issue 13, 4: k3s never deletes what a vanished manifest created, so first boot parks a
+/// dropped manifest outside `server/manifests` and, once k3s is ready, deletes its objects
+/// with `kubectl delete -f` exactly once, also across a power cut.
+#[test]
+fn a_service_turned_off_has_its_objects_deleted_once_after_k3s_is_ready() {
+    let mut node = Node::new();
+    node.add_disk("S1");
+    let staged = node.node_path("/var/lib/piimg/manifests");
+    stage(&staged, "a.yaml", "kind: ConfigMap\n", 0o644);
+    stage(&staged, "svc/b.yaml", "kind: HelmChart\n", 0o600);
+    node.run_ok();
+    let dest = node.node_path("/mnt/storage/k3s/server/manifests");
+    let parked = node.node_path("/mnt/storage/k3s/piimg-removed/svc/b.yaml");
+    std::fs::write(dest.join("mine.yaml"), "hand: 1\n").unwrap();
+    assert!(!calls(&node).contains(" delete "), "{}", calls(&node));
+
+    // A newer image turns the service off; the power fails right after the sync.
+    std::fs::remove_dir_all(staged.join("svc")).unwrap();
+    node.reimage();
+    let out = node
+        .command(&[])
+        .env("PIIMG_FIRSTBOOT_CRASH_AFTER", "k3s-data")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "not killed: {}", text(&out));
+    assert!(!dest.join("svc/b.yaml").exists(), "k3s still sees it");
+    assert_eq!(
+        std::fs::read_to_string(&parked).unwrap(),
+        "kind: HelmChart\n"
+    );
+    assert_eq!(mode(&parked), 0o600);
+    assert!(
+        !calls(&node).contains(" delete "),
+        "deleted before k3s was up"
+    );
+
+    let out = node.run_ok();
+    let log = calls(&node);
+    let delete = format!(
+        "k3s kubectl --kubeconfig {} delete --ignore-not-found -f {}",
+        node.node_path("/etc/rancher/k3s/k3s.yaml").display(),
+        parked.display()
+    );
+    let (ready, deleted) = (log.find("get node worker-1"), log.find(&delete));
+    assert!(
+        ready.is_some() && deleted.is_some() && ready < deleted,
+        "not deleted after k3s was ready:\n{log}\n{}",
+        text(&out)
+    );
+    assert_eq!(log.matches(" delete ").count(), 1, "{log}");
+    assert!(!parked.exists());
+    assert!(!node
+        .node_path("/mnt/storage/k3s/piimg-removed/svc")
+        .exists());
+    assert_eq!(step_status(&node, "prune")["status"], "ok");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("mine.yaml")).unwrap(),
+        "hand: 1\n"
+    );
+
+    // Later boots delete nothing more.
+    node.reimage();
+    node.run_ok();
+    assert!(!calls(&node).contains(" delete "), "{}", calls(&node));
+    assert!(dest.join("a.yaml").is_file() && dest.join("mine.yaml").is_file());
+}
+
+/// A refused delete is reported, does not stop the node, and is retried next boot; a manifest
+/// staged again before its deletion succeeded is not deleted at all.
+#[test]
+fn a_failed_delete_is_retried_and_a_restaged_manifest_is_not_deleted() {
+    let mut node = Node::new();
+    node.add_disk("S1");
+    let staged = node.node_path("/var/lib/piimg/manifests");
+    stage(&staged, "a.yaml", "kind: ConfigMap\n", 0o644);
+    stage(&staged, "b.yaml", "kind: Deployment\n", 0o644);
+    stage(&staged, "c.yaml", "kind: Service\n", 0o644);
+    node.run_ok();
+    let park = node.node_path("/mnt/storage/k3s/piimg-removed");
+
+    std::fs::remove_file(staged.join("b.yaml")).unwrap();
+    std::fs::remove_file(staged.join("c.yaml")).unwrap();
+    std::fs::write(node.path("fail-delete"), "").unwrap();
+    node.reimage();
+    node.run_ok();
+    let prune = step_status(&node, "prune");
+    assert_eq!(prune["status"], "failed", "{prune}");
+    assert!(
+        prune["error"].as_str().unwrap().contains("b.yaml"),
+        "{prune}"
+    );
+    assert_eq!(node.status_json()["stage"], "ready");
+    assert!(park.join("b.yaml").is_file() && park.join("c.yaml").is_file());
+
+    // The next image stages b.yaml again: its pending deletion is cancelled.
+    stage(&staged, "b.yaml", "kind: Deployment\n", 0o644);
+    std::fs::remove_file(node.path("fail-delete")).unwrap();
+    node.reimage();
+    node.run_ok();
+    let log = calls(&node);
+    assert!(!log.contains("b.yaml"), "{log}");
+    assert!(
+        log.contains(&park.join("c.yaml").display().to_string()),
+        "{log}"
+    );
+    assert!(!park.join("b.yaml").exists() && !park.join("c.yaml").exists());
+    assert!(node
+        .node_path("/mnt/storage/k3s/server/manifests/b.yaml")
+        .is_file());
+    assert_eq!(step_status(&node, "prune")["status"], "ok");
+}
+
+/// The fake-mount seam's log of mounts, in the order they were made: mount points as seen on
+/// the node (without the test root).
+fn mount_order(node: &Node) -> Vec<String> {
+    let root = node.root().display().to_string();
+    std::fs::read_to_string(node.path("mounts/order.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.replacen(&root, "", 1))
+        .collect()
+}
+
+/// Issue 13, 2: the kubelet's root-dir and the pod logs go to the SSD by bind mounts, made
+/// after the SSD is mounted and before k3s starts, on every boot; a bind already there is
+/// kept.
+#[test]
+fn kubelet_folders_are_bind_mounted_from_the_ssd_before_k3s_starts() {
+    let mut node = Node::new();
+    node.add_disk("S1");
+    for boot in ["first", "later"] {
+        node.run_ok();
+        let order = mount_order(&node);
+        assert_eq!(order.len(), 3, "{boot}: {order:?}");
+        assert!(order[0].starts_with("/mnt/storage source="), "{order:?}");
+        assert!(
+            order[1].starts_with("/var/lib/kubelet ")
+                && order[1].contains(&format!("offset={PART_OFFSET} root=/kubelet fstype=bind")),
+            "{boot}: {order:?}"
+        );
+        assert!(
+            order[2].starts_with("/var/log/pods ") && order[2].contains("root=/pod-logs"),
+            "{boot}: {order:?}"
+        );
+        assert!(node.node_path("/mnt/storage/kubelet").is_dir());
+        assert!(node.node_path("/mnt/storage/pod-logs").is_dir());
+        let log = calls(&node);
+        let started = log
+            .lines()
+            .skip_while(|l| !l.starts_with("systemctl start"))
+            .nth(1)
+            .unwrap_or_default();
+        assert!(
+            started.contains("root-var-lib-kubelet") && started.contains("root-var-log-pods"),
+            "{boot}: k3s started before the binds: {log}"
+        );
+        assert_eq!(step_status(&node, "binds")["status"], "ok");
+        // A reboot drops every mount.
+        node.reimage();
+    }
+
+    // Run again without a reboot: the binds are there, nothing is mounted twice.
+    node.run_ok();
+    let before = mount_order(&node);
+    node.run_ok();
+    assert_eq!(mount_order(&node), before);
+}
+
+/// Something other than the SSD's folder mounted on `/var/lib/kubelet` is refused, left
+/// mounted, and k3s is not started.
+#[test]
+fn a_foreign_mount_on_the_kubelet_folder_is_refused() {
+    let mut node = Node::new();
+    node.add_disk("S1");
+    node.run_ok();
+    let record = std::fs::read_dir(node.path("mounts"))
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .ends_with("root-var-lib-kubelet")
+        })
+        .expect("a bind record")
+        .path();
+    for foreign in [
+        "source=/dev/mmcblk0p2 offset=0 root=/ fstype=ext4\n".to_owned(),
+        // The right disk but the wrong folder of it.
+        std::fs::read_to_string(&record)
+            .unwrap()
+            .replace("root=/kubelet", "root=/k3s"),
+    ] {
+        node.reimage();
+        std::fs::create_dir_all(node.path("mounts")).unwrap();
+        std::fs::write(&record, &foreign).unwrap();
+        let out = node.run(&[]);
+        assert!(!out.status.success(), "{}", text(&out));
+        let status = node.status_json();
+        assert_eq!(status["stage"], "failed");
+        let error = status["error"].as_str().unwrap();
+        assert!(
+            error.contains("/var/lib/kubelet already has")
+                && error.contains("/mnt/storage/kubelet"),
+            "{error}"
+        );
+        assert!(
+            !calls(&node).contains("systemctl start"),
+            "{}",
+            calls(&node)
+        );
+        assert_eq!(std::fs::read_to_string(&record).unwrap(), foreign);
+    }
+}
+
+/// Issue 13, 3: `kernel.cmdline_extra` reaches GRUB only through `update-grub`. First boot runs
+/// it once per content of the drop-in and reboots at most once per content when the running
+/// kernel lacks a parameter (a direct kernel boot never gets them: no loop).
+#[test]
+fn the_grub_dropin_is_applied_once_per_change_with_at_most_one_reboot() {
+    let mut node = Node::new();
+    node.add_disk("S1");
+    let dropin = node.node_path("/etc/default/grub.d/90-piimg.cfg");
+    std::fs::create_dir_all(dropin.parent().unwrap()).unwrap();
+    std::fs::write(
+        &dropin,
+        "# Written by piimg.\nGRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT cgroup_enable=memory apparmor=0\"\n",
+    )
+    .unwrap();
+    let cmdline = node.node_path("/proc/cmdline");
+    std::fs::create_dir_all(cmdline.parent().unwrap()).unwrap();
+    std::fs::write(&cmdline, "console=ttyS0 root=/dev/vda\n").unwrap();
+    let boot = |node: &Node| {
+        let _ = std::fs::remove_file(node.path("calls.log"));
+        let out = node.run_ok();
+        let log = calls(node);
+        (
+            log.matches("update-grub").count(),
+            log.matches("systemctl reboot").count(),
+            log.contains("start --no-block k3s.service"),
+            text(&out),
+        )
+    };
+
+    let (grub, reboot, k3s, out) = boot(&node);
+    assert_eq!((grub, reboot, k3s), (1, 1, false), "{out}");
+    // The kernel still lacks them (booted without GRUB): no second update-grub, no reboot.
+    for _ in 0..2 {
+        let (grub, reboot, k3s, out) = boot(&node);
+        assert_eq!((grub, reboot, k3s), (0, 0, true), "{out}");
+        assert_eq!(step_status(&node, "kernel-cmdline")["status"], "ok");
+    }
+    let state = node.state_json();
+    assert_eq!(state["grub_applied"], state["grub_rebooted"], "{state}");
+
+    // A newer image changes the parameters: applied once more, one more reboot.
+    let text2 = std::fs::read_to_string(&dropin)
+        .unwrap()
+        .replace("apparmor=0", "apparmor=1");
+    std::fs::write(&dropin, text2).unwrap();
+    let (grub, reboot, k3s, out) = boot(&node);
+    assert_eq!((grub, reboot, k3s), (1, 1, false), "{out}");
+    std::fs::write(&cmdline, "root=/dev/sda1 cgroup_enable=memory apparmor=1\n").unwrap();
+    let (grub, reboot, k3s, out) = boot(&node);
+    assert_eq!((grub, reboot, k3s), (0, 0, true), "{out}");
+}
+
+/// A kernel already started with the parameters needs no reboot; a missing update-grub is
+/// reported with the package that provides it, k3s still starts, and the next boot retries.
+#[test]
+fn a_missing_update_grub_names_its_package_and_stops_nothing() {
+    let mut node = Node::new();
+    node.add_disk("S1");
+    let dropin = node.node_path("/etc/default/grub.d/90-piimg.cfg");
+    std::fs::create_dir_all(dropin.parent().unwrap()).unwrap();
+    std::fs::write(
+        &dropin,
+        "GRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT quiet nosmt\"\n",
+    )
+    .unwrap();
+    let cmdline = node.node_path("/proc/cmdline");
+    std::fs::create_dir_all(cmdline.parent().unwrap()).unwrap();
+    std::fs::write(&cmdline, "root=/dev/sda1 quiet nosmt\n").unwrap();
+    let stand_in = node.root().join("stand-ins/update-grub");
+    let saved = std::fs::read(&stand_in).unwrap();
+    std::fs::remove_file(&stand_in).unwrap();
+    for _ in 0..2 {
+        node.run_ok();
+        let step = step_status(&node, "kernel-cmdline");
+        assert_eq!(step["status"], "failed", "{step}");
+        assert!(
+            step["error"].as_str().unwrap().contains("grub2-common"),
+            "{step}"
+        );
+        assert_eq!(node.status_json()["stage"], "ready");
+        assert!(calls(&node).contains("start --no-block k3s.service"));
+    }
+    std::fs::write(&stand_in, saved).unwrap();
+    std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _ = std::fs::remove_file(node.path("calls.log"));
+    node.run_ok();
+    let log = calls(&node);
+    assert_eq!(log.matches("update-grub").count(), 1, "{log}");
+    assert!(!log.contains("reboot"), "{log}");
+    assert_eq!(step_status(&node, "kernel-cmdline")["status"], "ok");
+}
+
+const MIB: u64 = 1 << 20;
+const SD_MB: u64 = 40;
+const ROOT_START: u64 = 18432;
+const ROOT_SECTORS: u64 = 24 * 2048;
+
+/// Writes `script` to `sfdisk` for `disk`.
+fn sfdisk(disk: &Path, script: &str) {
+    use std::io::Write;
+    let mut child = Command::new("sfdisk")
+        .arg("--quiet")
+        .arg(disk)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "sfdisk {script}");
+}
+
+/// A boot disk as the base images have it: a small boot partition and the root filesystem
+/// right behind it, the image's size (free space below the growth threshold), built as the
+/// image tests do (sfdisk on a file, mkfs on a partition-sized file, joined with dd). `label`
+/// is `gpt` or `dos`; `mkfs` makes the root filesystem.
+fn boot_disk(node: &Node, label: &str, mkfs: &[&str]) -> PathBuf {
+    let disk = node.path(&format!("sd-{label}.img"));
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(SD_MB * MIB)
+        .unwrap();
+    let (boot, root) = if label == "gpt" {
+        ("U", "L")
+    } else {
+        ("c", "83")
+    };
+    sfdisk(
+        &disk,
+        &format!("label: {label}\nstart=2048, size=16384, type={boot}\nstart={ROOT_START}, size={ROOT_SECTORS}, type={root}\n"),
+    );
+    let part = node.path("root-part.img");
+    std::fs::File::create(&part)
+        .unwrap()
+        .set_len(ROOT_SECTORS * 512)
+        .unwrap();
+    let mut args = mkfs.to_vec();
+    args.push(part.to_str().unwrap());
+    let out = sh(args[0], &args[1..]);
+    assert!(out.status.success(), "{}", text(&out));
+    let dd = sh(
+        "dd",
+        &[
+            &format!("if={}", part.display()),
+            &format!("of={}", disk.display()),
+            "bs=512",
+            &format!("seek={ROOT_START}"),
+            "conv=notrunc",
+            "status=none",
+        ],
+    );
+    assert!(dd.status.success(), "{}", text(&dd));
+    disk
+}
+
+fn root_spec(disk: &Path) -> String {
+    format!("{}?offset={}", disk.display(), ROOT_START * 512)
+}
+
+fn block_count(disk: &Path) -> u64 {
+    let dump = sh("dumpe2fs", &["-h", &root_spec(disk)]);
+    let dump = String::from_utf8_lossy(&dump.stdout).into_owned();
+    dump.lines()
+        .find_map(|l| l.strip_prefix("Block count:"))
+        .unwrap_or_else(|| panic!("{dump}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn table_json(disk: &Path) -> serde_json::Value {
+    let out = sh("sfdisk", &["--json", disk.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["partitiontable"].clone()
+}
+
+/// The table and filesystem checkers are happy and the root fills the disk.
+fn assert_root_fills(disk: &Path, label: &str) {
+    let verify = sh("sfdisk", &["--verify", disk.to_str().unwrap()]);
+    let said = text(&verify);
+    assert!(verify.status.success(), "sfdisk --verify: {said}");
+    assert!(
+        !said.contains("not on the end") && !said.contains("mismatch"),
+        "{said}"
+    );
+    let fsck = sh("e2fsck", &["-fn", &root_spec(disk)]);
+    assert!(fsck.status.success(), "e2fsck: {}", text(&fsck));
+    let table = table_json(disk);
+    let sectors = std::fs::metadata(disk).unwrap().len() / 512;
+    let root = &table["partitions"][1];
+    assert_eq!(root["start"], ROOT_START, "{table}");
+    let end = root["start"].as_u64().unwrap() + root["size"].as_u64().unwrap();
+    if label == "gpt" {
+        // Backup array (32 sectors) and header in the last 33 sectors.
+        assert_eq!(table["lastlba"], sectors - 34, "{table}");
+        assert_eq!(end, sectors - 33, "{table}");
+    } else {
+        assert_eq!(end, sectors, "{table}");
+    }
+    let fs_bytes = block_count(disk) * 4096;
+    let part_bytes = (end - ROOT_START) * 512;
+    assert!(
+        fs_bytes <= part_bytes && part_bytes - fs_bytes < MIB,
+        "filesystem {fs_bytes} in a partition of {part_bytes}"
+    );
+}
+
+fn kernel_log(node: &Node) -> String {
+    std::fs::read_to_string(node.path("mounts/kernel.log")).unwrap_or_default()
+}
+
+/// Issue 13, 1: on Ubuntu and Debian (`[root] grow = true`) the root partition grows to the
+/// end of its disk (GPT: entry, backup header and array at the new end, both CRCs; MBR: the
+/// entry's sector count), the kernel is told, and ext4 grows with it; a later boot writes
+/// nothing.
+#[test]
+fn the_root_partition_and_filesystem_grow_to_the_end_of_the_disk() {
+    for label in ["gpt", "dos"] {
+        let mut node = Node::new();
+        node.add_disk("S1");
+        let disk = boot_disk(
+            &node,
+            label,
+            &["mkfs.ext4", "-q", "-F", "-b", "4096", "-L", "writable"],
+        );
+        let blocks = block_count(&disk);
+        // Flashed to a bigger card.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&disk)
+            .unwrap()
+            .set_len(120 * MIB)
+            .unwrap();
+        node.grow = true;
+        node.root_disk = Some((disk.clone(), 2));
+        let out = node.run_ok();
+        assert_eq!(
+            step_status(&node, "grow-root")["status"],
+            "ok",
+            "{}",
+            text(&out)
+        );
+        assert_root_fills(&disk, label);
+        assert!(block_count(&disk) > blocks * 4, "{label}: not grown");
+        let sectors = (120 * MIB / 512) - ROOT_START - if label == "gpt" { 33 } else { 0 };
+        assert_eq!(
+            kernel_log(&node),
+            format!("resizepart {} 2 {sectors}\n", disk.display()),
+            "{label}"
+        );
+
+        // Every later boot: nothing to do, nothing written.
+        let before = digest(&disk);
+        node.reimage();
+        node.run_ok();
+        assert!(digest(&disk) == before, "{label}: written again");
+        assert_eq!(kernel_log(&node), "", "{label}");
+        assert_eq!(step_status(&node, "grow-root")["status"], "ok");
+    }
+}
+
+/// A power cut after the table was written: the next boot finds the partition at the end (the
+/// kernel read the new table at boot), writes no table, and grows the filesystem.
+#[test]
+fn a_power_cut_after_the_table_write_is_finished_on_the_next_boot() {
+    let mut node = Node::new();
+    node.add_disk("S1");
+    let disk = boot_disk(&node, "gpt", &["mkfs.ext4", "-q", "-F", "-b", "4096"]);
+    let blocks = block_count(&disk);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk)
+        .unwrap()
+        .set_len(100 * MIB)
+        .unwrap();
+    node.grow = true;
+    node.root_disk = Some((disk.clone(), 2));
+    let out = node
+        .command(&[])
+        .env("PIIMG_FIRSTBOOT_CRASH_AFTER", "grow-table")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "not killed: {}", text(&out));
+    assert_eq!(block_count(&disk), blocks, "resize2fs ran before the cut");
+    let verify = sh("sfdisk", &["--verify", disk.to_str().unwrap()]);
+    assert!(verify.status.success(), "{}", text(&verify));
+    node.reimage();
+    node.run_ok();
+    assert_eq!(
+        kernel_log(&node),
+        "",
+        "the rebooted kernel knows the new size"
+    );
+    assert_root_fills(&disk, "gpt");
+}
+
+/// What first boot does not grow is refused, left byte for byte as it was, reported in the
+/// step, and k3s still starts.
+#[test]
+fn an_odd_root_is_refused_untouched_and_k3s_still_starts() {
+    let cases: [(&str, &str, Vec<&str>, u32, &str); 4] = [
+        (
+            "gpt",
+            "not last",
+            vec!["mkfs.ext4", "-q", "-F"],
+            1,
+            "is not the last",
+        ),
+        (
+            "dos",
+            "not ext4",
+            vec!["mkfs.ext2", "-q", "-F"],
+            2,
+            "not ext4",
+        ),
+        (
+            "gpt",
+            "no partition",
+            vec!["mkfs.ext4", "-q", "-F"],
+            0,
+            "not on a partition",
+        ),
+        (
+            "gpt",
+            "bad crc",
+            vec!["mkfs.ext4", "-q", "-F"],
+            2,
+            "CRC does not match",
+        ),
+    ];
+    for (label, case, mkfs, number, reason) in cases {
+        let mut node = Node::new();
+        node.add_disk("S1");
+        let disk = boot_disk(&node, label, &mkfs);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&disk)
+            .unwrap()
+            .set_len(100 * MIB)
+            .unwrap();
+        if case == "bad crc" {
+            // One byte of the primary header's disk GUID.
+            let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+            use std::os::unix::fs::FileExt;
+            f.write_all_at(&[0x5a], 512 + 60).unwrap();
+        }
+        let before = digest(&disk);
+        node.grow = true;
+        node.root_disk = Some((disk.clone(), number));
+        if number == 0 {
+            // A root on a whole disk: no root_partition in the devices file.
+            node.root_disk = None;
+            node.write_config();
+            let mut devices = std::fs::read_to_string(node.path("devices.toml")).unwrap();
+            devices.push_str(&format!(
+                "[[disk]]\npath = \"{}\"\nids = [\"virtio-root\"]\nroot = true\n",
+                disk.display()
+            ));
+            let mut cmd = node.command(&[]);
+            std::fs::write(node.path("devices.toml"), devices).unwrap();
+            let out = cmd.output().unwrap();
+            assert!(out.status.success(), "{case}: {}", text(&out));
+        } else {
+            node.run_ok();
+        }
+        let step = step_status(&node, "grow-root");
+        assert_eq!(step["status"], "failed", "{case}: {step}");
+        let error = step["error"].as_str().unwrap();
+        assert!(
+            error.contains(reason) && error.contains("left"),
+            "{case}: {error}"
+        );
+        assert!(digest(&disk) == before, "{case}: the disk was written");
+        assert_eq!(kernel_log(&node), "", "{case}");
+        assert_eq!(node.status_json()["stage"], "ready", "{case}");
+        assert!(
+            calls(&node).contains("start --no-block k3s.service"),
+            "{case}"
+        );
+    }
 }

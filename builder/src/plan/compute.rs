@@ -3,9 +3,10 @@
 use super::edit::{Content, Edit};
 use super::{k3s, os, units, Inputs, Plan, STAGED_IMAGES, STAGED_MANIFESTS};
 use crate::secrets::Secret;
-use crate::spec::{EntryKind, NodeSpec, RootEntry};
+use crate::spec::{EntryKind, Flavour, NodeSpec, RootEntry};
 use piimg_firstboot::config::{
-    K3sConfig, NodeConfig, ReportConfig, Role, StorageConfig, NODE_CONFIG_PATH, SCHEMA_VERSION,
+    K3sConfig, NodeConfig, ReportConfig, Role, RootConfig, StorageConfig, NODE_CONFIG_PATH,
+    SCHEMA_VERSION,
 };
 use piimg_firstboot::unit;
 
@@ -161,6 +162,16 @@ pub fn node_config(spec: &NodeSpec, build_id: &str) -> NodeConfig {
         report: ReportConfig {
             url: spec.report_url.clone(),
             key: spec.secrets.report_key.expose().to_string(),
+        },
+        // piimg disables cloud-init on Ubuntu and Debian, and with it the growpart and
+        // resizefs modules that grew the root there; Raspberry Pi OS grows its root itself
+        // (bookworm: `init=/usr/lib/raspberrypi-sys-mods/firstboot`, trixie: `resize` on the
+        // cmdline), which the build keeps.
+        root: RootConfig {
+            grow: matches!(
+                spec.base.flavour(),
+                Flavour::UbuntuRaspi { .. } | Flavour::UbuntuAmd64 | Flavour::Debian
+            ),
         },
     }
 }

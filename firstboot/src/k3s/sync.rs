@@ -8,6 +8,12 @@
 //!
 //! The staged tree is copied recursively with its modes: the server's manifests sit in
 //! per-service folders (0700) and Secret manifests are 0600, and they stay so on the SSD.
+//!
+//! A server manifest the image no longer stages is not deleted but moved to
+//! `<data-dir>/piimg-removed/` ([`REMOVED_DIR`]), because k3s does not delete what a vanished
+//! manifest created: its deploy controller (k3s-io/k3s `pkg/deploy/controller.go`) only deletes
+//! an Addon's objects for files matched by the server's `--disable` list; a file that is gone is
+//! simply no longer looked at. [`crate::k3s::prune`] deletes those objects once k3s is up.
 
 use crate::config::Role;
 use crate::run::Ctx;
@@ -16,6 +22,11 @@ use std::path::{Path, PathBuf};
 
 /// Name of the record of files first boot placed in the data-dir.
 pub const RECORD: &str = "piimg-sync.json";
+
+/// Folder of the data-dir (outside `server/manifests`, which k3s watches) where manifests the
+/// image dropped wait until their objects are deleted from the cluster. Only first boot puts
+/// files here, and only files its own record lists.
+pub const REMOVED_DIR: &str = "piimg-removed";
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Record {
@@ -44,7 +55,8 @@ fn err(path: &Path, what: &'static str) -> impl FnOnce(std::io::Error) -> SyncEr
 pub struct Changes {
     /// Files written (new or changed).
     pub written: Vec<String>,
-    /// Files removed because the image no longer stages them.
+    /// Files removed because the image no longer stages them (server manifests: moved to
+    /// [`REMOVED_DIR`] for their objects to be deleted).
     pub removed: Vec<String>,
 }
 
@@ -52,7 +64,7 @@ pub struct Changes {
 /// stages manifests in per-service folders (`minio/minio.yaml`), so this walks subfolders.
 /// Hidden entries (our own temporary files) and symlinks are skipped: a link could point the
 /// copy anywhere on the node.
-fn staged_files(dir: &Path) -> Result<Vec<String>, SyncError> {
+pub(crate) fn staged_files(dir: &Path) -> Result<Vec<String>, SyncError> {
     let mut names = Vec::new();
     walk(dir, "", &mut names)?;
     names.sort();
@@ -133,7 +145,7 @@ fn make_parents(staged: &Path, dest: &Path, rel: &str) -> Result<(), SyncError> 
 
 /// Removes the folders between `dest` and `rel`'s file that are now empty (a newer image
 /// dropped a whole service); a folder holding anything else stays.
-fn remove_empty_parents(dest: &Path, rel: &str) {
+pub(crate) fn remove_empty_parents(dest: &Path, rel: &str) {
     let mut dir = dest.join(rel);
     while dir.pop() && dir.starts_with(dest) && dir != dest {
         if std::fs::remove_dir(&dir).is_err() {
@@ -174,6 +186,7 @@ fn sync_dir(
     dest: &Path,
     previous: &[String],
     compare_bytes: bool,
+    park: Option<&Path>,
     changes: &mut Changes,
 ) -> Result<Vec<String>, SyncError> {
     let names = staged_files(staged)?;
@@ -182,6 +195,17 @@ fn sync_dir(
     }
     for name in &names {
         let (from, to) = (staged.join(name), dest.join(name));
+        if let Some(parked) = park.map(|p| p.join(name)).filter(|p| p.is_file()) {
+            // Staged again before its objects were deleted (a service turned off, then on):
+            // cancel the deletion, or it would delete what the manifest now deploys.
+            if !ctx.dry_run {
+                std::fs::remove_file(&parked)
+                    .map_err(err(&parked, "cancelling a pending deletion"))?;
+                if let Some(p) = park {
+                    remove_empty_parents(p, name);
+                }
+            }
+        }
         if !ctx.dry_run {
             make_parents(staged, dest, name)?;
         }
@@ -205,13 +229,40 @@ fn sync_dir(
         let path = dest.join(gone);
         if path.exists() {
             if !ctx.dry_run {
-                std::fs::remove_file(&path).map_err(err(&path, "removing a dropped file"))?;
+                match park {
+                    Some(p) => park_file(dest, p, gone)?,
+                    None => {
+                        std::fs::remove_file(&path)
+                            .map_err(err(&path, "removing a dropped file"))?;
+                    }
+                }
                 remove_empty_parents(dest, gone);
             }
             changes.removed.push(path.display().to_string());
         }
     }
     Ok(names)
+}
+
+/// Moves `dest/rel` to `park/rel` with one `rename(2)` (both lie in the data-dir, on one
+/// filesystem), so after a power cut the file is in exactly one of the two places: still in
+/// `dest` and still in the old record (moved again next boot), or parked.
+fn park_file(dest: &Path, park: &Path, rel: &str) -> Result<(), SyncError> {
+    let (from, to) = (dest.join(rel), park.join(rel));
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir).map_err(err(dir, "creating the removed-manifests folder"))?;
+        use std::os::unix::fs::PermissionsExt;
+        // Parked manifests may be Secrets: the folder is root's alone, like the staged ones.
+        std::fs::set_permissions(park, std::fs::Permissions::from_mode(0o700))
+            .map_err(err(park, "setting the mode"))?;
+    }
+    std::fs::rename(&from, &to).map_err(err(&from, "moving a dropped manifest aside"))?;
+    if let Some(dir) = to.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            d.sync_all().map_err(err(dir, "syncing"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs the sync step.
@@ -231,6 +282,7 @@ pub fn sync(ctx: &Ctx<'_>) -> Result<Changes, SyncError> {
             &data_dir.join("server/manifests"),
             &previous.manifests,
             true,
+            Some(&data_dir.join(REMOVED_DIR)),
             &mut changes,
         )?
     } else {
@@ -243,6 +295,7 @@ pub fn sync(ctx: &Ctx<'_>) -> Result<Changes, SyncError> {
         &data_dir.join("agent/images"),
         &previous.images,
         false,
+        None,
         &mut changes,
     )?;
     if ctx.dry_run {

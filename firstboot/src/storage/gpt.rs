@@ -1,5 +1,6 @@
 //! Reads the GPT entries first boot needs to recognise its own disk layout: a single Linux
-//! partition named `piimg-<cluster id>`. Writing the table is left to `sfdisk`.
+//! partition named `piimg-<cluster id>`. Writing the SSD's table is left to `sfdisk`; growing
+//! the root partition's entry is [`crate::rootfs::table`]'s, which reads its entries here.
 
 /// One used GPT entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,11 +15,11 @@ pub struct Entry {
     pub name: String,
 }
 
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+pub(crate) fn u32_at(b: &[u8], off: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
 }
 
-fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+pub(crate) fn u64_at(b: &[u8], off: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
 }
 

@@ -155,6 +155,7 @@ pub fn prepare(ctx: &mut Ctx<'_>) -> Result<StorageSummary, StorageError> {
             });
         }
     }
+    ctx.ssd = Some(part);
     // A formatted disk mounts as "mounted" on every later boot; remember the first action.
     let action = match &ctx.state.storage {
         Some(prev) if prev.disk == name && action == "mounted" => prev.action.clone(),
