@@ -703,6 +703,17 @@ fn common_node_edits(p: &Plan, c: &Cluster, node: &str, k3s_unit: &str) {
     assert_eq!(cfg.build_id, p.build_id);
     assert_eq!(cfg.report.key, c.secrets.report_key.expose());
     assert_eq!(cfg.k3s.data_dir, "/mnt/storage/k3s");
+    // Issue 13.4: with cloud-init off nothing grows Ubuntu's root, so first boot does;
+    // Raspberry Pi OS grows its own (bookworm's init=, trixie's resize), which stays.
+    assert_eq!(
+        cfg.root.grow,
+        matches!(
+            p.flavour,
+            Flavour::UbuntuRaspi { .. } | Flavour::UbuntuAmd64 | Flavour::Debian
+        ),
+        "{node}: {:?}",
+        p.flavour
+    );
     assert_eq!(cfg.k3s.server.is_some(), k3s_unit == "k3s-agent.service");
     assert!(written(p, "/etc/piimg/build.json").is_some());
     assert!(
