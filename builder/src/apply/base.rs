@@ -93,7 +93,7 @@ fn read_found(image: &Path, located: &Located, fs: &Ext4) -> Result<Found, Apply
             .trim()
             .to_string(),
     };
-    let arch = detect(&Ext4Tree(fs)).and_then(|os| os.arch);
+    let arch = detect(&Ext4Tree::new(fs)).and_then(|os| os.arch);
     let (mut cmdline, mut ab_cmdline) = (false, false);
     if let Some(boot) = &located.boot {
         let view =

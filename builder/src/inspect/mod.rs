@@ -47,6 +47,9 @@ pub struct Report {
     pub swap: Vec<swap::SwapMechanism>,
     /// piimg's build record (`/etc/piimg/build.json`) when piimg built this image.
     pub piimg: Option<serde_json::Value>,
+    /// Files of the root filesystem that exist but could not be read (damaged or hostile
+    /// inodes): what is shown above without them is incomplete.
+    pub unreadable: Vec<rootfs::Unreadable>,
 }
 
 /// The partition table itself.
@@ -174,7 +177,7 @@ fn inspect_raw(raw: &Path, image: &Path) -> Result<Report, InspectError> {
     let root_partition = located.root.number;
     let root_fs = Ext4::open(raw, located.root.start, Access::ReadOnly)
         .map_err(|e| fs_err(image, root_partition, e))?;
-    let tree = rootfs::Ext4Tree(&root_fs);
+    let tree = rootfs::Ext4Tree::new(&root_fs);
     let os = os::detect(&tree);
     let fstab = tree
         .text("/etc/fstab")
@@ -204,6 +207,7 @@ fn inspect_raw(raw: &Path, image: &Path) -> Result<Report, InspectError> {
         fstab,
         swap,
         piimg,
+        unreadable: tree.unreadable(),
     })
 }
 

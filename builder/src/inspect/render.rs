@@ -85,7 +85,10 @@ pub fn render_human(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             e.passno.clone(),
         ]);
     }
-    if rows.is_empty() {
+    let fstab_unread = report.unreadable.iter().any(|u| u.path == "/etc/fstab");
+    if fstab_unread {
+        writeln!(out, "  (could not be read: see `unreadable` below)")?;
+    } else if rows.is_empty() {
         writeln!(out, "  (empty)")?;
     } else {
         write_table_indented(out, &rows, "  ")?;
@@ -117,6 +120,10 @@ pub fn render_human(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             )?;
         }
         None => writeln!(out, "piimg      not built by piimg")?,
+    }
+    for (i, u) in report.unreadable.iter().enumerate() {
+        let head = if i == 0 { "unreadable" } else { "          " };
+        writeln!(out, "{head} {}: {}", u.path, u.error)?;
     }
     Ok(())
 }

@@ -65,6 +65,22 @@ pub enum Ext4Error {
         /// What is there.
         found: &'static str,
     },
+    /// A file whose recorded size piimg will not read: bigger than the whole filesystem (a
+    /// damaged or hostile inode), or bigger than what piimg holds in memory for a file it
+    /// parses (a command line, an fstab, the account files: kilobytes).
+    #[error("{image}: {path} in the image claims {size} bytes, more than {limit} bytes ({why}); check the base with `e2fsck -fn` and use an undamaged image")]
+    FileTooLarge {
+        /// Image file.
+        image: PathBuf,
+        /// Path inside the filesystem.
+        path: String,
+        /// The size the inode records.
+        size: u64,
+        /// The bound it exceeds.
+        limit: u64,
+        /// Which bound.
+        why: &'static str,
+    },
     /// A write was attempted on a filesystem opened read-only.
     #[error("{image}: cannot change {path}: the ext4 filesystem was opened read-only")]
     ReadOnly {

@@ -7,6 +7,10 @@ use std::io::Write;
 /// Chunk size for streaming file data out of the filesystem.
 const READ_CHUNK: usize = 1 << 20;
 
+/// The most [`Ext4::read_file`] holds in memory: the files piimg parses (a command line,
+/// fstab, the account files, a build record) are kilobytes.
+pub const MAX_IN_MEMORY: u64 = 16 << 20;
+
 impl Ext4 {
     /// The inode number `path` names, `None` when it (or a parent) does not exist.
     /// Symlinks in parent directories are followed inside the image; the last one is not.
@@ -81,21 +85,54 @@ impl Ext4 {
         })
     }
 
-    /// The whole content of a regular file.
+    /// The whole content of a regular file, at most [`MAX_IN_MEMORY`] bytes: what piimg reads
+    /// into memory are small text files it parses, and an inode's size field is not trusted
+    /// (a damaged one may claim terabytes of holes, which would be read as zeros).
     pub fn read_file(&self, path: &str) -> Result<Vec<u8>, Ext4Error> {
-        let mut out = Vec::new();
+        let parsed = self.parse(path)?;
+        let stat = self.stat_path(&parsed)?;
+        if stat.kind == FileKind::File && stat.size > MAX_IN_MEMORY {
+            return Err(self.too_large(
+                &parsed,
+                stat.size,
+                MAX_IN_MEMORY,
+                "what piimg reads of a file it parses",
+            ));
+        }
+        let mut out = Vec::with_capacity(stat.size as usize);
         self.read_file_to(path, &mut out)?;
         Ok(out)
     }
 
     /// Streams a regular file's content into `out` in 1 MiB chunks; returns the byte count.
+    /// A file claiming more bytes than the whole filesystem holds is refused before any read,
+    /// so a lying size costs neither memory nor hours of zeros.
     pub fn read_file_to(&self, path: &str, out: &mut dyn Write) -> Result<u64, Ext4Error> {
         let path = self.parse(path)?;
         let stat = self.stat_path(&path)?;
         if stat.kind != FileKind::File {
             return Err(self.wrong_kind(&path, "a regular file", stat.kind));
         }
+        let fs_bytes = self.fs.super_info().blocks.saturating_mul(self.block_size);
+        if stat.size > fs_bytes {
+            return Err(self.too_large(
+                &path,
+                stat.size,
+                fs_bytes,
+                "the size of the whole filesystem",
+            ));
+        }
         self.copy_out(&path, stat.ino, out)
+    }
+
+    fn too_large(&self, path: &FsPath, size: u64, limit: u64, why: &'static str) -> Ext4Error {
+        Ext4Error::FileTooLarge {
+            image: self.image.clone(),
+            path: path.to_string(),
+            size,
+            limit,
+            why,
+        }
     }
 
     fn copy_out(&self, path: &FsPath, ino: u32, out: &mut dyn Write) -> Result<u64, Ext4Error> {

@@ -1,0 +1,84 @@
+//! Hostile bases (issue 15): images a test damages on purpose, from a look-alike, never
+//! committed as binaries. Each is given to `piimg inspect` and `piimg build` under a 256 MiB
+//! address-space limit (`ulimit -v`), as an attacker's or a damaged download would be: the run
+//! must end at once with an error naming the file in the image, never grow until killed.
+
+use piimg_e2e::cluster::TestCluster;
+use piimg_e2e::{self as e2e, Kind};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// 256 MiB of address space, in KiB for `ulimit -v`.
+const MEMORY_LIMIT_KIB: u64 = 256 * 1024;
+
+/// Runs `piimg ARGS` under `ulimit -v`, returning its output and how long it took.
+fn piimg_limited(args: &[&str], cwd: &Path) -> (Output, Duration) {
+    let mut script = format!("ulimit -v {MEMORY_LIMIT_KIB}; exec \"$0\"");
+    for i in 1..=args.len() {
+        script += &format!(" \"${i}\"");
+    }
+    let start = Instant::now();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(e2e::piimg_bin())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    (out, start.elapsed())
+}
+
+fn root_start(image: &Path) -> u64 {
+    // The bookworm look-alike: p2 (the root) is the last partition.
+    e2e::partitions(image)
+        .iter()
+        .find(|p| p.number == 2)
+        .unwrap()
+        .start
+}
+
+/// Issue 15.1: an inode whose size field claims 128 TiB (`/etc/fstab`, holes all the way).
+#[test]
+fn a_size_field_that_lies_is_refused_within_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = e2e::copy_fixture(Kind::RaspiosBookworm, dir.path());
+    let out = Command::new("debugfs")
+        .arg("-w")
+        .arg("-R")
+        .arg("sif /etc/fstab size 0x800000000000")
+        .arg(e2e::offset_spec(&image, root_start(&image)))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (out, took) = piimg_limited(&["inspect", image.to_str().unwrap()], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("memory allocation"), "{stderr}");
+    assert_ne!(out.status.code(), Some(134), "aborted: {stderr}");
+    assert!(took < Duration::from_secs(30), "inspect took {took:?}");
+    // inspect may describe the rest of the image, but must say fstab could not be read.
+    let said = format!("{}{stderr}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        said.contains("/etc/fstab"),
+        "the damaged file is not named:\n{said}"
+    );
+
+    let tc = TestCluster::new();
+    let out = tc.try_build("worker-2", "img", &["--base", image.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a build from a damaged base succeeded"
+    );
+    assert!(
+        stderr.contains("/etc/fstab") && stderr.contains("claims") && stderr.contains("e2fsck"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
