@@ -11,6 +11,7 @@ pub mod disk;
 pub mod flash;
 pub mod fs;
 pub mod image;
+pub mod input_file;
 pub mod inspect;
 pub mod manifests;
 pub mod output;

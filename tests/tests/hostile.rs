@@ -82,3 +82,49 @@ fn a_size_field_that_lies_is_refused_within_bounded_memory() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Issue 15.2: device files and pipes given as inputs. Each ends at once with the path named
+/// and what it is, and leaves nothing where the outputs go.
+#[test]
+fn device_files_are_refused_as_inputs() {
+    let tc = TestCluster::new();
+    for args in [
+        ["--base", "/dev/zero"],
+        ["--k3s-bin", "/dev/zero"],
+        ["--firstboot-bin", "/dev/zero"],
+    ] {
+        let start = Instant::now();
+        let out = tc.try_build("worker-2", "img", &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(
+            stderr.contains("/dev/zero") && stderr.contains("character device"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{args:?} took {:?}",
+            start.elapsed()
+        );
+        assert!(!tc.out.join("worker-2.img").exists());
+    }
+    // A profile file whose source is a device: refused at plan, against the profile's key.
+    tc.edit_profile("worker-2", |t| {
+        let mut f = toml::Table::new();
+        f.insert("path".into(), "/etc/zero".into());
+        f.insert("source".into(), "/dev/zero".into());
+        t.insert("files".into(), toml::Value::Array(vec![f.into()]));
+    });
+    let start = Instant::now();
+    let out = tc.piimg(&["plan", "--profile", "worker-2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "files[].source = /dev/zero was accepted"
+    );
+    assert!(
+        stderr.contains("files[0].source") && stderr.contains("character device"),
+        "{stderr}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(30));
+}

@@ -65,7 +65,8 @@ impl Compression {
 
     /// Detects the format of the file at `path` by reading its first bytes.
     pub fn detect(path: &Path) -> Result<Compression, SourceError> {
-        let mut file = File::open(path).map_err(|source| read_error(path, source))?;
+        let mut file =
+            crate::input_file::open_regular(path).map_err(|source| read_error(path, source))?;
         let mut head = [0u8; 6];
         let mut filled = 0;
         while filled < head.len() {
@@ -89,7 +90,8 @@ pub fn decompress_to(input: &Path, output: &Path) -> Result<u64, SourceError> {
     if format == Compression::Qcow2 {
         return convert_qcow2(input, output);
     }
-    let file = File::open(input).map_err(|source| read_error(input, source))?;
+    let file =
+        crate::input_file::open_regular(input).map_err(|source| read_error(input, source))?;
     let reader = BufReader::with_capacity(READ_BUFFER, file);
     let mut decoder = decoder_for(format, reader).map_err(|e| decode_error(input, format, e))?;
 

@@ -4,7 +4,6 @@ use super::decompress::read_error;
 use super::SourceError;
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -46,7 +45,7 @@ impl fmt::Display for Sha256Hex {
 
 /// Hashes a whole file, streaming.
 pub fn sha256_file(path: &Path) -> Result<Sha256Hex, SourceError> {
-    let mut file = File::open(path).map_err(|e| read_error(path, e))?;
+    let mut file = crate::input_file::open_regular(path).map_err(|e| read_error(path, e))?;
     let mut hasher = Sha256::new();
     hash_into(&mut file, &mut hasher).map_err(|e| read_error(path, e))?;
     Ok(Sha256Hex::from_hasher(hasher))

@@ -32,7 +32,7 @@ impl ImageFile {
 pub fn open_image(path: &Path) -> Result<ImageFile, SourceError> {
     let compression = Compression::detect(path)?;
     if compression == Compression::None {
-        std::fs::metadata(path).map_err(|e| read_error(path, e))?;
+        crate::input_file::open_regular(path).map_err(|e| read_error(path, e))?;
         return Ok(ImageFile {
             path: path.to_path_buf(),
             compression,

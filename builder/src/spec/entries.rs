@@ -5,7 +5,6 @@ use super::overlay::{self, EntryKind, RootEntry};
 use super::resolve::Ctx;
 use crate::profile::ExtraFile;
 use piimg_firstboot::config::Role;
-use sha2::{Digest, Sha256};
 
 /// Every entry, in the order they are applied (later wins).
 pub(super) fn root_entries(ctx: &mut Ctx<'_>, role: Role) -> Vec<RootEntry> {
@@ -88,11 +87,8 @@ fn extra_file(ctx: &mut Ctx<'_>, i: usize, f: ExtraFile) -> Option<RootEntry> {
         (Some(content), None) => EntryKind::Text { content },
         (None, Some(src)) => {
             let source = ctx.lc.dir.join(src);
-            match std::fs::read(&source) {
-                Ok(bytes) => EntryKind::File {
-                    sha256: hex::encode(Sha256::digest(&bytes)),
-                    source,
-                },
+            match crate::input_file::sha256_regular(&source) {
+                Ok(sha256) => EntryKind::File { sha256, source },
                 Err(e) => {
                     ctx.err(
                         (file, format!("{key}.source")),

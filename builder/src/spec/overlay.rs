@@ -2,7 +2,6 @@
 
 use crate::profile::ProfileError;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -176,9 +175,9 @@ fn walk_into(root: &Path, dir: &Path, out: &mut Vec<RootEntry>, errors: &mut Vec
         } else if meta.is_dir() {
             EntryKind::Dir
         } else if meta.is_file() {
-            match std::fs::read(&path) {
-                Ok(bytes) => EntryKind::File {
-                    sha256: hex::encode(Sha256::digest(&bytes)),
+            match crate::input_file::sha256_regular(&path) {
+                Ok(sha256) => EntryKind::File {
+                    sha256,
                     source: path.clone(),
                 },
                 Err(e) => {

@@ -4,7 +4,6 @@ use crate::cli::{PlanArgs, Selection, SourceArgs};
 use crate::plan::{compute, Inputs, RenderedManifest, SourceFile};
 use crate::spec::{self, NodeSpec, Overrides, SpecErrors};
 use anyhow::Context;
-use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -20,11 +19,8 @@ pub fn selected_nodes(sel: &Selection) -> anyhow::Result<Vec<String>> {
 }
 
 fn hash_file(path: &Path) -> anyhow::Result<String> {
-    let mut f = std::fs::File::open(path)
-        .with_context(|| format!("{}: cannot open it; check the path", path.display()))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).with_context(|| format!("{}: cannot read it", path.display()))?;
-    Ok(hex::encode(h.finalize()))
+    crate::input_file::sha256_regular(path)
+        .with_context(|| format!("{}: cannot read it; check the path", path.display()))
 }
 
 /// Inputs as far as they are known before fetching: overrides hashed, catalogue artifacts by
