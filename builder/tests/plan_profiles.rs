@@ -478,6 +478,90 @@ fn overlays_walked_with_modes_and_sidecar_owners() {
         .all(|e| !e.path.starts_with("/etc/motd.d")));
 }
 
+/// Issue 15.6, 15.12, 15.13: profile input that would take over what the image depends on.
+#[test]
+fn system_accounts_piimg_files_and_sources_outside_the_profiles_are_refused() {
+    let c = example();
+    let first_error = |node: &str| {
+        resolve(&c.profiles, node, &Overrides::default())
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default()
+    };
+    // A system account as the login user: it would be rewritten into uid 1000.
+    for user in ["root", "daemon", "nobody", "systemd-network"] {
+        c.edit("worker-1.toml", |t| format!("user = \"{user}\"\n{t}"));
+        let errs = first_error("worker-1");
+        assert!(
+            errs.iter()
+                .any(|e| e.key == "user" && e.problem.contains("system account")),
+            "{user}: {errs:?}"
+        );
+        c.edit("worker-1.toml", |t| {
+            t.replacen(&format!("user = \"{user}\"\n"), "", 1)
+        });
+    }
+    assert!(first_error("worker-1").is_empty());
+
+    // A profile file over piimg's own k3s config: refused unless replaced knowingly.
+    let files = |extra: &str| {
+        format!("\n[[files]]\npath = \"/etc/rancher/k3s/config.yaml\"\ncontent = \"x\"\n{extra}")
+    };
+    c.edit("worker-2.toml", |t| t + &files(""));
+    let errs = first_error("worker-2");
+    let e = errs
+        .iter()
+        .find(|e| e.key == "files[0].path")
+        .unwrap_or_else(|| panic!("{errs:?}"));
+    assert!(e.fix.contains("replace_piimg_file = true"), "{e}");
+    c.edit("worker-2.toml", |t| {
+        t.replace(&files(""), &files("replace_piimg_file = true\n"))
+    });
+    assert!(first_error("worker-2").is_empty());
+
+    // Sources outside the profiles folder: absolute, `..`, a symlink leading out.
+    let outside = c.profiles.join("../outside.txt");
+    fs::write(&outside, "secret\n").unwrap();
+    std::os::unix::fs::symlink(&outside, c.profiles.join("link.txt")).unwrap();
+    fs::write(c.profiles.join("inside.txt"), "ok\n").unwrap();
+    for (source, refused) in [
+        ("/etc/hostname", true),
+        ("../outside.txt", true),
+        ("link.txt", true),
+        ("inside.txt", false),
+    ] {
+        c.edit("worker-3.toml", |t| {
+            format!("{t}\n[[files]]\npath = \"/etc/extra\"\nsource = \"{source}\"\n")
+        });
+        let errs = first_error("worker-3");
+        assert_eq!(
+            errs.iter()
+                .any(|e| e.key == "files[0].source"
+                    && e.problem.contains("outside the profiles folder")),
+            refused,
+            "{source}: {errs:?}"
+        );
+        c.edit("worker-3.toml", |t| {
+            t.replace(
+                &format!("\n[[files]]\npath = \"/etc/extra\"\nsource = \"{source}\"\n"),
+                "",
+            )
+        });
+    }
+
+    // An overlay can never replace one of piimg's files.
+    let ov = c.profiles.join("../overlays/agent/etc/rancher/node");
+    fs::create_dir_all(&ov).unwrap();
+    fs::write(ov.join("password"), "mine\n").unwrap();
+    let errs = first_error("worker-1");
+    assert!(
+        errs.iter()
+            .any(|e| e.problem.contains("/etc/rancher/node/password")
+                && e.problem.contains("piimg writes itself")),
+        "{errs:?}"
+    );
+}
+
 // ---- plans per base ----
 
 #[test]

@@ -121,6 +121,17 @@ pub enum ApplyError {
         /// The edit.
         edit: String,
     },
+    /// The login user's name is a system account of the base (below uid 1000): making it the
+    /// login user would rewrite that account.
+    #[error("{image}: the base already has `{name}` as a system account (uid {uid}); piimg would turn it into the login user and the system would lose it: choose another `user` in the profile")]
+    SystemAccount {
+        /// The image.
+        image: PathBuf,
+        /// The user name.
+        name: String,
+        /// Its uid in the base.
+        uid: u32,
+    },
     /// A file the plan copies in could not be read.
     #[error("{image}: {edit}: cannot read {file}: {source}; fetch the sources again")]
     SourceRead {

@@ -87,7 +87,10 @@ impl RootEditor {
             } => Ok(self.mkdir(path, *mode, *uid, *gid)?),
             Edit::Symlink { path, target } => Ok(self.symlink(path, target)?),
             Edit::Remove { path } => Ok(self.remove(path)?),
-            Edit::EnsureUser(user) => Ok(self.ensure_user(user)?),
+            Edit::EnsureUser(user) => {
+                self.refuse_system_account(user)?;
+                Ok(self.ensure_user(user)?)
+            }
             other => match other.transform("") {
                 Some((file, _)) => {
                     let old = self.read_text(&file)?;
@@ -269,6 +272,26 @@ impl RootEditor {
         let meta = self.meta(mode, uid, gid);
         self.fs.write_file(path, &mut new.as_bytes(), &meta)?;
         Ok(true)
+    }
+
+    /// The spec refuses the well-known system names; this catches the rest: any account of the
+    /// base with the login user's name and a uid below 1000.
+    fn refuse_system_account(&self, user: &UserSpec) -> Result<(), Failure> {
+        let passwd = self.read_text("/etc/passwd")?.unwrap_or_default();
+        let uid = passwd.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&user.name.as_str())).then(|| f.get(2)?.parse::<u32>().ok())?
+        });
+        match uid {
+            Some(uid) if uid < 1000 && uid != user.uid => {
+                Err(Failure::Apply(Box::new(ApplyError::SystemAccount {
+                    image: self.image.clone(),
+                    name: user.name.clone(),
+                    uid,
+                })))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn ensure_user(&mut self, user: &UserSpec) -> Result<bool, Ext4Error> {

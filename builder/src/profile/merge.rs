@@ -190,6 +190,7 @@ mod tests {
             path: path.into(),
             content: Some(content.into()),
             source: None,
+            replace_piimg_file: None,
             mode: None,
             uid: None,
             gid: None,

@@ -68,6 +68,7 @@ fn full_node() -> NodeProfile {
             path: "x".into(),
             content: Some("x".into()),
             source: Some("x".into()),
+            replace_piimg_file: Some(false),
             mode: Some("x".into()),
             uid: Some(0),
             gid: Some(0),

@@ -202,9 +202,12 @@ pub struct ExtraFile {
     /// Inline content (exactly one of `content`, `source`).
     #[serde(default)]
     pub content: Option<String>,
-    /// File to copy, relative to the profiles folder.
+    /// File to copy, relative to the profiles folder (and inside it).
     #[serde(default)]
     pub source: Option<PathBuf>,
+    /// Replace a file piimg itself writes (its k3s config, node password, units…), knowingly.
+    #[serde(default)]
+    pub replace_piimg_file: Option<bool>,
     /// Octal mode as a string, default `"0644"`.
     #[serde(default)]
     pub mode: Option<String>,

@@ -130,6 +130,42 @@ pub fn is_user_name(s: &str) -> bool {
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
+/// Accounts every Debian-based base has below uid 1000: base-passwd's fixed users (its
+/// `passwd.master`) and the ones systemd, sshd and friends create. piimg's login user takes uid
+/// 1000 and rewrites the account of that name, so one of these would lose its real account (a
+/// `user = "root"` left no uid-0 root). The build also refuses, at apply, any name the base
+/// holds below uid 1000 that this list misses.
+pub const SYSTEM_ACCOUNTS: [&str; 28] = [
+    "root",
+    "daemon",
+    "bin",
+    "sys",
+    "sync",
+    "games",
+    "man",
+    "lp",
+    "mail",
+    "news",
+    "uucp",
+    "proxy",
+    "www-data",
+    "backup",
+    "list",
+    "irc",
+    "gnats",
+    "nobody",
+    "_apt",
+    "messagebus",
+    "sshd",
+    "syslog",
+    "polkitd",
+    "avahi",
+    "dnsmasq",
+    "tss",
+    "uuidd",
+    "tcpdump",
+];
+
 /// Why `addr` is not `a.b.c.d/prefix`, if it is not.
 pub fn cidr_problem(addr: &str) -> Option<String> {
     let ok = addr.split_once('/').is_some_and(|(ip, prefix)| {

@@ -322,6 +322,14 @@ pub(super) fn access(ctx: &mut Ctx<'_>) -> (String, Vec<String>, String) {
             "start with a lower-case letter; use a-z, 0-9, '_' and '-', at most 32",
         );
     }
+    if SYSTEM_ACCOUNTS.contains(&user.as_str()) || user.starts_with("systemd-") {
+        let at = ctx.blame("user", |l| l.user.is_some());
+        ctx.err(
+            at,
+            format!("`{user}` is a system account of the base: piimg would turn it into the login user (uid 1000) and the system would lose it"),
+            "choose a name of your own for the login user, such as `admin`",
+        );
+    }
     let ssh_keys = ctx.p.ssh_keys.clone().unwrap_or_default();
     if ssh_keys.is_empty() {
         let at = ctx.blame("ssh_keys", |_| false);
