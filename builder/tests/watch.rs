@@ -309,6 +309,52 @@ fn watch_fails_when_a_node_reports_failure() {
     assert!(out.contains("FAT filesystem"), "{out}");
 }
 
+/// Issue 15.3: a client that announces a body and never sends it blocked the whole watch:
+/// other nodes' reports went unanswered and `--timeout` never fired.
+#[test]
+fn a_stalled_client_delays_nobody_and_the_timeout_still_ends_the_watch() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut watch = Watch::start(dir.path(), "worker-1,worker-2", "20s");
+    let addr = watch
+        .url()
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(b"POST /report HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nhello")
+            .unwrap();
+        stalled.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let key = hex::decode(KEY).unwrap();
+    let body = serde_json::to_vec(&report("worker-1", now(), "s1")).unwrap();
+    let start = std::time::Instant::now();
+    assert_eq!(post(&watch.url(), &body, Some(&sign(&key, &body))), 200);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "a valid report waited {:?} behind the stalled clients",
+        start.elapsed()
+    );
+    assert!(watch.next_line().contains("worker-1"));
+    // worker-2 never reports: the timeout must end the watch although the stalled
+    // connections are still open.
+    let start = std::time::Instant::now();
+    let (ok, out) = watch.finish();
+    assert!(!ok, "{out}");
+    assert!(out.contains("still not ready: worker-2"), "{out}");
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(stalled);
+}
+
 #[test]
 fn watch_times_out_when_nodes_stay_silent() {
     let dir = tempfile::tempdir().unwrap();

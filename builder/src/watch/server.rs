@@ -1,13 +1,31 @@
 //! The HTTP side: accepts `POST`ed reports and turns each request into an [`Event`].
+//!
+//! One client must never stall the others, nor `--timeout`: a request that announces a body
+//! and never sends it used to block the whole watch. Requests are taken by an acceptor thread
+//! and each body is read on a thread of its own; only finished requests reach [`Receiver::next`],
+//! which therefore never blocks longer than it is asked to. At most [`MAX_IN_FLIGHT`] bodies are
+//! read at once; more concurrent requests are answered 503 at once. A reader that stalls
+//! holds only its own thread and connection.
 
 use super::WatchError;
 use piimg_firstboot::report::{self, ReplayGuard, Report, SIGNATURE_HEADER};
 use std::collections::BTreeSet;
 use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Largest body accepted; a report is a few KB.
 const MAX_BODY: u64 = 1 << 20;
+
+/// Bodies read at once; a cluster has a handful of nodes, each reporting now and then.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// A request whose body has been read (or failed to read).
+struct Arrived {
+    request: tiny_http::Request,
+    body: std::io::Result<Vec<u8>>,
+}
 
 /// What one request amounted to.
 #[derive(Debug)]
@@ -30,7 +48,8 @@ pub enum Event {
 
 /// Listens and verifies.
 pub struct Receiver {
-    server: tiny_http::Server,
+    server: Arc<tiny_http::Server>,
+    arrived: mpsc::Receiver<Arrived>,
     key: Vec<u8>,
     nodes: BTreeSet<String>,
     replay: std::cell::RefCell<ReplayGuard>,
@@ -43,8 +62,13 @@ impl Receiver {
             listen: listen.into(),
             detail: e.to_string(),
         })?;
+        let server = Arc::new(server);
+        let (tx, arrived) = mpsc::channel();
+        let acceptor = Arc::clone(&server);
+        std::thread::spawn(move || accept(&acceptor, &tx));
         Ok(Receiver {
             server,
+            arrived,
             key,
             nodes: nodes.iter().cloned().collect(),
             replay: Default::default(),
@@ -60,19 +84,21 @@ impl Receiver {
         }
     }
 
-    /// The next request, or `None` after `wait`.
+    /// The next finished request, or `None` after `wait`: never longer, whatever the clients do.
     pub fn next(&self, wait: Duration) -> Result<Option<Event>, WatchError> {
-        let Some(mut request) = self
-            .server
-            .recv_timeout(wait)
-            .map_err(WatchError::Receive)?
-        else {
-            return Ok(None);
+        let Arrived { request, body } = match self.arrived.recv_timeout(wait) {
+            Ok(a) => a,
+            Err(mpsc::RecvTimeoutError::Timeout) => return Ok(None),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(WatchError::Receive(std::io::Error::other(
+                    "the listener stopped accepting",
+                )))
+            }
         };
         let peer = request
             .remote_addr()
             .map_or_else(|| "?".into(), |a| a.to_string());
-        let (status, event) = self.judge(&mut request, peer);
+        let (status, event) = self.judge(&request, body, peer);
         let reply = match &event {
             Event::Accepted { .. } => "accepted\n".to_owned(),
             Event::Rejected { reason, .. } => format!("rejected: {reason}\n"),
@@ -81,7 +107,12 @@ impl Receiver {
         Ok(Some(event))
     }
 
-    fn judge(&self, request: &mut tiny_http::Request, peer: String) -> (u16, Event) {
+    fn judge(
+        &self,
+        request: &tiny_http::Request,
+        body: std::io::Result<Vec<u8>>,
+        peer: String,
+    ) -> (u16, Event) {
         let reject = |status, reason: String| {
             (
                 status,
@@ -99,10 +130,10 @@ impl Receiver {
             .iter()
             .find(|h| h.field.equiv(SIGNATURE_HEADER))
             .map(|h| h.value.as_str().to_owned());
-        let mut body = Vec::new();
-        if let Err(e) = request.as_reader().take(MAX_BODY).read_to_end(&mut body) {
-            return reject(400, format!("reading the body: {e}"));
-        }
+        let body = match body {
+            Ok(b) => b,
+            Err(e) => return reject(400, format!("reading the body: {e}")),
+        };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -126,5 +157,40 @@ impl Receiver {
                 peer,
             },
         )
+    }
+}
+
+/// Takes requests as they come and reads each body on its own thread, so a slow or stalled
+/// client delays nobody else. Ends when the receiver is gone.
+fn accept(server: &tiny_http::Server, tx: &mpsc::Sender<Arrived>) {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    for mut request in server.incoming_requests() {
+        if in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            let busy = tiny_http::Response::from_string("busy: too many reports at once, retry\n")
+                .with_status_code(503);
+            let _ = request.respond(busy);
+            continue;
+        }
+        let tx = tx.clone();
+        let in_flight = Arc::clone(&in_flight);
+        std::thread::spawn(move || {
+            let mut body = Vec::new();
+            // Only POSTs carry a report; anything else is judged without reading.
+            let read = if *request.method() == tiny_http::Method::Post {
+                request
+                    .as_reader()
+                    .take(MAX_BODY)
+                    .read_to_end(&mut body)
+                    .map(|_| body)
+            } else {
+                Ok(Vec::new())
+            };
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            let _ = tx.send(Arrived {
+                request,
+                body: read,
+            });
+        });
     }
 }
