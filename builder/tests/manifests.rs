@@ -627,3 +627,104 @@ fn layout_mistakes_are_refused_with_the_file_named() {
         .to_string();
     assert!(err.contains("dask") && err.contains("[services]"), "{err}");
 }
+
+/// Images published for amd64 only, each with where that is known from, and the chart that
+/// runs it with the values path of that workload's `nodeSelector`. A chart that runs one of
+/// these on an arm64 Pi crash-loops with "exec format error".
+const AMD64_ONLY_IMAGES: &[AmdOnly] = &[AmdOnly {
+    image: "ghcr.io/dask/dask-kubernetes-operator",
+    source: "dask/dask-kubernetes#919, dask/helm-chart#432 (\"exec format error\" on arm64); \
+             dask-kubernetes .github/workflows/release.yml at 2025.4.3 runs chartpress without --platform",
+    chart: "dask-kubernetes-operator",
+    node_selector: &["nodeSelector"],
+}];
+
+struct AmdOnly {
+    image: &'static str,
+    source: &'static str,
+    chart: &'static str,
+    node_selector: &'static [&'static str],
+}
+
+#[test]
+fn workloads_with_amd64_only_images_are_kept_on_amd64_nodes() {
+    let files = render_example(&ServiceSelection::all());
+    let docs = all_documents(&files);
+    for entry in AMD64_ONLY_IMAGES {
+        let mut found = false;
+        for (path, _, doc) in &docs {
+            if str_at(doc, &["kind"]) != Some("HelmChart")
+                || str_at(doc, &["spec", "chart"]) != Some(entry.chart)
+            {
+                continue;
+            }
+            found = true;
+            let values = values_of(doc).unwrap_or(Value::Null);
+            let mut v = &values;
+            for key in entry.node_selector {
+                v = v.get(key).unwrap_or(&Value::Null);
+            }
+            assert_eq!(
+                v.get("kubernetes.io/arch").and_then(Value::as_str),
+                Some("amd64"),
+                "{}: chart {} runs {}, which is amd64-only ({}): set `{}: {{kubernetes.io/arch: amd64}}` in its values",
+                path.display(),
+                entry.chart,
+                entry.image,
+                entry.source,
+                entry.node_selector.join(".")
+            );
+        }
+        assert!(
+            found,
+            "no HelmChart for chart {} ({})",
+            entry.chart, entry.image
+        );
+    }
+    // Images the values name directly: an amd64-only one must sit beside an amd64 selector.
+    for (path, _, doc) in &docs {
+        if let Some(values) = values_of(doc) {
+            check_amd64_only_beside_selector(&values, path);
+        }
+    }
+}
+
+fn check_amd64_only_beside_selector(v: &Value, path: &Path) {
+    match v {
+        Value::Mapping(map) => {
+            let image = map.iter().find_map(|(k, child)| {
+                let key = k.as_str().unwrap_or("");
+                if !key.to_ascii_lowercase().ends_with("image") {
+                    return None;
+                }
+                child
+                    .as_str()
+                    .or_else(|| child.get("repository").and_then(Value::as_str))
+                    .or_else(|| child.get("name").and_then(Value::as_str))
+            });
+            if let Some(image) = image {
+                if let Some(entry) = AMD64_ONLY_IMAGES
+                    .iter()
+                    .find(|e| image.starts_with(e.image))
+                {
+                    assert_eq!(
+                        v.get("nodeSelector")
+                            .and_then(|n| n.get("kubernetes.io/arch"))
+                            .and_then(Value::as_str),
+                        Some("amd64"),
+                        "{}: {image} is amd64-only ({}): add nodeSelector kubernetes.io/arch: amd64 beside it",
+                        path.display(),
+                        entry.source
+                    );
+                }
+            }
+            for (_, child) in map {
+                check_amd64_only_beside_selector(child, path);
+            }
+        }
+        Value::Sequence(items) => items
+            .iter()
+            .for_each(|i| check_amd64_only_beside_selector(i, path)),
+        _ => {}
+    }
+}
