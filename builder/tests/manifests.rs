@@ -416,16 +416,17 @@ fn services_turned_off_are_absent() {
                 );
             }
         }
-        assert_ne!(
-            str_at(&doc, &["metadata", "name"]),
-            Some("minio-mlflow-user"),
-            "{}",
-            path.display()
-        );
     }
     assert!(
         files.iter().any(|f| f.rel_path.starts_with("minio")),
         "minio stays on"
+    );
+    // MinIO still provisions the `mlflow` user, so its Secret stays (issue 14.2).
+    assert!(
+        all_documents(&files)
+            .iter()
+            .any(|(_, _, d)| str_at(d, &["metadata", "name"]) == Some("minio-mlflow-user")),
+        "minio.yaml's user Secret is rendered with MLflow off"
     );
 }
 
@@ -727,4 +728,155 @@ fn check_amd64_only_beside_selector(v: &Value, path: &Path) {
             .for_each(|i| check_amd64_only_beside_selector(i, path)),
         _ => {}
     }
+}
+
+/// Every selection the reference test renders: all on, then each service off alone, with the
+/// services that need it (turning off only `postgresql` is refused while `mlflow` is on).
+fn selections_each_service_off() -> Vec<(String, ServiceSelection)> {
+    let mut out = vec![("all on".to_string(), ServiceSelection::all())];
+    for service in Service::ALL {
+        let mut sel = ServiceSelection::all();
+        sel.set(service, false);
+        // Turn off what (transitively) needs it.
+        loop {
+            let missing = sel.missing_dependencies();
+            if missing.is_empty() {
+                break;
+            }
+            for (user, _) in missing {
+                sel.set(user, false);
+            }
+        }
+        let off: Vec<&str> = Service::ALL
+            .iter()
+            .filter(|s| !sel.is_enabled(**s))
+            .map(|s| s.name())
+            .collect();
+        out.push((format!("{} off", off.join(", ")), sel));
+    }
+    out
+}
+
+/// A reference from one object to a Secret, ConfigMap or PersistentVolumeClaim.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Reference {
+    kind: &'static str,
+    namespace: String,
+    name: String,
+}
+
+/// References in a plain object's pod specs, or in a chart's values where the chart takes
+/// the name of an object it does not create (`existingSecret`-style keys, per chart at its tag).
+fn references(v: &Value, key: &str, namespace: &str, out: &mut Vec<Reference>) {
+    let mut push = |kind: &'static str, name: Option<&str>| {
+        if let Some(name) = name.filter(|n| !n.is_empty()) {
+            out.push(Reference {
+                kind,
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            });
+        }
+    };
+    let name = || v.get("name").and_then(Value::as_str);
+    match v {
+        Value::String(s) => match key {
+            // minio `existingSecret`, `users[].existingSecret`; grafana `admin.existingSecret`;
+            // cluster `cluster.superuserSecret`
+            "existingSecret" | "superuserSecret" => push("Secret", Some(s)),
+            // volumes[].secret.secretName
+            "secretName" => push("Secret", Some(s)),
+            // minio `persistence.existingClaim`, grafana `persistence.existingClaim`
+            "existingClaim" | "claimName" => push("PersistentVolumeClaim", Some(s)),
+            _ => {}
+        },
+        Value::Mapping(map) => {
+            match key {
+                // mlflow `auth.existingAdminSecret`, `backendStore.existingDatabaseSecret`,
+                // `auth.postgres.existingSecret`, `artifactRoot.s3.existingSecret`;
+                // cluster `initdb.secret`, `roles[].passwordSecret`; env and envFrom
+                "existingSecret"
+                | "existingAdminSecret"
+                | "existingDatabaseSecret"
+                | "secretKeyRef"
+                | "secretRef"
+                | "passwordSecret"
+                | "secret" => push("Secret", name()),
+                "configMapKeyRef" | "configMapRef" | "configMap" => push("ConfigMap", name()),
+                _ => {}
+            }
+            if key == "secret" {
+                push("Secret", v.get("secretName").and_then(Value::as_str));
+            }
+            if key == "persistentVolumeClaim" {
+                push(
+                    "PersistentVolumeClaim",
+                    v.get("claimName").and_then(Value::as_str),
+                );
+            }
+            for (k, child) in map {
+                let k = k.as_str().unwrap_or("");
+                if key == "secret" && k == "secretName" {
+                    continue; // counted above
+                }
+                references(child, k, namespace, out);
+            }
+        }
+        Value::Sequence(items) => items
+            .iter()
+            .for_each(|i| references(i, key, namespace, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_referenced_secret_configmap_and_claim_is_rendered_for_each_service_off() {
+    let mut checked = 0;
+    for (label, services) in selections_each_service_off() {
+        let files = render_example(&services);
+        let docs = all_documents(&files);
+        let rendered: BTreeSet<(String, String, String)> = docs
+            .iter()
+            .filter_map(|(_, _, d)| {
+                let kind = str_at(d, &["kind"])?;
+                matches!(kind, "Secret" | "ConfigMap" | "PersistentVolumeClaim").then(|| {
+                    (
+                        kind.to_string(),
+                        str_at(d, &["metadata", "namespace"])
+                            .unwrap_or("default")
+                            .to_string(),
+                        str_at(d, &["metadata", "name"]).unwrap_or("").to_string(),
+                    )
+                })
+            })
+            .collect();
+        for (path, _, doc) in &docs {
+            let mut refs = Vec::new();
+            if str_at(doc, &["kind"]) == Some("HelmChart") {
+                let ns = str_at(doc, &["spec", "targetNamespace"]).unwrap_or("default");
+                if let Some(values) = values_of(doc) {
+                    references(&values, "", ns, &mut refs);
+                }
+            } else if !matches!(str_at(doc, &["kind"]), Some("Secret" | "ConfigMap")) {
+                let ns = str_at(doc, &["metadata", "namespace"]).unwrap_or("default");
+                if let Some(spec) = doc.get("spec") {
+                    references(spec, "spec", ns, &mut refs);
+                }
+            }
+            for r in refs {
+                checked += 1;
+                assert!(
+                    rendered.contains(&(r.kind.to_string(), r.namespace.clone(), r.name.clone())),
+                    "with {label}: {} references {} {}/{}, which is not rendered: render it whenever this file is, or drop the reference",
+                    path.display(),
+                    r.kind,
+                    r.namespace,
+                    r.name
+                );
+            }
+        }
+    }
+    assert!(
+        checked >= 40,
+        "expected references to check, found {checked}"
+    );
 }
