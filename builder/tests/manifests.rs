@@ -880,3 +880,53 @@ fn every_referenced_secret_configmap_and_claim_is_rendered_for_each_service_off(
         "expected references to check, found {checked}"
     );
 }
+
+fn chart_values(docs: &[(PathBuf, bool, Value)], chart: &str) -> Value {
+    docs.iter()
+        .find(|(_, _, d)| {
+            str_at(d, &["kind"]) == Some("HelmChart")
+                && str_at(d, &["spec", "chart"]) == Some(chart)
+        })
+        .and_then(|(_, _, d)| values_of(d))
+        .unwrap_or_else(|| panic!("no HelmChart for chart {chart}"))
+}
+
+/// Issue 14.3: with basic auth on and no `auth.postgres`, chart mlflow 1.11.5 writes
+/// `database_uri = sqlite:///basic_auth.db` (templates/auth_ini_configmap.yaml), a relative
+/// path under a read-only root: users and permissions are lost, or the server cannot start.
+/// MLflow's auth store keeps its Alembic history in `alembic_version`, like the tracking
+/// store (mlflow/server/auth/db/utils.py), so it gets a database of its own.
+#[test]
+fn mlflow_logins_live_in_postgresql_in_a_database_the_cluster_creates() {
+    let files = render_example(&ServiceSelection::all());
+    let docs = all_documents(&files);
+    let mlflow = chart_values(&docs, "mlflow");
+    let cluster = chart_values(&docs, "cluster");
+    assert_eq!(mlflow["auth"]["enabled"].as_bool(), Some(true));
+    assert_eq!(
+        mlflow["auth"]["postgres"]["enabled"].as_bool(),
+        Some(true),
+        "mlflow/mlflow.yaml: auth.postgres.enabled must be true, or the chart keeps logins in sqlite:///basic_auth.db"
+    );
+    assert_eq!(
+        mlflow["auth"]["postgres"]["host"].as_str(),
+        mlflow["backendStore"]["postgres"]["host"].as_str()
+    );
+    let tracking = mlflow["backendStore"]["postgres"]["database"]
+        .as_str()
+        .unwrap();
+    let auth = mlflow["auth"]["postgres"]["database"].as_str().unwrap();
+    assert_ne!(tracking, auth, "the auth store needs its own database");
+    let created: Vec<&str> = cluster["databases"]
+        .as_sequence()
+        .map(|s| s.iter().filter_map(|d| d["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        cluster["cluster"]["initdb"]["database"].as_str(),
+        Some(tracking)
+    );
+    assert!(
+        created.contains(&auth),
+        "postgresql/postgresql-cluster.yaml: `databases` does not create {auth}: {created:?}"
+    );
+}
