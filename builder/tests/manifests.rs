@@ -930,3 +930,18 @@ fn mlflow_logins_live_in_postgresql_in_a_database_the_cluster_creates() {
         "postgresql/postgresql-cluster.yaml: `databases` does not create {auth}: {created:?}"
     );
 }
+
+/// Issue 14.4: chart minio 5.4.0 defaults `deploymentUpdate` to RollingUpdate with maxSurge
+/// 100% (values.yaml; templates/deployment.yaml writes it as the Deployment's strategy), so an
+/// upgrade starts a second server on the same ReadWriteOnce local-path volume.
+#[test]
+fn minio_upgrades_stop_the_old_server_first() {
+    let files = render_example(&ServiceSelection::all());
+    let minio = chart_values(&all_documents(&files), "minio");
+    assert_eq!(minio["mode"].as_str(), Some("standalone"));
+    assert_eq!(
+        minio["deploymentUpdate"]["type"].as_str(),
+        Some("Recreate"),
+        "minio/minio.yaml: set deploymentUpdate.type: Recreate (one RWO volume, one server)"
+    );
+}
