@@ -945,3 +945,27 @@ fn minio_upgrades_stop_the_old_server_first() {
         "minio/minio.yaml: set deploymentUpdate.type: Recreate (one RWO volume, one server)"
     );
 }
+
+/// kube-prometheus-stack 88.5.3's own `prometheus-node-exporter.extraArgs` (values.yaml at
+/// tag kube-prometheus-stack-88.5.3). Setting the list replaces it, so ours must repeat them,
+/// or every container's overlay mount becomes a filesystem series (issue 14.5).
+const KPS_NODE_EXPORTER_DEFAULT_ARGS: [&str; 2] = [
+    "--collector.filesystem.mount-points-exclude=^/(dev|proc|sys|run/containerd/.+|var/lib/docker/.+|var/lib/kubelet/.+)($|/)",
+    "--collector.filesystem.fs-types-exclude=^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs|erofs)$",
+];
+
+#[test]
+fn node_exporter_keeps_the_charts_filesystem_excludes() {
+    let files = render_example(&ServiceSelection::all());
+    let kps = chart_values(&all_documents(&files), "kube-prometheus-stack");
+    let args: Vec<&str> = kps["prometheus-node-exporter"]["extraArgs"]
+        .as_sequence()
+        .map(|s| s.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for default in KPS_NODE_EXPORTER_DEFAULT_ARGS {
+        assert!(
+            args.contains(&default),
+            "monitoring/kube-prometheus-stack.yaml: prometheus-node-exporter.extraArgs replaces the chart's list; add back `{default}`"
+        );
+    }
+}
