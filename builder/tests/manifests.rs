@@ -969,3 +969,157 @@ fn node_exporter_keeps_the_charts_filesystem_excludes() {
         );
     }
 }
+
+/// Values keys the pinned chart reads nowhere (checked against its templates at the tag):
+/// helm ignores them silently, so setting one only pretends to configure something.
+const DEAD_KEYS: &[(&str, &[&str], &str)] = &[(
+    "jaeger",
+    &["provisionDataStore"],
+    "no template of jaeger 4.11.1 reads it; chart 4.x stores traces in memory by default",
+)];
+
+#[test]
+fn no_values_key_the_chart_does_not_read() {
+    let files = render_example(&ServiceSelection::all());
+    let docs = all_documents(&files);
+    for (chart, path, why) in DEAD_KEYS {
+        let values = chart_values(&docs, chart);
+        let mut v = &values;
+        for key in *path {
+            v = v.get(key).unwrap_or(&Value::Null);
+        }
+        assert!(
+            v.is_null(),
+            "chart {chart}: `{}` is set but {why}: remove it",
+            path.join(".")
+        );
+    }
+}
+
+/// Charts that build an image reference from a version when no image is given, with the values
+/// key that must name the image (so the pinned-image checks see it).
+const IMAGE_FROM_VERSION: &[(&str, &[&str], &str)] = &[
+    (
+        "cluster",
+        &["cluster", "imageName"],
+        "cluster 0.8.1 templates/_helpers.tpl builds ghcr.io/cloudnative-pg/postgresql:<version.postgresql>",
+    ),
+    (
+        "opentelemetry-collector",
+        &["image", "tag"],
+        "opentelemetry-collector 0.170.0 defaults the tag to its appVersion",
+    ),
+];
+
+/// The appVersion in each chart's Chart.yaml at the pinned tag, where we set the image tag.
+const APP_VERSIONS: &[(&str, &[&str], &str)] =
+    &[("opentelemetry-collector", &["image", "tag"], "0.158.0")];
+
+/// Images whose digest could not be seen offline; everything else piimg sets must carry
+/// tag and digest. Each entry says why; remove it once the digest is pinned.
+const DIGEST_UNVERIFIED: &[(&str, &str)] = &[
+    (
+        "otel/opentelemetry-collector-contrib:0.158.0",
+        "no published digest readable offline (Docker Hub not reachable)",
+    ),
+    (
+        "rayproject/ray:2.41.0-aarch64",
+        "no published digest readable offline (Docker Hub not reachable)",
+    ),
+];
+
+#[test]
+fn images_piimg_sets_carry_tag_and_digest() {
+    let files = render_example(&ServiceSelection::all());
+    let docs = all_documents(&files);
+    for (chart, path, why) in IMAGE_FROM_VERSION {
+        let values = chart_values(&docs, chart);
+        let mut v = &values;
+        for key in *path {
+            v = v.get(key).unwrap_or(&Value::Null);
+        }
+        assert!(
+            v.as_str().is_some_and(|s| !s.is_empty()),
+            "chart {chart}: set `{}`: {why}",
+            path.join(".")
+        );
+    }
+    for (chart, path, app_version) in APP_VERSIONS {
+        let values = chart_values(&docs, chart);
+        let mut v = &values;
+        for key in *path {
+            v = v.get(key).unwrap_or(&Value::Null);
+        }
+        assert_eq!(
+            v.as_str().map(|t| t.split('@').next().unwrap_or(t)),
+            Some(*app_version),
+            "chart {chart}: `{}` should be the chart's appVersion {app_version}",
+            path.join(".")
+        );
+    }
+    let mut images = Vec::new();
+    for (path, _, doc) in &docs {
+        if let Some(values) = values_of(doc) {
+            collect_images(&values, "", &mut images, path);
+        }
+    }
+    for (path, image) in &images {
+        let digest = image
+            .split_once("@sha256:")
+            .is_some_and(|(_, d)| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()));
+        let tagged = image
+            .split('@')
+            .next()
+            .and_then(|i| i.rsplit('/').next())
+            .is_some_and(|last| last.split_once(':').is_some_and(|(_, t)| !t.is_empty()));
+        let listed = DIGEST_UNVERIFIED.iter().any(|(i, _)| i == image);
+        assert!(
+            tagged && (digest || listed),
+            "{}: image `{image}` needs a tag and a published digest (`tag@sha256:…`)",
+            path.display()
+        );
+        assert!(
+            !(digest && listed),
+            "{image} is pinned now: remove it from DIGEST_UNVERIFIED"
+        );
+    }
+}
+
+/// Containers a pinned chart gives no resources value of its own; each must be covered by a
+/// values key we set or by its namespace's LimitRange defaults.
+#[test]
+fn containers_without_chart_resources_are_covered() {
+    let files = render_example(&ServiceSelection::all());
+    let docs = all_documents(&files);
+    let kps = chart_values(&docs, "kube-prometheus-stack");
+    let chown = &kps["grafana"]["initChownData"]["resources"];
+    for part in ["requests", "limits"] {
+        for what in ["cpu", "memory"] {
+            assert!(
+                !chown[part][what].is_null(),
+                "monitoring/kube-prometheus-stack.yaml: grafana's init-chown-data has no {part}.{what}: set grafana.initChownData.resources"
+            );
+        }
+    }
+    // mlflow 1.11.5: dbchecker and ini-file-initializer take no resources value.
+    let defaults = docs
+        .iter()
+        .find(|(_, _, d)| {
+            str_at(d, &["kind"]) == Some("LimitRange")
+                && str_at(d, &["metadata", "namespace"]) == Some("mlflow")
+        })
+        .map(|(_, _, d)| d.clone())
+        .expect("namespaces.yaml: no LimitRange in namespace mlflow for MLflow's init containers");
+    let limit = defaults["spec"]["limits"]
+        .as_sequence()
+        .and_then(|l| l.iter().find(|l| l["type"].as_str() == Some("Container")))
+        .expect("a Container limit");
+    for part in ["defaultRequest", "default"] {
+        for what in ["cpu", "memory"] {
+            assert!(
+                !limit[part][what].is_null(),
+                "LimitRange lacks {part}.{what}"
+            );
+        }
+    }
+}
