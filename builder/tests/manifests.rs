@@ -1123,3 +1123,19 @@ fn containers_without_chart_resources_are_covered() {
         }
     }
 }
+
+/// Issue 14.7: MinIO is kept past its end of life on the condition that nothing outside the
+/// cluster reaches it (README, "MinIO").
+#[test]
+fn end_of_life_minio_is_not_exposed() {
+    let files = render_example(&ServiceSelection::all());
+    let minio = chart_values(&all_documents(&files), "minio");
+    for key in ["ingress", "consoleIngress"] {
+        assert_eq!(
+            minio[key]["enabled"].as_bool(),
+            Some(false),
+            "minio/minio.yaml: `{key}.enabled` must be false while MinIO runs an end-of-life release"
+        );
+    }
+    assert_eq!(minio["service"]["type"].as_str(), Some("ClusterIP"));
+}
