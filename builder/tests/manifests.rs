@@ -1139,3 +1139,45 @@ fn end_of_life_minio_is_not_exposed() {
     }
     assert_eq!(minio["service"]["type"].as_str(), Some("ClusterIP"));
 }
+
+/// Issue 14's "done when": every chart and version is recorded in manifests/README.md as
+/// checked against its source at the tag; a version changed without that record fails here.
+#[test]
+fn every_chart_version_is_recorded_as_checked_in_the_readme() {
+    let readme = std::fs::read_to_string(manifests_dir().join("README.md")).unwrap();
+    let section = readme
+        .split("## Charts checked against upstream")
+        .nth(1)
+        .expect("manifests/README.md: no `## Charts checked against upstream` section");
+    assert!(
+        section.contains("2026-12-03"),
+        "the section names the date checked"
+    );
+    let rows: Vec<Vec<String>> = section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| l.split('|').map(|c| c.trim().to_string()).collect())
+        .collect();
+    let files = render_example(&ServiceSelection::all());
+    let mut charts = 0;
+    for (path, _, doc) in all_documents(&files) {
+        if str_at(&doc, &["kind"]) != Some("HelmChart") {
+            continue;
+        }
+        charts += 1;
+        let chart = str_at(&doc, &["spec", "chart"]).unwrap();
+        let version = doc["spec"]["version"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{:?}", doc["spec"]["version"]));
+        assert!(
+            rows.iter()
+                .any(|r| r.get(1).map(String::as_str) == Some(&format!("`{chart}`"))
+                    && r.get(2) == Some(&version)
+                    && r.get(5).is_some_and(|keys| !keys.is_empty())),
+            "{}: chart {chart} {version} is not recorded in manifests/README.md (`Charts checked against upstream`): check it at its tag and add a row",
+            path.display()
+        );
+    }
+    assert_eq!(rows.len(), charts, "one README row per HelmChart");
+}
