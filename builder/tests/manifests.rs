@@ -1181,3 +1181,101 @@ fn every_chart_version_is_recorded_as_checked_in_the_readme() {
     }
     assert_eq!(rows.len(), charts, "one README row per HelmChart");
 }
+
+/// node-exporter metrics the "Cluster nodes" dashboard may use, each with where it comes from
+/// on a Raspberry Pi 5; a metric outside this list has not been checked against a Pi 5.
+const NODE_METRICS: &[(&str, &str)] = &[
+    (
+        "node_thermal_zone_temp",
+        "thermal_zone collector; zone cpu-thermal, raspberrypi/linux bcm2712-ds.dtsi",
+    ),
+    (
+        "node_hwmon_in_lcrit_alarm_volts",
+        "hwmon collector; rpi_volt in0_lcrit_alarm, raspberrypi/linux drivers/hwmon/raspberrypi-hwmon.c",
+    ),
+    ("node_cpu_scaling_frequency_hertz", "cpufreq collector"),
+    ("node_cpu_seconds_total", "cpu collector"),
+    ("node_memory_MemAvailable_bytes", "meminfo collector"),
+    ("node_memory_MemTotal_bytes", "meminfo collector"),
+    ("node_filesystem_avail_bytes", "filesystem collector"),
+    ("node_filesystem_size_bytes", "filesystem collector"),
+    ("node_uname_info", "uname collector"),
+];
+
+#[test]
+fn cluster_nodes_dashboard_has_a_row_per_node_from_checked_metrics() {
+    let files = render_example(&ServiceSelection::all());
+    let docs = all_documents(&files);
+    let (_, _, cm) = docs
+        .iter()
+        .find(|(_, _, d)| {
+            str_at(d, &["kind"]) == Some("ConfigMap")
+                && str_at(d, &["metadata", "labels", "grafana_dashboard"]) == Some("1")
+        })
+        .expect("monitoring/: no ConfigMap labelled grafana_dashboard: \"1\"");
+    assert_eq!(str_at(cm, &["metadata", "namespace"]), Some("monitoring"));
+    let json = str_at(cm, &["data", "cluster-nodes.json"]).expect("cluster-nodes.json");
+    let dash: serde_json::Value = serde_json::from_str(json).expect("dashboard JSON parses");
+    assert_eq!(dash["title"], "Cluster nodes");
+    let panels = dash["panels"].as_array().unwrap();
+    assert!(
+        panels
+            .iter()
+            .any(|p| p["type"] == "row" && p["repeat"] == "node"),
+        "a row repeated per node"
+    );
+    let mut exprs = Vec::new();
+    for p in panels {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            exprs.push(t["expr"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(exprs.len() >= 6, "{exprs:?}");
+    for expr in &exprs {
+        // Metric names: identifiers starting with `node_`.
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("node_") {
+                assert!(
+                    NODE_METRICS.iter().any(|(m, _)| *m == word),
+                    "dashboard uses {word}, which is not among the metrics checked for a Pi 5"
+                );
+            }
+        }
+    }
+    for needed in [
+        "node_thermal_zone_temp",
+        "node_cpu_scaling_frequency_hertz",
+        "node_hwmon_in_lcrit_alarm_volts",
+    ] {
+        assert!(
+            exprs.iter().any(|e| e.contains(needed)),
+            "no panel uses {needed}"
+        );
+    }
+}
+
+#[test]
+fn grafana_has_jaeger_as_a_data_source_only_while_jaeger_is_on() {
+    let find = |services: &ServiceSelection| {
+        all_documents(&render_example(services))
+            .into_iter()
+            .find(|(_, _, d)| {
+                str_at(d, &["kind"]) == Some("ConfigMap")
+                    && str_at(d, &["metadata", "labels", "grafana_datasource"]) == Some("1")
+            })
+    };
+    let (_, _, cm) = find(&ServiceSelection::all()).expect("a Grafana datasource ConfigMap");
+    assert_eq!(str_at(&cm, &["metadata", "namespace"]), Some("monitoring"));
+    let text = str_at(&cm, &["data", "jaeger.yaml"]).unwrap();
+    let ds: Value = serde_norway::from_str(text).unwrap();
+    let jaeger = &ds["datasources"][0];
+    assert_eq!(jaeger["type"].as_str(), Some("jaeger"));
+    assert_eq!(
+        jaeger["url"].as_str(),
+        Some("http://jaeger.jaeger.svc.cluster.local:16686")
+    );
+    let mut off = ServiceSelection::all();
+    off.otel_collector = false;
+    off.jaeger = false;
+    assert!(find(&off).is_none(), "no Jaeger data source without Jaeger");
+}
