@@ -416,16 +416,17 @@ fn services_turned_off_are_absent() {
                 );
             }
         }
-        assert_ne!(
-            str_at(&doc, &["metadata", "name"]),
-            Some("minio-mlflow-user"),
-            "{}",
-            path.display()
-        );
     }
     assert!(
         files.iter().any(|f| f.rel_path.starts_with("minio")),
         "minio stays on"
+    );
+    // MinIO still provisions the `mlflow` user, so its Secret stays (issue 14.2).
+    assert!(
+        all_documents(&files)
+            .iter()
+            .any(|(_, _, d)| str_at(d, &["metadata", "name"]) == Some("minio-mlflow-user")),
+        "minio.yaml's user Secret is rendered with MLflow off"
     );
 }
 
@@ -626,4 +627,655 @@ fn layout_mistakes_are_refused_with_the_file_named() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("dask") && err.contains("[services]"), "{err}");
+}
+
+/// Images published for amd64 only, each with where that is known from, and the chart that
+/// runs it with the values path of that workload's `nodeSelector`. A chart that runs one of
+/// these on an arm64 Pi crash-loops with "exec format error".
+const AMD64_ONLY_IMAGES: &[AmdOnly] = &[AmdOnly {
+    image: "ghcr.io/dask/dask-kubernetes-operator",
+    source: "dask/dask-kubernetes#919, dask/helm-chart#432 (\"exec format error\" on arm64); \
+             dask-kubernetes .github/workflows/release.yml at 2025.4.3 runs chartpress without --platform",
+    chart: "dask-kubernetes-operator",
+    node_selector: &["nodeSelector"],
+}];
+
+struct AmdOnly {
+    image: &'static str,
+    source: &'static str,
+    chart: &'static str,
+    node_selector: &'static [&'static str],
+}
+
+#[test]
+fn workloads_with_amd64_only_images_are_kept_on_amd64_nodes() {
+    let files = render_example(&ServiceSelection::all());
+    let docs = all_documents(&files);
+    for entry in AMD64_ONLY_IMAGES {
+        let mut found = false;
+        for (path, _, doc) in &docs {
+            if str_at(doc, &["kind"]) != Some("HelmChart")
+                || str_at(doc, &["spec", "chart"]) != Some(entry.chart)
+            {
+                continue;
+            }
+            found = true;
+            let values = values_of(doc).unwrap_or(Value::Null);
+            let mut v = &values;
+            for key in entry.node_selector {
+                v = v.get(key).unwrap_or(&Value::Null);
+            }
+            assert_eq!(
+                v.get("kubernetes.io/arch").and_then(Value::as_str),
+                Some("amd64"),
+                "{}: chart {} runs {}, which is amd64-only ({}): set `{}: {{kubernetes.io/arch: amd64}}` in its values",
+                path.display(),
+                entry.chart,
+                entry.image,
+                entry.source,
+                entry.node_selector.join(".")
+            );
+        }
+        assert!(
+            found,
+            "no HelmChart for chart {} ({})",
+            entry.chart, entry.image
+        );
+    }
+    // Images the values name directly: an amd64-only one must sit beside an amd64 selector.
+    for (path, _, doc) in &docs {
+        if let Some(values) = values_of(doc) {
+            check_amd64_only_beside_selector(&values, path);
+        }
+    }
+}
+
+fn check_amd64_only_beside_selector(v: &Value, path: &Path) {
+    match v {
+        Value::Mapping(map) => {
+            let image = map.iter().find_map(|(k, child)| {
+                let key = k.as_str().unwrap_or("");
+                if !key.to_ascii_lowercase().ends_with("image") {
+                    return None;
+                }
+                child
+                    .as_str()
+                    .or_else(|| child.get("repository").and_then(Value::as_str))
+                    .or_else(|| child.get("name").and_then(Value::as_str))
+            });
+            if let Some(image) = image {
+                if let Some(entry) = AMD64_ONLY_IMAGES
+                    .iter()
+                    .find(|e| image.starts_with(e.image))
+                {
+                    assert_eq!(
+                        v.get("nodeSelector")
+                            .and_then(|n| n.get("kubernetes.io/arch"))
+                            .and_then(Value::as_str),
+                        Some("amd64"),
+                        "{}: {image} is amd64-only ({}): add nodeSelector kubernetes.io/arch: amd64 beside it",
+                        path.display(),
+                        entry.source
+                    );
+                }
+            }
+            for (_, child) in map {
+                check_amd64_only_beside_selector(child, path);
+            }
+        }
+        Value::Sequence(items) => items
+            .iter()
+            .for_each(|i| check_amd64_only_beside_selector(i, path)),
+        _ => {}
+    }
+}
+
+/// Every selection the reference test renders: all on, then each service off alone, with the
+/// services that need it (turning off only `postgresql` is refused while `mlflow` is on).
+fn selections_each_service_off() -> Vec<(String, ServiceSelection)> {
+    let mut out = vec![("all on".to_string(), ServiceSelection::all())];
+    for service in Service::ALL {
+        let mut sel = ServiceSelection::all();
+        sel.set(service, false);
+        // Turn off what (transitively) needs it.
+        loop {
+            let missing = sel.missing_dependencies();
+            if missing.is_empty() {
+                break;
+            }
+            for (user, _) in missing {
+                sel.set(user, false);
+            }
+        }
+        let off: Vec<&str> = Service::ALL
+            .iter()
+            .filter(|s| !sel.is_enabled(**s))
+            .map(|s| s.name())
+            .collect();
+        out.push((format!("{} off", off.join(", ")), sel));
+    }
+    out
+}
+
+/// A reference from one object to a Secret, ConfigMap or PersistentVolumeClaim.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Reference {
+    kind: &'static str,
+    namespace: String,
+    name: String,
+}
+
+/// References in a plain object's pod specs, or in a chart's values where the chart takes
+/// the name of an object it does not create (`existingSecret`-style keys, per chart at its tag).
+fn references(v: &Value, key: &str, namespace: &str, out: &mut Vec<Reference>) {
+    let mut push = |kind: &'static str, name: Option<&str>| {
+        if let Some(name) = name.filter(|n| !n.is_empty()) {
+            out.push(Reference {
+                kind,
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            });
+        }
+    };
+    let name = || v.get("name").and_then(Value::as_str);
+    match v {
+        Value::String(s) => match key {
+            // minio `existingSecret`, `users[].existingSecret`; grafana `admin.existingSecret`;
+            // cluster `cluster.superuserSecret`
+            "existingSecret" | "superuserSecret" => push("Secret", Some(s)),
+            // volumes[].secret.secretName
+            "secretName" => push("Secret", Some(s)),
+            // minio `persistence.existingClaim`, grafana `persistence.existingClaim`
+            "existingClaim" | "claimName" => push("PersistentVolumeClaim", Some(s)),
+            _ => {}
+        },
+        Value::Mapping(map) => {
+            match key {
+                // mlflow `auth.existingAdminSecret`, `backendStore.existingDatabaseSecret`,
+                // `auth.postgres.existingSecret`, `artifactRoot.s3.existingSecret`;
+                // cluster `initdb.secret`, `roles[].passwordSecret`; env and envFrom
+                "existingSecret"
+                | "existingAdminSecret"
+                | "existingDatabaseSecret"
+                | "secretKeyRef"
+                | "secretRef"
+                | "passwordSecret"
+                | "secret" => push("Secret", name()),
+                "configMapKeyRef" | "configMapRef" | "configMap" => push("ConfigMap", name()),
+                _ => {}
+            }
+            if key == "secret" {
+                push("Secret", v.get("secretName").and_then(Value::as_str));
+            }
+            if key == "persistentVolumeClaim" {
+                push(
+                    "PersistentVolumeClaim",
+                    v.get("claimName").and_then(Value::as_str),
+                );
+            }
+            for (k, child) in map {
+                let k = k.as_str().unwrap_or("");
+                if key == "secret" && k == "secretName" {
+                    continue; // counted above
+                }
+                references(child, k, namespace, out);
+            }
+        }
+        Value::Sequence(items) => items
+            .iter()
+            .for_each(|i| references(i, key, namespace, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_referenced_secret_configmap_and_claim_is_rendered_for_each_service_off() {
+    let mut checked = 0;
+    for (label, services) in selections_each_service_off() {
+        let files = render_example(&services);
+        let docs = all_documents(&files);
+        let rendered: BTreeSet<(String, String, String)> = docs
+            .iter()
+            .filter_map(|(_, _, d)| {
+                let kind = str_at(d, &["kind"])?;
+                matches!(kind, "Secret" | "ConfigMap" | "PersistentVolumeClaim").then(|| {
+                    (
+                        kind.to_string(),
+                        str_at(d, &["metadata", "namespace"])
+                            .unwrap_or("default")
+                            .to_string(),
+                        str_at(d, &["metadata", "name"]).unwrap_or("").to_string(),
+                    )
+                })
+            })
+            .collect();
+        for (path, _, doc) in &docs {
+            let mut refs = Vec::new();
+            if str_at(doc, &["kind"]) == Some("HelmChart") {
+                let ns = str_at(doc, &["spec", "targetNamespace"]).unwrap_or("default");
+                if let Some(values) = values_of(doc) {
+                    references(&values, "", ns, &mut refs);
+                }
+            } else if !matches!(str_at(doc, &["kind"]), Some("Secret" | "ConfigMap")) {
+                let ns = str_at(doc, &["metadata", "namespace"]).unwrap_or("default");
+                if let Some(spec) = doc.get("spec") {
+                    references(spec, "spec", ns, &mut refs);
+                }
+            }
+            for r in refs {
+                checked += 1;
+                assert!(
+                    rendered.contains(&(r.kind.to_string(), r.namespace.clone(), r.name.clone())),
+                    "with {label}: {} references {} {}/{}, which is not rendered: render it whenever this file is, or drop the reference",
+                    path.display(),
+                    r.kind,
+                    r.namespace,
+                    r.name
+                );
+            }
+        }
+    }
+    assert!(
+        checked >= 40,
+        "expected references to check, found {checked}"
+    );
+}
+
+fn chart_values(docs: &[(PathBuf, bool, Value)], chart: &str) -> Value {
+    docs.iter()
+        .find(|(_, _, d)| {
+            str_at(d, &["kind"]) == Some("HelmChart")
+                && str_at(d, &["spec", "chart"]) == Some(chart)
+        })
+        .and_then(|(_, _, d)| values_of(d))
+        .unwrap_or_else(|| panic!("no HelmChart for chart {chart}"))
+}
+
+/// Issue 14.3: with basic auth on and no `auth.postgres`, chart mlflow 1.11.5 writes
+/// `database_uri = sqlite:///basic_auth.db` (templates/auth_ini_configmap.yaml), a relative
+/// path under a read-only root: users and permissions are lost, or the server cannot start.
+/// MLflow's auth store keeps its Alembic history in `alembic_version`, like the tracking
+/// store (mlflow/server/auth/db/utils.py), so it gets a database of its own.
+#[test]
+fn mlflow_logins_live_in_postgresql_in_a_database_the_cluster_creates() {
+    let files = render_example(&ServiceSelection::all());
+    let docs = all_documents(&files);
+    let mlflow = chart_values(&docs, "mlflow");
+    let cluster = chart_values(&docs, "cluster");
+    assert_eq!(mlflow["auth"]["enabled"].as_bool(), Some(true));
+    assert_eq!(
+        mlflow["auth"]["postgres"]["enabled"].as_bool(),
+        Some(true),
+        "mlflow/mlflow.yaml: auth.postgres.enabled must be true, or the chart keeps logins in sqlite:///basic_auth.db"
+    );
+    assert_eq!(
+        mlflow["auth"]["postgres"]["host"].as_str(),
+        mlflow["backendStore"]["postgres"]["host"].as_str()
+    );
+    let tracking = mlflow["backendStore"]["postgres"]["database"]
+        .as_str()
+        .unwrap();
+    let auth = mlflow["auth"]["postgres"]["database"].as_str().unwrap();
+    assert_ne!(tracking, auth, "the auth store needs its own database");
+    let created: Vec<&str> = cluster["databases"]
+        .as_sequence()
+        .map(|s| s.iter().filter_map(|d| d["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        cluster["cluster"]["initdb"]["database"].as_str(),
+        Some(tracking)
+    );
+    assert!(
+        created.contains(&auth),
+        "postgresql/postgresql-cluster.yaml: `databases` does not create {auth}: {created:?}"
+    );
+}
+
+/// Issue 14.4: chart minio 5.4.0 defaults `deploymentUpdate` to RollingUpdate with maxSurge
+/// 100% (values.yaml; templates/deployment.yaml writes it as the Deployment's strategy), so an
+/// upgrade starts a second server on the same ReadWriteOnce local-path volume.
+#[test]
+fn minio_upgrades_stop_the_old_server_first() {
+    let files = render_example(&ServiceSelection::all());
+    let minio = chart_values(&all_documents(&files), "minio");
+    assert_eq!(minio["mode"].as_str(), Some("standalone"));
+    assert_eq!(
+        minio["deploymentUpdate"]["type"].as_str(),
+        Some("Recreate"),
+        "minio/minio.yaml: set deploymentUpdate.type: Recreate (one RWO volume, one server)"
+    );
+}
+
+/// kube-prometheus-stack 88.5.3's own `prometheus-node-exporter.extraArgs` (values.yaml at
+/// tag kube-prometheus-stack-88.5.3). Setting the list replaces it, so ours must repeat them,
+/// or every container's overlay mount becomes a filesystem series (issue 14.5).
+const KPS_NODE_EXPORTER_DEFAULT_ARGS: [&str; 2] = [
+    "--collector.filesystem.mount-points-exclude=^/(dev|proc|sys|run/containerd/.+|var/lib/docker/.+|var/lib/kubelet/.+)($|/)",
+    "--collector.filesystem.fs-types-exclude=^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs|erofs)$",
+];
+
+#[test]
+fn node_exporter_keeps_the_charts_filesystem_excludes() {
+    let files = render_example(&ServiceSelection::all());
+    let kps = chart_values(&all_documents(&files), "kube-prometheus-stack");
+    let args: Vec<&str> = kps["prometheus-node-exporter"]["extraArgs"]
+        .as_sequence()
+        .map(|s| s.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for default in KPS_NODE_EXPORTER_DEFAULT_ARGS {
+        assert!(
+            args.contains(&default),
+            "monitoring/kube-prometheus-stack.yaml: prometheus-node-exporter.extraArgs replaces the chart's list; add back `{default}`"
+        );
+    }
+}
+
+/// Values keys the pinned chart reads nowhere (checked against its templates at the tag):
+/// helm ignores them silently, so setting one only pretends to configure something.
+const DEAD_KEYS: &[(&str, &[&str], &str)] = &[(
+    "jaeger",
+    &["provisionDataStore"],
+    "no template of jaeger 4.11.1 reads it; chart 4.x stores traces in memory by default",
+)];
+
+#[test]
+fn no_values_key_the_chart_does_not_read() {
+    let files = render_example(&ServiceSelection::all());
+    let docs = all_documents(&files);
+    for (chart, path, why) in DEAD_KEYS {
+        let values = chart_values(&docs, chart);
+        let mut v = &values;
+        for key in *path {
+            v = v.get(key).unwrap_or(&Value::Null);
+        }
+        assert!(
+            v.is_null(),
+            "chart {chart}: `{}` is set but {why}: remove it",
+            path.join(".")
+        );
+    }
+}
+
+/// Charts that build an image reference from a version when no image is given, with the values
+/// key that must name the image (so the pinned-image checks see it).
+const IMAGE_FROM_VERSION: &[(&str, &[&str], &str)] = &[
+    (
+        "cluster",
+        &["cluster", "imageName"],
+        "cluster 0.8.1 templates/_helpers.tpl builds ghcr.io/cloudnative-pg/postgresql:<version.postgresql>",
+    ),
+    (
+        "opentelemetry-collector",
+        &["image", "tag"],
+        "opentelemetry-collector 0.170.0 defaults the tag to its appVersion",
+    ),
+];
+
+/// The appVersion in each chart's Chart.yaml at the pinned tag, where we set the image tag.
+const APP_VERSIONS: &[(&str, &[&str], &str)] =
+    &[("opentelemetry-collector", &["image", "tag"], "0.158.0")];
+
+/// Images whose digest could not be seen offline; everything else piimg sets must carry
+/// tag and digest. Each entry says why; remove it once the digest is pinned.
+const DIGEST_UNVERIFIED: &[(&str, &str)] = &[
+    (
+        "otel/opentelemetry-collector-contrib:0.158.0",
+        "no published digest readable offline (Docker Hub not reachable)",
+    ),
+    (
+        "rayproject/ray:2.41.0-aarch64",
+        "no published digest readable offline (Docker Hub not reachable)",
+    ),
+];
+
+#[test]
+fn images_piimg_sets_carry_tag_and_digest() {
+    let files = render_example(&ServiceSelection::all());
+    let docs = all_documents(&files);
+    for (chart, path, why) in IMAGE_FROM_VERSION {
+        let values = chart_values(&docs, chart);
+        let mut v = &values;
+        for key in *path {
+            v = v.get(key).unwrap_or(&Value::Null);
+        }
+        assert!(
+            v.as_str().is_some_and(|s| !s.is_empty()),
+            "chart {chart}: set `{}`: {why}",
+            path.join(".")
+        );
+    }
+    for (chart, path, app_version) in APP_VERSIONS {
+        let values = chart_values(&docs, chart);
+        let mut v = &values;
+        for key in *path {
+            v = v.get(key).unwrap_or(&Value::Null);
+        }
+        assert_eq!(
+            v.as_str().map(|t| t.split('@').next().unwrap_or(t)),
+            Some(*app_version),
+            "chart {chart}: `{}` should be the chart's appVersion {app_version}",
+            path.join(".")
+        );
+    }
+    let mut images = Vec::new();
+    for (path, _, doc) in &docs {
+        if let Some(values) = values_of(doc) {
+            collect_images(&values, "", &mut images, path);
+        }
+    }
+    for (path, image) in &images {
+        let digest = image
+            .split_once("@sha256:")
+            .is_some_and(|(_, d)| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()));
+        let tagged = image
+            .split('@')
+            .next()
+            .and_then(|i| i.rsplit('/').next())
+            .is_some_and(|last| last.split_once(':').is_some_and(|(_, t)| !t.is_empty()));
+        let listed = DIGEST_UNVERIFIED.iter().any(|(i, _)| i == image);
+        assert!(
+            tagged && (digest || listed),
+            "{}: image `{image}` needs a tag and a published digest (`tag@sha256:…`)",
+            path.display()
+        );
+        assert!(
+            !(digest && listed),
+            "{image} is pinned now: remove it from DIGEST_UNVERIFIED"
+        );
+    }
+}
+
+/// Containers a pinned chart gives no resources value of its own; each must be covered by a
+/// values key we set or by its namespace's LimitRange defaults.
+#[test]
+fn containers_without_chart_resources_are_covered() {
+    let files = render_example(&ServiceSelection::all());
+    let docs = all_documents(&files);
+    let kps = chart_values(&docs, "kube-prometheus-stack");
+    let chown = &kps["grafana"]["initChownData"]["resources"];
+    for part in ["requests", "limits"] {
+        for what in ["cpu", "memory"] {
+            assert!(
+                !chown[part][what].is_null(),
+                "monitoring/kube-prometheus-stack.yaml: grafana's init-chown-data has no {part}.{what}: set grafana.initChownData.resources"
+            );
+        }
+    }
+    // mlflow 1.11.5: dbchecker and ini-file-initializer take no resources value.
+    let defaults = docs
+        .iter()
+        .find(|(_, _, d)| {
+            str_at(d, &["kind"]) == Some("LimitRange")
+                && str_at(d, &["metadata", "namespace"]) == Some("mlflow")
+        })
+        .map(|(_, _, d)| d.clone())
+        .expect("namespaces.yaml: no LimitRange in namespace mlflow for MLflow's init containers");
+    let limit = defaults["spec"]["limits"]
+        .as_sequence()
+        .and_then(|l| l.iter().find(|l| l["type"].as_str() == Some("Container")))
+        .expect("a Container limit");
+    for part in ["defaultRequest", "default"] {
+        for what in ["cpu", "memory"] {
+            assert!(
+                !limit[part][what].is_null(),
+                "LimitRange lacks {part}.{what}"
+            );
+        }
+    }
+}
+
+/// Issue 14.7: MinIO is kept past its end of life on the condition that nothing outside the
+/// cluster reaches it (README, "MinIO").
+#[test]
+fn end_of_life_minio_is_not_exposed() {
+    let files = render_example(&ServiceSelection::all());
+    let minio = chart_values(&all_documents(&files), "minio");
+    for key in ["ingress", "consoleIngress"] {
+        assert_eq!(
+            minio[key]["enabled"].as_bool(),
+            Some(false),
+            "minio/minio.yaml: `{key}.enabled` must be false while MinIO runs an end-of-life release"
+        );
+    }
+    assert_eq!(minio["service"]["type"].as_str(), Some("ClusterIP"));
+}
+
+/// Issue 14's "done when": every chart and version is recorded in manifests/README.md as
+/// checked against its source at the tag; a version changed without that record fails here.
+#[test]
+fn every_chart_version_is_recorded_as_checked_in_the_readme() {
+    let readme = std::fs::read_to_string(manifests_dir().join("README.md")).unwrap();
+    let section = readme
+        .split("## Charts checked against upstream")
+        .nth(1)
+        .expect("manifests/README.md: no `## Charts checked against upstream` section");
+    assert!(
+        section.contains("2026-12-03"),
+        "the section names the date checked"
+    );
+    let rows: Vec<Vec<String>> = section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| l.split('|').map(|c| c.trim().to_string()).collect())
+        .collect();
+    let files = render_example(&ServiceSelection::all());
+    let mut charts = 0;
+    for (path, _, doc) in all_documents(&files) {
+        if str_at(&doc, &["kind"]) != Some("HelmChart") {
+            continue;
+        }
+        charts += 1;
+        let chart = str_at(&doc, &["spec", "chart"]).unwrap();
+        let version = doc["spec"]["version"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{:?}", doc["spec"]["version"]));
+        assert!(
+            rows.iter()
+                .any(|r| r.get(1).map(String::as_str) == Some(&format!("`{chart}`"))
+                    && r.get(2) == Some(&version)
+                    && r.get(5).is_some_and(|keys| !keys.is_empty())),
+            "{}: chart {chart} {version} is not recorded in manifests/README.md (`Charts checked against upstream`): check it at its tag and add a row",
+            path.display()
+        );
+    }
+    assert_eq!(rows.len(), charts, "one README row per HelmChart");
+}
+
+/// node-exporter metrics the "Cluster nodes" dashboard may use, each with where it comes from
+/// on a Raspberry Pi 5; a metric outside this list has not been checked against a Pi 5.
+const NODE_METRICS: &[(&str, &str)] = &[
+    (
+        "node_thermal_zone_temp",
+        "thermal_zone collector; zone cpu-thermal, raspberrypi/linux bcm2712-ds.dtsi",
+    ),
+    (
+        "node_hwmon_in_lcrit_alarm_volts",
+        "hwmon collector; rpi_volt in0_lcrit_alarm, raspberrypi/linux drivers/hwmon/raspberrypi-hwmon.c",
+    ),
+    ("node_cpu_scaling_frequency_hertz", "cpufreq collector"),
+    ("node_cpu_seconds_total", "cpu collector"),
+    ("node_memory_MemAvailable_bytes", "meminfo collector"),
+    ("node_memory_MemTotal_bytes", "meminfo collector"),
+    ("node_filesystem_avail_bytes", "filesystem collector"),
+    ("node_filesystem_size_bytes", "filesystem collector"),
+    ("node_uname_info", "uname collector"),
+];
+
+#[test]
+fn cluster_nodes_dashboard_has_a_row_per_node_from_checked_metrics() {
+    let files = render_example(&ServiceSelection::all());
+    let docs = all_documents(&files);
+    let (_, _, cm) = docs
+        .iter()
+        .find(|(_, _, d)| {
+            str_at(d, &["kind"]) == Some("ConfigMap")
+                && str_at(d, &["metadata", "labels", "grafana_dashboard"]) == Some("1")
+        })
+        .expect("monitoring/: no ConfigMap labelled grafana_dashboard: \"1\"");
+    assert_eq!(str_at(cm, &["metadata", "namespace"]), Some("monitoring"));
+    let json = str_at(cm, &["data", "cluster-nodes.json"]).expect("cluster-nodes.json");
+    let dash: serde_json::Value = serde_json::from_str(json).expect("dashboard JSON parses");
+    assert_eq!(dash["title"], "Cluster nodes");
+    let panels = dash["panels"].as_array().unwrap();
+    assert!(
+        panels
+            .iter()
+            .any(|p| p["type"] == "row" && p["repeat"] == "node"),
+        "a row repeated per node"
+    );
+    let mut exprs = Vec::new();
+    for p in panels {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            exprs.push(t["expr"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(exprs.len() >= 6, "{exprs:?}");
+    for expr in &exprs {
+        // Metric names: identifiers starting with `node_`.
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("node_") {
+                assert!(
+                    NODE_METRICS.iter().any(|(m, _)| *m == word),
+                    "dashboard uses {word}, which is not among the metrics checked for a Pi 5"
+                );
+            }
+        }
+    }
+    for needed in [
+        "node_thermal_zone_temp",
+        "node_cpu_scaling_frequency_hertz",
+        "node_hwmon_in_lcrit_alarm_volts",
+    ] {
+        assert!(
+            exprs.iter().any(|e| e.contains(needed)),
+            "no panel uses {needed}"
+        );
+    }
+}
+
+#[test]
+fn grafana_has_jaeger_as_a_data_source_only_while_jaeger_is_on() {
+    let find = |services: &ServiceSelection| {
+        all_documents(&render_example(services))
+            .into_iter()
+            .find(|(_, _, d)| {
+                str_at(d, &["kind"]) == Some("ConfigMap")
+                    && str_at(d, &["metadata", "labels", "grafana_datasource"]) == Some("1")
+            })
+    };
+    let (_, _, cm) = find(&ServiceSelection::all()).expect("a Grafana datasource ConfigMap");
+    assert_eq!(str_at(&cm, &["metadata", "namespace"]), Some("monitoring"));
+    let text = str_at(&cm, &["data", "jaeger.yaml"]).unwrap();
+    let ds: Value = serde_norway::from_str(text).unwrap();
+    let jaeger = &ds["datasources"][0];
+    assert_eq!(jaeger["type"].as_str(), Some("jaeger"));
+    assert_eq!(
+        jaeger["url"].as_str(),
+        Some("http://jaeger.jaeger.svc.cluster.local:16686")
+    );
+    let mut off = ServiceSelection::all();
+    off.otel_collector = false;
+    off.jaeger = false;
+    assert!(find(&off).is_none(), "no Jaeger data source without Jaeger");
 }

@@ -258,8 +258,11 @@ const SECRETS: &[SecretSpec] = &[
             ("rootPassword", Source::Credential("minio", "root-password")),
         ],
     },
+    // With MinIO, whether or not MLflow is on: minio.yaml always provisions the `mlflow` user
+    // and bucket, and the chart's post-install job mounts this Secret in a projected volume
+    // that is not optional, so without it the job hangs and no bucket is made (issue 14.2).
     SecretSpec {
-        needs: &[Service::Minio, Service::Mlflow],
+        needs: &[Service::Minio],
         namespace: Service::Minio,
         name: "minio-mlflow-user",
         kind: "Opaque",
