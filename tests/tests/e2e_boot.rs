@@ -384,6 +384,9 @@ fn an_agent_joins_the_control_plane_both_report_ready_and_a_reimage_keeps_the_da
     };
     let logs = &setup.logs;
     let cluster = setup.cluster(&["control-plane", AGENT]);
+    // The server by name, at the address agents reach it at (the host, forwarding to the
+    // control plane VM's API), as users write cluster.toml.
+    let server_url = cluster.name_the_server();
     // An extra kernel parameter, as a user adds one (a USB quirk, say): on amd64 a GRUB drop-in
     // that first boot applies with update-grub.
     cluster.edit_profile("control-plane", |p| {
@@ -402,7 +405,7 @@ fn an_agent_joins_the_control_plane_both_report_ready_and_a_reimage_keeps_the_da
     enlarge(&agent.image, DISK_LARGER_BY);
 
     // The control plane's first boot, kept up (its k3s API forwarded to the host, where the
-    // agent VM reaches it as 10.0.2.2), and the agent's, at the same time; one watch for both.
+    // agent VM reaches it as 10.0.2.2, the server's address), and the agent's, at the same time; one watch for both.
     // Both stay up until the test has knocked on their sshd (port 22, forwarded to the host).
     let cp_ssd = setup.blank_ssd("control-plane-ssd.img", 2, 1);
     let agent_ssd = setup.blank_ssd("agent-ssd.img", 2, 2);
@@ -509,6 +512,10 @@ fn an_agent_joins_the_control_plane_both_report_ready_and_a_reimage_keeps_the_da
             }),
         );
         v.check(
+            &format!("{node} booted without an ordering cycle"),
+            verdict::no_ordering_cycle(serial),
+        );
+        v.check(
             &format!(
                 "{node}'s root grew to the end of its disk ({} MiB larger than the image)",
                 DISK_LARGER_BY >> 20
@@ -534,7 +541,6 @@ fn an_agent_joins_the_control_plane_both_report_ready_and_a_reimage_keeps_the_da
             made.map(|(_, uuid)| uuid),
         );
     }
-    let server_url = format!("https://10.0.2.2:{}", cluster.api_port);
     v.ensure(
         &format!("the agent registered with the control plane at {server_url}"),
         worker
@@ -661,6 +667,10 @@ fn reimage(
         "the marker on the SSD survived the re-image",
         kept == b"kept across re-imaging\n",
         || format!("{MARKER} now holds {:?}", String::from_utf8_lossy(&kept)),
+    );
+    v.check(
+        "the re-imaged control plane booted without an ordering cycle",
+        verdict::no_ordering_cycle(&boot.outcome.serial),
     );
     v.check(
         "the re-imaged control plane's root grew to the end of its disk",

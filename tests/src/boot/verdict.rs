@@ -4,6 +4,9 @@
 //! branch does not hide what the other checks found.
 //!
 //! - [`ssh_banner`]: sshd answers on the node's port 22 (forwarded to the host).
+//! - [`no_ordering_cycle`]: systemd found no ordering cycle at boot (it breaks one by dropping
+//!   a job of its choice, which differs from boot to boot: one boot loses `ssh.socket`, the
+//!   next `sockets.target`, so a banner alone does not show the cycle every time).
 //! - [`root_fills_disk`]: the image, enlarged before boot like a card bigger than the image,
 //!   has its root partition grown to the end of the disk, a clean table, and a root ext4 that
 //!   fills the partition and passes `e2fsck -fn`.
@@ -128,6 +131,22 @@ pub fn ssh_banner(port: u16, within: Duration) -> Result<String, String> {
             ));
         }
         std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+/// The serial console shows no `Found ordering cycle` (nor the job systemd deleted to break it).
+pub fn no_ordering_cycle(serial: &str) -> Result<String, String> {
+    let lines: Vec<&str> = serial
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().contains("ordering cycle"))
+        .collect();
+    if lines.is_empty() {
+        Ok("none on the console".into())
+    } else {
+        Err(format!(
+            "systemd broke an ordering cycle at boot by dropping a job (which one differs between boots):\n  {}",
+            lines.join("\n  ")
+        ))
     }
 }
 
