@@ -4,6 +4,13 @@
 //! the same SSD keeps its data; a foreign disk is refused; a power cut in the middle of the
 //! storage step is finished by the next boot.
 //!
+//! The cluster test also checks what a user would on the nodes, in a world as hard as the real
+//! one where piimg's bugs hid (issue 13; tests/e2e/README.md): sshd answers (socket-activated
+//! as on Ubuntu) and no ordering cycle was broken at boot; the root grew to a disk larger than
+//! the image; kubelet data and pod logs are bind mounts from the SSD; `kernel.cmdline_extra`
+//! reached grub.cfg; the agent joins the server by name (`server.address`). Those checks are
+//! gathered ([`Verdicts`]) and reported together.
+//!
 //! Skipped unless `PIIMG_E2E=1` (`scripts/e2e-boot` sets it): it needs mmdebstrap, a Debian
 //! mirror and qemu-system-x86, and takes minutes. On failure the serial logs, the watch's
 //! output and the SSD files stay in `target/e2e-boot/TEST/`, and the panic prints their tails.
