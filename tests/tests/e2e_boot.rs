@@ -47,7 +47,7 @@ const STAY: &str = "piimg.e2e.stay";
 const GUEST_SSH_PORT: u16 = 22;
 
 /// How long sshd may take to answer once first boot is done.
-const SSH_WITHIN: Duration = Duration::from_secs(60);
+const SSH_WITHIN: Duration = Duration::from_secs(30);
 
 /// The images are booted from a disk this much larger than the image, as a card or an SSD
 /// is larger than the image written to it (for GPT the backup header is then not at the end).
