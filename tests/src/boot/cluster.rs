@@ -1,6 +1,7 @@
 //! The example cluster ([`ExampleCluster`]) wired for QEMU: the bootable base in its
-//! catalogue, reports sent to the host as the VM sees it (`10.0.2.2`), the server URL pointing
-//! at the control plane VM's API through a QEMU host forward, and the test-only overlay `e2e`
+//! catalogue, reports sent to the host as the VM sees it (`10.0.2.2`), the server named as users
+//! name it ([`SERVER_NAME`]) at the address agents reach it at (the host, `10.0.2.2`, which
+//! forwards to the control plane VM's API), and the test-only overlay `e2e`
 //! (`tests/e2e/overlay`: first boot's log on the serial console, power-off when it is done).
 
 use super::guest::Base;
@@ -15,6 +16,13 @@ pub const BASE_NAME: &str = "e2e-debian";
 /// The SSD's serial: the guest sees `/dev/disk/by-id/virtio-piimg-ssd-…`.
 pub const SSD_SERIAL_PREFIX: &str = "piimg-ssd-";
 
+/// The server's name in `server.url`, as users name their server (not an IP address).
+pub const SERVER_NAME: &str = "control-plane.lab.example";
+
+/// `server.address`: where agents reach the server (the host, to the VM; a QEMU host forward
+/// to the control plane VM's API). Agents resolve [`SERVER_NAME`] to it.
+pub const SERVER_ADDRESS: &str = "10.0.2.2";
+
 /// The k3s API port inside the control plane VM.
 pub const GUEST_API_PORT: u16 = 6443;
 
@@ -25,7 +33,7 @@ pub struct BootCluster {
     /// The host port images send reports to (as `10.0.2.2:PORT`), where `piimg watch` listens.
     pub report_port: u16,
     /// The host port forwarded to the control plane VM's k3s API (agents join
-    /// `https://10.0.2.2:PORT`).
+    /// `https://10.0.2.2:PORT`, or `https://SERVER_NAME:PORT` once the server is named).
     pub api_port: u16,
 }
 
@@ -45,12 +53,17 @@ impl std::ops::Deref for BootCluster {
     }
 }
 
+/// `server.url` of a boot cluster whose API is forwarded from host port `api_port`.
+pub fn server_url(api_port: u16) -> String {
+    format!("https://{SERVER_NAME}:{api_port}")
+}
+
 impl BootCluster {
     /// Copies the example cluster under `parent` (with the download cache shared by every boot
     /// test, `target/e2e-cache/`) and edits `cluster.toml` as a user would:
     /// the bootable base in the catalogue, reports to `http://10.0.2.2:REPORT_PORT/report`,
-    /// the server at `https://10.0.2.2:API_PORT` (a host forward to the control plane VM);
-    /// then runs `piimg secrets init`.
+    /// the server at `https://10.0.2.2:API_PORT` (a host forward to the control plane VM;
+    /// [`BootCluster::name_the_server`] names it instead); then runs `piimg secrets init`.
     pub fn new(parent: &Path, base: &Base, report_port: u16, api_port: u16) -> BootCluster {
         let mut example = ExampleCluster::copy(Some(parent));
         // One download cache for every boot test and run: importing the 1.6 GB base costs
@@ -92,6 +105,20 @@ impl BootCluster {
             report_port,
             api_port,
         }
+    }
+
+    /// Names the server as users do: `server.url = "https://SERVER_NAME:API_PORT"` and
+    /// `server.address = "SERVER_ADDRESS"` (where agents reach it; they resolve the name to
+    /// it). Returns the URL. Only a cluster with an agent needs it: a server alone never
+    /// reads `server.url`.
+    pub fn name_the_server(&self) -> String {
+        let url = server_url(self.api_port);
+        self.edit_cluster(|c| {
+            let server = c["server"].as_table_mut().expect("[server]");
+            server.insert("url".into(), url.clone().into());
+            server.insert("address".into(), SERVER_ADDRESS.into());
+        });
+        url
     }
 
     /// Makes `node` boot in the VM: the e2e base, DHCP (user networking), the SSD by its

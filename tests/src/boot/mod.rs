@@ -1,9 +1,11 @@
 //! Booting baked images in QEMU (the `PIIMG_E2E=1` tests, `scripts/e2e-boot`): the bootable
 //! Debian base and the guest binaries ([`guest`]), a cluster folder wired for the VM
-//! ([`cluster`]), `piimg watch` on the host ([`watch`]) and the VM itself ([`vm`]).
+//! ([`cluster`]), `piimg watch` on the host ([`watch`]), the VM itself ([`vm`]) and what a user
+//! checks on a booted node ([`verdict`]).
 
 pub mod cluster;
 pub mod guest;
+pub mod verdict;
 pub mod vm;
 pub mod watch;
 
