@@ -63,7 +63,8 @@ pub fn boot(spec: &NodeSpec) -> Vec<Edit> {
 
 /// GRUB drop-in for amd64 and Debian, only when the profile asks for kernel parameters
 /// (cgroup v2 with memory is on by default there). update-grub must run for it to apply:
-/// first boot's job.
+/// first boot's job. `GRUB_CMDLINE_LINUX`, not `…_DEFAULT`: grub-mkconfig puts the latter on
+/// the normal entries only, so a node booted into recovery would lose the parameters.
 pub fn grub(spec: &NodeSpec) -> Vec<Edit> {
     if !matches!(spec.base.flavour(), Flavour::UbuntuAmd64 | Flavour::Debian)
         || spec.kernel.cmdline_extra.is_empty()
@@ -73,7 +74,7 @@ pub fn grub(spec: &NodeSpec) -> Vec<Edit> {
     vec![text(
         "/etc/default/grub.d/90-piimg.cfg",
         &format!(
-            "# Written by piimg.\nGRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT {}\"\n",
+            "# Written by piimg.\nGRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX {}\"\n",
             spec.kernel.cmdline_extra.join(" ")
         ),
         0o644,
