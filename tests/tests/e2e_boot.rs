@@ -126,11 +126,19 @@ struct Boot {
 }
 
 /// The VM for one boot of `image` with `ssd`; `extra` is added to the kernel command line.
+///
+/// The direct kernel boot stands in for GRUB, so it passes what the `grub.cfg` first boot
+/// wrote would pass: the control plane profile's `kernel.cmdline_extra` ([`CMDLINE_MARKER`]).
+/// Otherwise first boot, which reboots once when the running kernel lacks the parameters it
+/// just gave GRUB, would reboot a VM that `-no-reboot` then ends (that path is covered by
+/// firstboot's own tests).
 fn vm(base: &Base, image: &Path, ssd: &Disk, serial_log: PathBuf, extra: &str) -> Vm {
     Vm {
         kernel: base.kernel.clone(),
         initrd: base.initrd.clone(),
-        append: format!("root=LABEL={ROOT_LABEL} ro console=ttyS0 panic=-1 {extra}"),
+        append: format!(
+            "root=LABEL={ROOT_LABEL} ro console=ttyS0 panic=-1 {CMDLINE_MARKER} {extra}"
+        ),
         disks: vec![
             Disk {
                 path: image.to_path_buf(),

@@ -50,9 +50,15 @@ fn build_base() -> Base {
     }
 }
 
-/// Builds `bin` of `package` for [`GUEST_TARGET`] with the `release-firstboot` profile, in
-/// the running test's target directory; returns its path.
+/// Builds `bin` of `package` for [`GUEST_TARGET`] in the running test's target directory;
+/// returns its path. piimg-firstboot with `release-firstboot`, as nodes get it; the stand-in
+/// k3s with the quicker `e2e-stand-in` profile (test code).
 pub fn binary(package: &str, bin: &str) -> PathBuf {
+    let profile = if package == "piimg-k3s-stand-in" {
+        "e2e-stand-in"
+    } else {
+        "release-firstboot"
+    };
     // One cargo at a time from this process (cargo would wait on its own lock anyway).
     static BUILDING: Mutex<()> = Mutex::new(());
     let _one = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
@@ -61,20 +67,11 @@ pub fn binary(package: &str, bin: &str) -> PathBuf {
     build
         .current_dir(crate::workspace_root())
         .env("CARGO_TARGET_DIR", &target_dir)
-        .args([
-            "build",
-            "--quiet",
-            "--profile",
-            "release-firstboot",
-            "--target",
-        ])
+        .args(["build", "--quiet", "--profile", profile, "--target"])
         .arg(GUEST_TARGET)
         .args(["-p", package, "--bin", bin]);
     cmd::success(&mut build);
-    let path = target_dir
-        .join(GUEST_TARGET)
-        .join("release-firstboot")
-        .join(bin);
+    let path = target_dir.join(GUEST_TARGET).join(profile).join(bin);
     assert!(
         path.is_file(),
         "{}: missing after cargo build",
