@@ -14,6 +14,7 @@ pub mod example;
 mod fixture;
 mod fsread;
 pub mod http;
+mod inspect;
 mod partitions;
 
 pub use bins::piimg_bin;
@@ -27,4 +28,5 @@ pub use fsread::{
     blkid_probe, debugfs_cat, debugfs_inode, debugfs_ls, debugfs_stat, mtype, offset_spec,
     DirEntry, InodeInfo, EXT4_INDEX_FL,
 };
+pub use inspect::{debugfs_write, image_root_start, inspect_json, root_start};
 pub use partitions::{partitions, table, PartInfo, TableInfo};

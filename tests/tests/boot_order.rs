@@ -27,32 +27,12 @@ const BOOT_TARGETS: [&str; 8] = [
     "multi-user.target",
 ];
 
-fn root_start(image: &Path) -> u64 {
-    let out = Command::new(e2e::piimg_bin())
-        .args(["inspect", "--json"])
-        .arg(image)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let n = r["root_partition"].as_u64().unwrap();
-    e2e::partitions(image)
-        .iter()
-        .find(|p| u64::from(p.number) == n)
-        .unwrap()
-        .start
-}
-
 /// Copies the image's unit folders out with debugfs (no mount), lays them into one folder
 /// the way systemd layers them (`/etc` over `/usr/lib`, a link to /dev/null masks), adds a
 /// target that wants everything the image enables for boot, and returns what
 /// `systemd-analyze verify` says of it.
 fn verify_boot(image: &Path) -> String {
-    let start = root_start(image);
+    let start = e2e::image_root_start(image);
     let dir = tempfile::tempdir().unwrap();
     let dump = |from: &str, to: &str| {
         let dest = dir.path().join(to);

@@ -4,32 +4,9 @@
 
 use piimg_e2e::cluster::{stand_in_k3s, TestCluster, EPOCH};
 use piimg_e2e::http::Served;
-use piimg_e2e::{self as e2e, Kind};
+use piimg_e2e::{self as e2e, inspect_json, root_start, Kind};
 use std::path::Path;
 use std::process::Command;
-
-fn inspect_json(image: &Path) -> serde_json::Value {
-    let out = Command::new(e2e::piimg_bin())
-        .args(["inspect", "--json"])
-        .arg(image)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn root_start(image: &Path, report: &serde_json::Value) -> u64 {
-    let n = report["root_partition"].as_u64().unwrap();
-    e2e::partitions(image)
-        .iter()
-        .find(|p| u64::from(p.number) == n)
-        .unwrap()
-        .start
-}
 
 fn mode(image: &Path, start: u64, path: &str) -> (u32, u32, u32) {
     let (mode, uid, gid, _) = e2e::debugfs_stat(image, start, path);

@@ -30,32 +30,13 @@ fn piimg_limited(args: &[&str], cwd: &Path) -> (Output, Duration) {
     (out, start.elapsed())
 }
 
-fn root_start(image: &Path) -> u64 {
-    // The bookworm look-alike: p2 (the root) is the last partition.
-    e2e::partitions(image)
-        .iter()
-        .find(|p| p.number == 2)
-        .unwrap()
-        .start
-}
-
 /// Issue 15.1: an inode whose size field claims 128 TiB (`/etc/fstab`, holes all the way).
 #[test]
 fn a_size_field_that_lies_is_refused_within_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let image = e2e::copy_fixture(Kind::RaspiosBookworm, dir.path());
-    let out = Command::new("debugfs")
-        .arg("-w")
-        .arg("-R")
-        .arg("sif /etc/fstab size 0x800000000000")
-        .arg(e2e::offset_spec(&image, root_start(&image)))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let start = e2e::image_root_start(&image);
+    e2e::debugfs_write(&image, start, "sif /etc/fstab size 0x800000000000");
 
     let (out, took) = piimg_limited(&["inspect", image.to_str().unwrap()], dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
