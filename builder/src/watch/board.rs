@@ -29,6 +29,31 @@ pub struct Board {
     rejections: Vec<String>,
 }
 
+/// Most characters of one network-given text shown in the table.
+const MAX_SHOWN: usize = 200;
+
+/// Text that came from the network (a request's method or path inside a rejection, a report's
+/// address, build id or error), made safe to print on a terminal: every control character
+/// (ESC, CR, BEL, …, and Unicode's bidirectional overrides) is shown as `\u{…}` instead of
+/// acting, and the text is cut to [`MAX_SHOWN`] characters. Unauthenticated requests could
+/// otherwise clear or rewrite the live table.
+pub fn printable(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == MAX_SHOWN {
+            out.push('…');
+            break;
+        }
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn secs(d: Duration) -> String {
     format!("{}s", d.as_secs())
 }
@@ -50,7 +75,11 @@ impl Board {
         match event {
             Event::Accepted { report, peer } => self.accept(&report, &peer, at),
             Event::Rejected { peer, reason } => {
-                let line = format!("rejected report from {peer}: {reason}");
+                let line = format!(
+                    "rejected report from {}: {}",
+                    printable(&peer),
+                    printable(&reason)
+                );
                 self.rejections.push(line.clone());
                 if self.rejections.len() > 5 {
                     self.rejections.remove(0);
@@ -63,14 +92,16 @@ impl Board {
     fn accept(&mut self, report: &Report, peer: &str, at: Duration) -> String {
         let row = self.rows.entry(report.node.clone()).or_default();
         row.stage = Some(report.stage);
-        row.address = report
-            .addresses
-            .first()
-            .cloned()
-            .unwrap_or_else(|| peer.split(':').next().unwrap_or(peer).to_owned());
-        row.build_id = report.build_id.clone();
+        row.address = printable(
+            &report
+                .addresses
+                .first()
+                .cloned()
+                .unwrap_or_else(|| peer.split(':').next().unwrap_or(peer).to_owned()),
+        );
+        row.build_id = printable(&report.build_id);
         row.seen_at = Some(at);
-        row.last_error = report.error.clone();
+        row.last_error = report.error.as_deref().map(printable);
         let mut line = format!(
             "{} {} address {} build {} at {}",
             report.node,
@@ -161,6 +192,43 @@ mod tests {
             timestamp: 0,
             nonce: "n".into(),
         }
+    }
+
+    /// Issue 15.11: a request method of `\x1b[2J…` was printed raw into the live table.
+    #[test]
+    fn text_from_the_network_cannot_drive_the_terminal() {
+        let mut b = Board::new(&["a".into()]);
+        let line = b.apply(
+            Event::Rejected {
+                peer: "192.0.2.1:5\x07".into(),
+                reason: "\x1b[2J\x1b[Hfake table\r\u{202e} is not POST".into(),
+            },
+            Duration::ZERO,
+        );
+        let mut bad = report("a", Stage::Failed, Some("\x1b]0;owned\x07 boom"));
+        bad.build_id = "x\x1b[31m".into();
+        let _ = b.apply(
+            Event::Accepted {
+                report: Box::new(bad),
+                peer: "p".into(),
+            },
+            Duration::ZERO,
+        );
+        let screen = b.render_screen(Duration::ZERO);
+        // The screen's own clear sequence stays; nothing from the network adds another.
+        let own = screen.strip_prefix("\x1b[H\x1b[2J").unwrap();
+        for text in [line.as_str(), own] {
+            assert!(
+                !text.chars().any(|c| c.is_control() && c != '\n'),
+                "{text:?}"
+            );
+            assert!(!text.contains('\u{202e}'), "{text:?}");
+        }
+        assert!(
+            line.contains("\\u{1b}[2J") && line.contains("fake table"),
+            "{line}"
+        );
+        assert!(printable(&"x".repeat(500)).chars().count() <= MAX_SHOWN + 1);
     }
 
     #[test]
