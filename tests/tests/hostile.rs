@@ -109,3 +109,57 @@ fn device_files_are_refused_as_inputs() {
     );
     assert!(start.elapsed() < Duration::from_secs(30));
 }
+
+/// Issue 15.5: the root partition shrunk in the table under its filesystem. The build used to
+/// succeed and publish an image whose root the kernel refuses to mount.
+#[test]
+fn a_filesystem_larger_than_its_partition_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = e2e::copy_fixture(Kind::RaspiosBookworm, dir.path());
+    let root = e2e::partitions(&image)
+        .into_iter()
+        .find(|p| p.number == 2)
+        .unwrap();
+    let (start, size) = (root.start / 512, root.size / 512);
+    let out = Command::new("sfdisk")
+        .args(["--no-reread", "--no-tell-kernel", "-q", "-N", "2"])
+        .arg(&image)
+        .stdin_bytes(format!("{start},{}\n", size - 16384))
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let tc = TestCluster::new();
+    let out = tc.try_build("worker-2", "img", &["--base", image.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a base whose root is bigger than its partition was built"
+    );
+    assert!(
+        stderr.contains("larger than the partition") && stderr.contains("partition 2"),
+        "{stderr}"
+    );
+    assert!(!tc.out.join("worker-2.img").exists());
+}
+
+/// `Command` with bytes on its standard input.
+trait StdinBytes {
+    fn stdin_bytes(&mut self, input: String) -> std::io::Result<Output>;
+}
+
+impl StdinBytes for Command {
+    fn stdin_bytes(&mut self, input: String) -> std::io::Result<Output> {
+        use std::io::Write;
+        let mut child = self
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        child.stdin.take().unwrap().write_all(input.as_bytes())?;
+        child.wait_with_output()
+    }
+}

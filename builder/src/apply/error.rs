@@ -132,6 +132,18 @@ pub enum ApplyError {
         /// Its uid in the base.
         uid: u32,
     },
+    /// The root filesystem claims more room than its partition has.
+    #[error("{image}: partition {partition}'s ext4 filesystem is {fs_bytes} bytes, larger than the partition ({partition_bytes} bytes): the node could not mount it. The partition table or the filesystem is damaged: use an undamaged base image (check it with `e2fsck -fn` and `sfdisk --verify`)")]
+    FsLargerThanPartition {
+        /// The image.
+        image: PathBuf,
+        /// The partition number.
+        partition: u32,
+        /// What the superblock says.
+        fs_bytes: u64,
+        /// What the table gives it.
+        partition_bytes: u64,
+    },
     /// A file the plan copies in could not be read.
     #[error("{image}: {edit}: cannot read {file}: {source}; fetch the sources again")]
     SourceRead {

@@ -59,11 +59,22 @@ impl Target<'_> {
             Target::File(path) => Ext4::open(path, located.root.start, access),
             Target::Device(device) => Ext4::open_device(device.clone(), located.root.start, access),
         };
-        opened.map_err(|source| ApplyError::Ext4 {
+        let fs = opened.map_err(|source| ApplyError::Ext4 {
             image: self.name().to_path_buf(),
             partition: located.root.number,
             edit: "opening the root filesystem".into(),
             source: Box::new(source),
-        })
+        })?;
+        // A filesystem bigger than its partition (a table edited by hand, a damaged image)
+        // would be published and then not mount: the kernel refuses it.
+        if fs.size_bytes() > located.root.size {
+            return Err(ApplyError::FsLargerThanPartition {
+                image: self.name().to_path_buf(),
+                partition: located.root.number,
+                fs_bytes: fs.size_bytes(),
+                partition_bytes: located.root.size,
+            });
+        }
+        Ok(fs)
     }
 }

@@ -273,6 +273,11 @@ impl Ext4 {
         self.block_size
     }
 
+    /// The filesystem's size in bytes, as its superblock says (block count × block size).
+    pub fn size_bytes(&self) -> u64 {
+        self.fs.super_info().blocks.saturating_mul(self.block_size)
+    }
+
     /// Free space in bytes (including root-reserved blocks, which libext2fs may use).
     pub fn free_bytes(&self) -> u64 {
         self.fs
