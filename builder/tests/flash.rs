@@ -46,9 +46,12 @@ fn flash_to_a_file_gives_the_image_raw_and_compressed() {
     }
     for image in images {
         let target = d.join("card");
-        // A target holding older, longer content ends up exactly the image.
+        // A target holding older, longer content, replaced knowingly (--force), ends up
+        // exactly the image.
         std::fs::write(&target, vec![0xAAu8; bytes.len() + 12345]).expect("old content");
-        let report = flash(&request(&image, &target)).expect("flash");
+        let mut req = request(&image, &target);
+        req.force = true;
+        let report = flash(&req).expect("flash");
         assert!(report.verified);
         assert_eq!(report.image_size, bytes.len() as u64);
         assert!(
@@ -82,6 +85,37 @@ fn a_damaged_image_is_stopped_at_its_range() {
         "unexpected: {err}"
     );
     assert!(err.to_string().contains("node.img"), "{err}");
+    // Issue 15.15: a flash to a file that stops half-way leaves nothing under the file's name
+    // (it is written beside it and renamed once verified), and no temporary either.
+    let left: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("card"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// Issue 15.15: an existing file is not overwritten unless the user says so.
+#[test]
+fn an_existing_file_is_replaced_only_with_force() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    node_image(d);
+    let target = d.join("holiday-photos.img");
+    std::fs::write(&target, b"precious").unwrap();
+    let err = flash(&request(&d.join("node.img"), &target)).expect_err("overwrote a file");
+    assert!(
+        err.to_string().contains("existing file") && err.to_string().contains("--force"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+    let mut req = request(&d.join("node.img"), &target);
+    req.force = true;
+    flash(&req).expect("flash with --force");
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        std::fs::read(d.join("node.img")).unwrap()
+    );
 }
 
 #[test]
@@ -413,6 +447,7 @@ fn direct_flash_to_a_file_gives_the_image_also_with_an_unaligned_tail() {
         for image in [&img, &zst] {
             std::fs::write(&target, vec![0xAAu8; bytes.len() + 4096]).expect("old content");
             let mut req = request(image, &target);
+            req.force = true;
             req.direct = true;
             req.bmap = Some(d.join("node.bmap"));
             let report = flash(&req).expect("direct flash");

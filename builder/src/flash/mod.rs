@@ -128,6 +128,10 @@ pub fn flash(req: &FlashRequest) -> Result<FlashReport, FlashError> {
     bar.finish_and_clear();
     let direct = target.wrote_direct();
     verify(&req.device, &mut target, &bmap)?;
+    target.commit().map_err(|e| FlashError::Write {
+        path: req.device.clone(),
+        source: e,
+    })?;
     if target.is_block_device() {
         reread_partition_table(&req.device, &target);
     }
@@ -186,16 +190,29 @@ fn open_target(req: &FlashRequest, image_size: u64) -> Result<Target, FlashError
             device: dev.clone(),
             why: "it is neither a block device nor a regular file; give /dev/sdX, /dev/mmcblkN or a file path".to_string(),
         }),
-        _ => {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(dev)
+        found => {
+            if let Ok(meta) = &found {
+                if meta.len() > 0 && !req.force {
+                    return Err(FlashError::Refused {
+                        device: dev.clone(),
+                        why: format!("it is an existing file of {} bytes, which flashing would replace; give a new path, or --force to replace it", meta.len()),
+                    });
+                }
+            }
+            // Written beside the target and renamed over it once verified: a flash killed
+            // half-way leaves a `.NAME.piimg-flash-*` file, never a torn NAME.
+            let dir = match dev.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let name = dev.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let temp = tempfile::Builder::new()
+                .prefix(&format!(".{name}.piimg-flash-"))
+                .tempfile_in(&dir)
                 .map_err(write_err)?;
+            let (file, pending) = temp.into_parts();
             file.set_len(image_size).map_err(write_err)?;
-            Ok(Target::new(file, dev, false))
+            Ok(Target::pending_file(file, dev, pending))
         }
     }
 }

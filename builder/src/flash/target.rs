@@ -26,6 +26,10 @@ pub(super) struct Target {
     direct: bool,
     /// Whether a direct write was refused, so the data went through the page cache.
     fell_back: bool,
+    /// For a regular-file target: the temporary file beside it that is written and verified,
+    /// then renamed over the target, so a killed flash never leaves a half-written file under
+    /// the name the user gave.
+    pending: Option<tempfile::TempPath>,
 }
 
 impl Target {
@@ -36,6 +40,26 @@ impl Target {
             block_device,
             direct: false,
             fell_back: false,
+            pending: None,
+        }
+    }
+
+    /// A regular-file target written through `pending`, renamed to `path` by [`Target::commit`].
+    pub(super) fn pending_file(file: File, path: &Path, pending: tempfile::TempPath) -> Target {
+        Target {
+            pending: Some(pending),
+            ..Target::new(file, path, false)
+        }
+    }
+
+    /// Puts a pending file in place (after it was written and verified); nothing for a device.
+    pub(super) fn commit(&mut self) -> io::Result<()> {
+        match self.pending.take() {
+            Some(p) => {
+                self.file.sync_all()?;
+                p.persist(&self.path).map_err(|e| e.error)
+            }
+            None => Ok(()),
         }
     }
 
