@@ -111,6 +111,14 @@ impl Node {
         self.root().join(abs.trim_start_matches('/'))
     }
 
+    /// Writes `text` at `abs` in the node's root (parents made); returns the host path.
+    fn write_node_file(&self, abs: &str, text: &str) -> PathBuf {
+        let path = self.node_path(abs);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
     /// Adds a blank (sparse) disk that the selector matches.
     fn add_disk(&mut self, serial: &str) -> PathBuf {
         let path = self.path(&format!("{serial}.img"));
@@ -950,16 +958,11 @@ fn a_foreign_mount_on_the_kubelet_folder_is_refused() {
 fn the_grub_dropin_is_applied_once_per_change_with_at_most_one_reboot() {
     let mut node = Node::new();
     node.add_disk("S1");
-    let dropin = node.node_path("/etc/default/grub.d/90-piimg.cfg");
-    std::fs::create_dir_all(dropin.parent().unwrap()).unwrap();
-    std::fs::write(
-        &dropin,
-        "# Written by piimg.\nGRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT cgroup_enable=memory apparmor=0\"\n",
-    )
-    .unwrap();
-    let cmdline = node.node_path("/proc/cmdline");
-    std::fs::create_dir_all(cmdline.parent().unwrap()).unwrap();
-    std::fs::write(&cmdline, "console=ttyS0 root=/dev/vda\n").unwrap();
+    let dropin = node.write_node_file(
+        "/etc/default/grub.d/90-piimg.cfg",
+        "# Written by piimg.\nGRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX cgroup_enable=memory apparmor=0\"\n",
+    );
+    let cmdline = node.write_node_file("/proc/cmdline", "console=ttyS0 root=/dev/vda\n");
     let boot = |node: &Node| {
         let _ = std::fs::remove_file(node.path("calls.log"));
         let out = node.run_ok();
@@ -1001,16 +1004,11 @@ fn the_grub_dropin_is_applied_once_per_change_with_at_most_one_reboot() {
 fn a_missing_update_grub_names_its_package_and_stops_nothing() {
     let mut node = Node::new();
     node.add_disk("S1");
-    let dropin = node.node_path("/etc/default/grub.d/90-piimg.cfg");
-    std::fs::create_dir_all(dropin.parent().unwrap()).unwrap();
-    std::fs::write(
-        &dropin,
-        "GRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT quiet nosmt\"\n",
-    )
-    .unwrap();
-    let cmdline = node.node_path("/proc/cmdline");
-    std::fs::create_dir_all(cmdline.parent().unwrap()).unwrap();
-    std::fs::write(&cmdline, "root=/dev/sda1 quiet nosmt\n").unwrap();
+    let dropin = node.write_node_file(
+        "/etc/default/grub.d/90-piimg.cfg",
+        "GRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX quiet nosmt\"\n",
+    );
+    let cmdline = node.write_node_file("/proc/cmdline", "root=/dev/sda1 quiet nosmt\n");
     let stand_in = node.root().join("stand-ins/update-grub");
     let saved = std::fs::read(&stand_in).unwrap();
     std::fs::remove_file(&stand_in).unwrap();
