@@ -1004,11 +1004,11 @@ fn the_grub_dropin_is_applied_once_per_change_with_at_most_one_reboot() {
 fn a_missing_update_grub_names_its_package_and_stops_nothing() {
     let mut node = Node::new();
     node.add_disk("S1");
-    let dropin = node.write_node_file(
+    node.write_node_file(
         "/etc/default/grub.d/90-piimg.cfg",
         "GRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX quiet nosmt\"\n",
     );
-    let cmdline = node.write_node_file("/proc/cmdline", "root=/dev/sda1 quiet nosmt\n");
+    node.write_node_file("/proc/cmdline", "root=/dev/sda1 quiet nosmt\n");
     let stand_in = node.root().join("stand-ins/update-grub");
     let saved = std::fs::read(&stand_in).unwrap();
     std::fs::remove_file(&stand_in).unwrap();
