@@ -1,6 +1,5 @@
 //! `k3s agent`.
 
-use crate::config::Config;
 use crate::http::{self, Handler, Request};
 use crate::token::Token;
 use crate::{etc, pki, token};
@@ -88,16 +87,7 @@ fn request_cert(
 /// Runs the agent until killed.
 pub fn run() -> Result<(), String> {
     let config_path = etc(crate::CONFIG);
-    let cfg = Config::load(&config_path)?;
-    let node = cfg
-        .get("node-name")
-        .ok_or(format!("{}: no node-name", config_path.display()))?
-        .to_lowercase();
-    let data_dir = cfg
-        .get("data-dir")
-        .ok_or(format!("{}: no data-dir", config_path.display()))?
-        .to_string();
-    crate::require_own_mount(&data_dir)?;
+    let (cfg, node, data_dir) = crate::node_config()?;
     let server = cfg
         .get("server")
         .ok_or(format!(

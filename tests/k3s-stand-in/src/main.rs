@@ -176,6 +176,23 @@ fn mount_of(path: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// What both roles read first: config.yaml, its `node-name` (lower-cased, as k3s does) and
+/// `data-dir`, which must be on a mount of its own.
+pub fn node_config() -> Result<(config::Config, String, String), String> {
+    let config_path = etc(CONFIG);
+    let cfg = config::Config::load(&config_path)?;
+    let node = cfg
+        .get("node-name")
+        .ok_or(format!("{}: no node-name", config_path.display()))?
+        .to_lowercase();
+    let data_dir = cfg
+        .get("data-dir")
+        .ok_or(format!("{}: no data-dir", config_path.display()))?
+        .to_string();
+    require_own_mount(&data_dir)?;
+    Ok((cfg, node, data_dir))
+}
+
 /// Refuses a data-dir on the root filesystem (skipped under the test seam root).
 pub fn require_own_mount(data_dir: &str) -> Result<(), String> {
     if seam_root().is_some() {

@@ -259,17 +259,7 @@ impl State {
 
 /// Runs the server until killed.
 pub fn run() -> Result<(), String> {
-    let config_path = etc(crate::CONFIG);
-    let cfg = Config::load(&config_path)?;
-    let node = cfg
-        .get("node-name")
-        .ok_or(format!("{}: no node-name", config_path.display()))?
-        .to_lowercase();
-    let data_dir = cfg
-        .get("data-dir")
-        .ok_or(format!("{}: no data-dir", config_path.display()))?
-        .to_string();
-    crate::require_own_mount(&data_dir)?;
+    let (cfg, node, data_dir) = crate::node_config()?;
     let data_dir = Path::new(&data_dir);
     let server_dir = data_dir.join("server");
 
