@@ -2,8 +2,8 @@
 //! prompt through `/etc/issue.d/`), and the signed report POSTed to `piimg watch` with retries.
 //! It runs after failures too, so a headless node is never silent.
 
+use crate::context::Ctx;
 use crate::report::{sign, Report, SIGNATURE_HEADER};
-use crate::run::Ctx;
 use std::io::Read;
 
 /// Where the last report is kept for local tools.

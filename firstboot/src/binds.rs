@@ -14,7 +14,7 @@
 //! (kernel `Documentation/filesystems/sharedsubtree.rst`; unverified on the bases), so mounts
 //! the kubelet makes below it still propagate.
 
-use crate::run::Ctx;
+use crate::context::Ctx;
 use crate::system::{MountedAt, SystemError};
 
 /// Folder of the SSD, bind-mounted path on the node.

@@ -9,7 +9,7 @@
 //! kernel lacks a parameter. At most one reboot per content: a node started directly by a
 //! kernel (the QEMU e2e's `-kernel`/`-append` never reads GRUB) cannot loop.
 
-use crate::run::Ctx;
+use crate::context::Ctx;
 use crate::system::SystemError;
 use sha2::{Digest, Sha256};
 

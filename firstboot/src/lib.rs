@@ -6,7 +6,9 @@
 //! (the signed readiness report and its `sign`/`verify`), [`unit`] (the systemd unit text).
 //!
 //! The rest is the init itself: [`run`] sequences the steps [`storage`], [`k3s`] and
-//! [`announce`] (and [`binds`]), saving progress in [`state`]; [`system`] is the seam to the machine.
+//! [`announce`] (and [`binds`], [`rootfs`], [`cmdline`]), each taking the run's [`context`] and
+//! saving progress in [`state`]; [`system`] is the seam to the machine, speaking the types of
+//! [`machine`] (which the kernel side, `sysfs`, fills in).
 //!
 //! # Test seams
 //! Not product features, hidden from `--help`, documented here so tests can drive the real
@@ -32,9 +34,11 @@ pub mod binds;
 pub mod cli;
 pub mod cmdline;
 pub mod config;
+pub mod context;
 pub mod crash;
 pub mod http;
 pub mod k3s;
+pub mod machine;
 pub mod notify;
 pub mod paths;
 pub mod report;

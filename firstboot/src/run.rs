@@ -2,44 +2,13 @@
 //! step recorded in the state file as it finishes, and a report sent whatever happened.
 
 use crate::config::{ConfigError, NodeConfig, NODE_CONFIG_PATH};
+use crate::context::Ctx;
 use crate::paths::NodePaths;
 use crate::report::{Report, Stage, StepReport, StorageSummary, REPORT_SCHEMA};
-use crate::state::{State, StateError, STATE_PATH};
-use crate::system::{Host, System};
+use crate::state::{State, STATE_PATH};
+use crate::system::Host;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-/// What one run works with; handed to every step.
-pub struct Ctx<'a> {
-    /// The node configuration.
-    pub cfg: &'a NodeConfig,
-    /// The machine.
-    pub sys: &'a dyn System,
-    /// Node paths (under the test root, if any).
-    pub paths: NodePaths,
-    /// Saved progress.
-    pub state: State,
-    /// Where it is saved.
-    pub state_path: PathBuf,
-    /// Print what would be done; change nothing.
-    pub dry_run: bool,
-    /// Unit of backoff delays.
-    pub backoff_unit: Duration,
-    /// The kubelet health URL an agent polls.
-    pub kubelet_healthz: String,
-    /// Where the SSD's filesystem is, once the storage step mounted it.
-    pub ssd: Option<crate::system::BlockTarget>,
-}
-
-impl Ctx<'_> {
-    /// Saves the state (not in a dry run).
-    pub fn save(&self) -> Result<(), StateError> {
-        if self.dry_run {
-            return Ok(());
-        }
-        self.state.save(&self.state_path)
-    }
-}
+use std::time::Instant;
 
 /// How the binary was asked to run.
 #[derive(Debug, Clone)]

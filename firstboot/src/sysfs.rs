@@ -1,7 +1,7 @@
 //! Real device discovery: whole disks from `/sys/block`, their by-id names, serials, transports,
 //! and which one holds the root filesystem (from `/proc/self/mountinfo`).
 
-use crate::system::{BlockTarget, Disk, MountedAt, RootDevice, RootPartition, SystemError};
+use crate::machine::{BlockTarget, Disk, MountedAt, RootDevice, RootPartition, SystemError};
 use std::path::{Path, PathBuf};
 
 const SKIP_PREFIXES: &[&str] = &["loop", "ram", "zram", "sr", "fd", "dm-", "md", "nbd"];

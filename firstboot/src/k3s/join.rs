@@ -6,7 +6,7 @@
 //! the node's own kubeconfig rather than an HTTP client with TLS in this binary.
 
 use crate::config::Role;
-use crate::run::Ctx;
+use crate::context::Ctx;
 use std::time::Duration;
 
 /// The kubelet's local health endpoint (plain HTTP).

@@ -9,8 +9,8 @@
 //! makes a repeat after a cut between the delete and the removal harmless.
 
 use crate::config::Role;
+use crate::context::Ctx;
 use crate::k3s::sync::{remove_empty_parents, staged_files, SyncError, REMOVED_DIR};
-use crate::run::Ctx;
 use std::path::PathBuf;
 
 /// Why some objects could not be deleted.

@@ -16,7 +16,7 @@
 //! simply no longer looked at. [`crate::k3s::prune`] deletes those objects once k3s is up.
 
 use crate::config::Role;
-use crate::run::Ctx;
+use crate::context::Ctx;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

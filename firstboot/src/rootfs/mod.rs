@@ -14,7 +14,7 @@
 
 pub mod table;
 
-use crate::run::Ctx;
+use crate::context::Ctx;
 use crate::system::{BlockTarget, SystemError};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;

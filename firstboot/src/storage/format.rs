@@ -2,7 +2,7 @@
 //! which also tells the kernel), then ext4 with the profile's label (by `mkfs.ext4`).
 
 use super::{gpt, partition_name, read_ends, StorageError, PROBE_BYTES};
-use crate::run::Ctx;
+use crate::context::Ctx;
 use crate::system::Disk;
 use std::io::{Seek, SeekFrom, Write};
 use std::process::{Command, Stdio};

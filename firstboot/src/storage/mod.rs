@@ -14,8 +14,8 @@ pub mod signature;
 
 pub use classify::{classify, Verdict};
 
+use crate::context::Ctx;
 use crate::report::StorageSummary;
-use crate::run::Ctx;
 use crate::system::{Disk, MountedAt, SystemError};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
