@@ -6,6 +6,7 @@
 //! filesystems) works on plain image files: no loop devices, no mounts, no root.
 
 pub mod apply;
+pub mod bmap;
 pub mod cli;
 pub mod disk;
 pub mod flash;

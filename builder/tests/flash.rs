@@ -6,8 +6,9 @@ mod io_support;
 use io_support as common;
 
 use common::standard_image;
+use piimg::bmap::Bmap;
 use piimg::flash::{check_block_device, flash, DevNo, FlashError, FlashRequest, SystemPaths};
-use piimg::output::{compress_image, Bmap, Format};
+use piimg::output::{compress_image, Format};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 

@@ -5,10 +5,9 @@ mod io_support;
 use io_support as common;
 
 use common::{allocated, names, sh, standard_image};
-use piimg::output::{
-    clone_sparse, compress_image, data_extents, publish, publish_moving, Bmap, Format,
-    PublishRequest,
-};
+use piimg::bmap::Bmap;
+use piimg::image::{clone_sparse, data_extents};
+use piimg::output::{compress_image, publish, publish_moving, Format, PublishRequest};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -118,7 +117,7 @@ fn ranges_cut_at_chunk_boundaries_are_accepted_and_verified() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let img = d.join("node.img");
-    let chunk = piimg::output::CHUNK_SIZE;
+    let chunk = piimg::image::CHUNK_SIZE;
     let bytes = common::sparse_image(
         &img,
         3 * chunk + 5000,

@@ -6,10 +6,9 @@ mod io_support;
 use io_support as common;
 
 use common::{noise, sh, standard_image};
-use piimg::output::{
-    clone_sparse, compress_image, compress_image_reusing, frames_dir, Bmap, Format, ReuseBase,
-    CHUNK_SIZE,
-};
+use piimg::bmap::Bmap;
+use piimg::image::{clone_sparse, CHUNK_SIZE};
+use piimg::output::{compress_image, compress_image_reusing, frames_dir, Format, ReuseBase};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 

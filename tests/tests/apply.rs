@@ -491,8 +491,8 @@ fn re_applying_to_a_baked_image_with_little_free_space_neither_grows_nor_writes(
 #[test]
 fn editing_an_overlay_equals_editing_a_copy_in_place() {
     use piimg::apply::Applied;
+    use piimg::image::data_extents;
     use piimg::image::Overlay;
-    use piimg::output::data_extents;
     use std::sync::Arc;
     let c = example();
     for kind in Kind::ALL {
@@ -509,7 +509,7 @@ fn editing_an_overlay_equals_editing_a_copy_in_place() {
             let plan = c.plan(node, base_name, k3s_size);
             let dir = tempfile::tempdir_in(tmp.path()).unwrap();
             let in_place = dir.path().join("in-place.img");
-            piimg::output::clone_sparse(&base, &in_place).unwrap();
+            piimg::image::clone_sparse(&base, &in_place).unwrap();
             apply_ok(&plan, &in_place);
 
             let work = dir.path().join("node.img");

@@ -26,7 +26,7 @@ pub enum ApplyError {
         image: PathBuf,
         /// What the output module said.
         #[source]
-        source: Box<crate::output::OutputError>,
+        source: Box<crate::image::FileError>,
     },
     /// A partition could not be opened (truncated image, unreadable file).
     #[error("{image}: partition {partition}: {source}")]

@@ -32,13 +32,8 @@ pub enum FlashError {
         bmap: PathBuf,
     },
     /// The block map is unusable.
-    #[error("{path}: not a usable block map: {what}; use the .bmap written with this image")]
-    BadBmap {
-        /// The map.
-        path: PathBuf,
-        /// What is wrong.
-        what: String,
-    },
+    #[error(transparent)]
+    BadBmap(#[from] crate::bmap::BmapError),
     /// The image's bytes do not match its map (wrong map, or a damaged image).
     #[error("{image}: blocks {first}-{last} do not match the checksum in {bmap}; the image or its map is damaged or they do not belong together; nothing past that range was written, rebuild or re-download the image")]
     ImageMismatch {

@@ -5,7 +5,7 @@
 //! these (it only allows non-removable disks).
 
 use super::error::FlashError;
-use super::safety::Member;
+use super::kernel_names::Member;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
@@ -50,7 +50,7 @@ fn is_same_device(area: &str, member: &Member) -> bool {
     let path = Path::new(area);
     if let (Ok(meta), Some(devno)) = (std::fs::metadata(path), member.devno) {
         if meta.file_type().is_block_device() {
-            return super::safety::DevNo::from_rdev(meta.rdev()) == devno;
+            return super::kernel_names::DevNo::from_rdev(meta.rdev()) == devno;
         }
         // A swap file: it lives on a filesystem, which the mount check covers.
         return false;

@@ -17,17 +17,18 @@
 //! `O_DIRECT`. Afterwards the kernel is asked to re-read the partition table (`BLKRRPART`).
 
 mod blkdev;
-mod bmap_file;
 mod error;
 mod in_use;
+mod kernel_names;
 pub mod safety;
 mod target;
 
-pub use bmap_file::parse_bmap;
+pub use crate::bmap::parse_bmap;
 pub use error::FlashError;
-pub use safety::{check_block_device, DevNo, SystemPaths};
+pub use kernel_names::DevNo;
+pub use safety::{check_block_device, SystemPaths};
 
-use crate::output::{BlockRange, Bmap, BMAP_BLOCK_SIZE};
+use crate::bmap::{BlockRange, Bmap, BMAP_BLOCK_SIZE};
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};

@@ -7,6 +7,7 @@
 
 use super::error::FlashError;
 use super::in_use;
+use super::kernel_names::{DevNo, Member};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -28,39 +29,6 @@ impl Default for SystemPaths {
             sys_dev_block: PathBuf::from("/sys/dev/block"),
             swaps: PathBuf::from("/proc/swaps"),
         }
-    }
-}
-
-/// A block device number, as `major:minor` in sysfs and mountinfo.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct DevNo {
-    /// Major number.
-    pub major: u64,
-    /// Minor number.
-    pub minor: u64,
-}
-
-impl DevNo {
-    /// Splits a Linux `st_rdev` (glibc's encoding).
-    pub fn from_rdev(rdev: u64) -> DevNo {
-        DevNo {
-            major: ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff),
-            minor: (rdev & 0xff) | ((rdev >> 12) & !0xff),
-        }
-    }
-
-    fn parse(text: &str) -> Option<DevNo> {
-        let (a, b) = text.trim().split_once(':')?;
-        Some(DevNo {
-            major: a.parse().ok()?,
-            minor: b.parse().ok()?,
-        })
-    }
-}
-
-impl std::fmt::Display for DevNo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.major, self.minor)
     }
 }
 
@@ -140,30 +108,6 @@ fn disk_dir(paths: &SystemPaths, devno: DevNo) -> Option<PathBuf> {
 /// The device numbers of a disk and of each of its partitions.
 fn disk_and_partitions(disk: &Path) -> BTreeSet<DevNo> {
     members_of(disk).iter().filter_map(|m| m.devno).collect()
-}
-
-/// A disk or one of its partitions, as sysfs names it.
-#[derive(Debug, Clone)]
-pub(super) struct Member {
-    /// Kernel name (`sda`, `mmcblk0p1`): the `/dev` name.
-    pub name: String,
-    /// Device number, when sysfs gives one.
-    pub devno: Option<DevNo>,
-    /// Its sysfs folder.
-    pub dir: PathBuf,
-    /// Whether it is the whole disk (else a partition).
-    pub whole_disk: bool,
-}
-
-impl Member {
-    /// How a refusal names it: "it (sda)" for the disk, "its partition sda2".
-    pub fn label(&self) -> String {
-        if self.whole_disk {
-            format!("it ({})", self.name)
-        } else {
-            format!("its partition {}", self.name)
-        }
-    }
 }
 
 /// The disk, then each of its partitions (sorted by name, so messages are stable).

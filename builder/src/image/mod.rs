@@ -6,8 +6,24 @@
 //! Both are a [`Device`]: the byte-addressed storage the filesystem layers (libext2fs through
 //! its io manager, fatfs through [`DeviceCursor`]) read and write.
 
-mod device;
-mod overlay;
+//!
+//! Below both sits the plumbing of image files that the output stage shares: data
+//! [`extents`](data_extents) found with `SEEK_DATA`, sparse copies and reflinks
+//! ([`clone_sparse`]), and the [chunk grid](chunks) frames and `.bmap` ranges are cut on.
 
+mod chunks;
+mod copy;
+mod device;
+mod extents;
+mod file_error;
+mod overlay;
+mod reflink;
+
+pub use chunks::{chunks, read_chunk, Chunk, CHUNK_SIZE};
+pub(crate) use copy::{clone_into, Side};
+pub use copy::{clone_sparse, CloneMethod};
 pub use device::{Device, DeviceCursor, FileDevice};
+pub use extents::{data_extents, extents_of, Extent};
+pub use file_error::FileError;
+pub(crate) use file_error::{read_error, write_error};
 pub use overlay::Overlay;

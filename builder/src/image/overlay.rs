@@ -12,7 +12,8 @@
 //! `SEEK_DATA`/`SEEK_HOLE` would report for the same edits made in a copy.
 
 use super::device::{check_range, Device};
-use crate::output::Extent;
+use super::extents::Extent;
+use super::file_error::{read_error, write_error, FileError};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -124,12 +125,12 @@ impl Overlay {
 
     /// Writes the node image as a sparse file at `to`: a reflink or sparse copy of the base,
     /// then the written blocks. For raw output, or when an edit needs a real file (growing).
-    pub fn materialize(&self, to: &Path) -> Result<(), crate::output::OutputError> {
-        crate::output::clone_sparse(&self.base_path, to)?;
+    pub fn materialize(&self, to: &Path) -> Result<(), FileError> {
+        super::copy::clone_sparse(&self.base_path, to)?;
         let out = OpenOptions::new()
             .write(true)
             .open(to)
-            .map_err(|e| crate::output::write_error(to, e))?;
+            .map_err(|e| write_error(to, e))?;
         let mut buf = vec![0u8; 1 << 20];
         for run in self.written_runs() {
             let mut at = run.offset;
@@ -137,9 +138,9 @@ impl Overlay {
                 let n = (run.end() - at).min(buf.len() as u64) as usize;
                 self.delta
                     .read_exact_at(&mut buf[..n], at)
-                    .map_err(|e| crate::output::read_error(&self.delta_path, e))?;
+                    .map_err(|e| read_error(&self.delta_path, e))?;
                 out.write_all_at(&buf[..n], at)
-                    .map_err(|e| crate::output::write_error(to, e))?;
+                    .map_err(|e| write_error(to, e))?;
                 at += n as u64;
             }
         }

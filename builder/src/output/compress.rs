@@ -3,18 +3,14 @@
 //! compress on every core, the bytes do not depend on thread timing, and a later build can
 //! reuse the frame of any chunk that is identical to the base's.
 
-use super::bmap::{chunk_ranges, hash_ranges, BlockRange, Bmap};
 use super::error::{read_error, write_error, OutputError};
-use super::extents::{extents_of, Extent};
 use super::pool::map_in_order;
+use crate::bmap::{chunk_ranges, hash_ranges, BlockRange, Bmap};
+use crate::image::{chunks, extents_of, read_chunk, Chunk, Extent, CHUNK_SIZE};
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-/// Uncompressed bytes per frame. Large enough that frame overhead and lost context cost
-/// well under 1% of ratio, small enough that every core has work and memory stays bounded.
-pub const CHUNK_SIZE: u64 = 8 << 20;
 /// zstd level: the one users pick with `zstd -T0` (fast, good ratio).
 const ZSTD_LEVEL: i32 = 3;
 /// xz preset: xz's default; its 8 MiB dictionary matches the chunk size.
@@ -71,17 +67,6 @@ impl Format {
     }
 }
 
-/// One fixed-size piece of the raw image: the unit that becomes one frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Chunk {
-    /// Position in the image, counting from 0.
-    pub index: u64,
-    /// Byte offset in the raw image.
-    pub offset: u64,
-    /// Length in bytes (`CHUNK_SIZE`, less for the last chunk).
-    pub len: u64,
-}
-
 /// A chunk compressed on its own: a complete zstd frame, xz stream or gzip member.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -89,18 +74,6 @@ pub struct Frame {
     pub chunk: Chunk,
     /// The encoded bytes.
     pub bytes: Vec<u8>,
-}
-
-/// The chunks of an image of `size` bytes, in order.
-pub fn chunks(size: u64) -> impl Iterator<Item = Chunk> {
-    (0..size.div_ceil(CHUNK_SIZE)).map(move |index| {
-        let offset = index * CHUNK_SIZE;
-        Chunk {
-            index,
-            offset,
-            len: CHUNK_SIZE.min(size - offset),
-        }
-    })
 }
 
 /// Compresses one chunk's bytes into a self-contained frame. Deterministic: fixed levels, no
@@ -131,31 +104,6 @@ pub fn compress_chunk(format: Format, chunk: Chunk, data: &[u8]) -> io::Result<F
         }
     };
     Ok(Frame { chunk, bytes })
-}
-
-/// Reads a chunk of `file` into `buf` (resized to the chunk), reading only data extents and
-/// zero-filling holes. Returns whether the chunk is all hole.
-pub fn read_chunk(
-    file: &File,
-    extents: &[Extent],
-    chunk: Chunk,
-    buf: &mut Vec<u8>,
-) -> io::Result<bool> {
-    let len = usize::try_from(chunk.len).map_err(io::Error::other)?;
-    buf.clear();
-    buf.resize(len, 0);
-    let end = chunk.offset + chunk.len;
-    let first = extents.partition_point(|e| e.end() <= chunk.offset);
-    let mut any = false;
-    for extent in extents[first..].iter().take_while(|e| e.offset < end) {
-        let from = extent.offset.max(chunk.offset);
-        let to = extent.end().min(end);
-        let at = (from - chunk.offset) as usize;
-        let n = (to - from) as usize;
-        file.read_exact_at(&mut buf[at..at + n], from)?;
-        any = true;
-    }
-    Ok(!any)
 }
 
 /// Compresses the raw image at `src` into `out` as frames in chunk order, on all cores, with

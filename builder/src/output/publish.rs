@@ -3,12 +3,12 @@
 //! and only when all are complete are they renamed into place. On any failure every temporary
 //! is removed and no file is left at an output path.
 
-use super::bmap::Bmap;
 use super::compress::{compress_image_to, Format};
-use super::copy::{clone_into, Side};
 use super::error::{read_error, write_error, OutputError};
 use super::reuse::{compress_overlay_to, compress_reusing_to, ReuseBase};
+use crate::bmap::Bmap;
 use crate::image::Overlay;
+use crate::image::{clone_into, Side};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};

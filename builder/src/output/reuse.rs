@@ -13,12 +13,12 @@
 //! cached beside its frames (`ranges`, written and validated with them). A missing or damaged
 //! hash cache only means hashing again.
 
-use super::bmap::{chunk_ranges, hash_ranges, ranges_fit, BlockRange, Bmap, BMAP_BLOCK_SIZE};
-use super::compress::{chunks, compress_image_to};
-use super::compress::{compress_chunk, read_chunk, Chunk, Format, ZeroFrames, CHUNK_SIZE};
+use super::compress::compress_image_to;
+use super::compress::{compress_chunk, Format, ZeroFrames};
 use super::error::{read_error, write_error, OutputError};
-use super::extents::{extents_of, Extent};
 use super::pool::map_in_order;
+use crate::bmap::{chunk_ranges, hash_ranges, ranges_fit, BlockRange, Bmap, BMAP_BLOCK_SIZE};
+use crate::image::{chunks, extents_of, read_chunk, Chunk, Extent, CHUNK_SIZE};
 use crate::image::{Device, Overlay};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};

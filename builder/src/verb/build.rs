@@ -200,7 +200,7 @@ fn prepare_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Res
     let work = work_dir.path().join(format!("{}.img", spec.node));
     let image = if format_of(args.format) == Format::Raw {
         // A raw output is a whole file anyway: copy the base and edit the copy in place.
-        let method = output::clone_sparse(&base.image, &work)?;
+        let method = crate::image::clone_sparse(&base.image, &work)?;
         tracing::debug!(?method, "copied base");
         timings.lap("copy");
         crate::apply::apply(&plan, &work)?;

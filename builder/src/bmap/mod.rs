@@ -2,13 +2,20 @@
 //! are never read. `bmaptool copy` and `piimg flash` write only the mapped blocks and check
 //! each range against its SHA-256.
 //!
+//! Written by the output stage, read back by `flash` ([`parse_bmap`]); the format lives here,
+//! below both.
+//!
 //! Ranges are split at [`CHUNK_SIZE`] boundaries (bmaptool accepts any ranges): a range then
 //! lies in one compression chunk, so compressed output hashes it from the chunk's bytes it
 //! already holds, and a chunk left as the base had it takes its hashes from the base's cache.
 
-use super::compress::{chunks, read_chunk, Chunk, CHUNK_SIZE};
-use super::error::{read_error, OutputError};
-use super::extents::{extents_of, Extent};
+mod parse;
+
+pub use parse::{parse_bmap, BmapError};
+
+use crate::image::{
+    chunks, extents_of, read_chunk, read_error, Chunk, Extent, FileError, CHUNK_SIZE,
+};
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::fs::File;
@@ -41,7 +48,7 @@ pub struct Bmap {
 
 impl Bmap {
     /// Maps the image at `path`: reads only its data extents.
-    pub fn of_image(path: &Path) -> Result<Bmap, OutputError> {
+    pub fn of_image(path: &Path) -> Result<Bmap, FileError> {
         Self::scan(path, false).map(|(bmap, _)| bmap)
     }
 
@@ -49,12 +56,12 @@ impl Bmap {
     /// read of its data (holes are hashed as zeros without being read): publishing a raw
     /// image needs both, and reading a multi-GB image twice would double the cost. The
     /// whole-image hash runs on its own thread, fed the chunks this one reads and hashes.
-    pub fn of_image_with_sha256(path: &Path) -> Result<(Bmap, String), OutputError> {
+    pub fn of_image_with_sha256(path: &Path) -> Result<(Bmap, String), FileError> {
         let (bmap, whole) = Self::scan(path, true)?;
         Ok((bmap, whole.unwrap_or_default()))
     }
 
-    fn scan(path: &Path, whole: bool) -> Result<(Bmap, Option<String>), OutputError> {
+    fn scan(path: &Path, whole: bool) -> Result<(Bmap, Option<String>), FileError> {
         let file = File::open(path).map_err(|e| read_error(path, e))?;
         let size = file.metadata().map_err(|e| read_error(path, e))?.len();
         let extents = extents_of(&file).map_err(|e| read_error(path, e))?;
@@ -195,7 +202,7 @@ impl Bmap {
 /// The mapped block ranges (inclusive) of one chunk: its data extents rounded out to whole
 /// blocks and merged where they touch. Chunks start on block boundaries, so these are the
 /// image's ranges cut at chunk boundaries.
-pub(super) fn chunk_ranges(extents: &[Extent], chunk: Chunk) -> Vec<(u64, u64)> {
+pub(crate) fn chunk_ranges(extents: &[Extent], chunk: Chunk) -> Vec<(u64, u64)> {
     let end = chunk.offset + chunk.len;
     let first = extents.partition_point(|e| e.end() <= chunk.offset);
     let clipped = extents[first..]
@@ -212,7 +219,7 @@ pub(super) fn chunk_ranges(extents: &[Extent], chunk: Chunk) -> Vec<(u64, u64)> 
 }
 
 /// The SHA-256 of each range of `chunk`, from the chunk's bytes (`data`, holes as zeros).
-pub(super) fn hash_ranges(chunk: Chunk, data: &[u8], ranges: &[(u64, u64)]) -> Vec<BlockRange> {
+pub(crate) fn hash_ranges(chunk: Chunk, data: &[u8], ranges: &[(u64, u64)]) -> Vec<BlockRange> {
     let end = chunk.offset + data.len() as u64;
     ranges
         .iter()
@@ -229,7 +236,7 @@ pub(super) fn hash_ranges(chunk: Chunk, data: &[u8], ranges: &[(u64, u64)]) -> V
 }
 
 /// Whether a cached range list could belong to `chunk` (validation of the hash cache).
-pub(super) fn ranges_fit(chunk: Chunk, ranges: &[BlockRange]) -> bool {
+pub(crate) fn ranges_fit(chunk: Chunk, ranges: &[BlockRange]) -> bool {
     let lo = chunk.offset / BMAP_BLOCK_SIZE;
     let hi = (chunk.offset + chunk.len).div_ceil(BMAP_BLOCK_SIZE);
     let mut at = lo;

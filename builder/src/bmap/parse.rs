@@ -2,14 +2,24 @@
 //! the file's own checksum first so a damaged or hand-edited map is refused before anything is
 //! written to a card.
 
-use super::error::FlashError;
-use crate::output::{BlockRange, Bmap, BMAP_BLOCK_SIZE};
+use super::{BlockRange, Bmap, BMAP_BLOCK_SIZE};
 use sha2::{Digest, Sha256};
 use std::path::Path;
+use std::path::PathBuf;
+
+/// The block map is unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: not a usable block map: {what}; use the .bmap written with this image")]
+pub struct BmapError {
+    /// The map.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub what: String,
+}
 
 /// Parses the bmap at `path` (its text in `text`).
-pub fn parse_bmap(path: &Path, text: &str) -> Result<Bmap, FlashError> {
-    let bad = |what: &str| FlashError::BadBmap {
+pub fn parse_bmap(path: &Path, text: &str) -> Result<Bmap, BmapError> {
+    let bad = |what: &str| BmapError {
         path: path.to_path_buf(),
         what: what.to_string(),
     };

@@ -1,7 +1,7 @@
 //! The data ranges of a sparse file, found with `SEEK_DATA`/`SEEK_HOLE` so that copying,
 //! compressing and mapping an image never read its holes.
 
-use super::error::{read_error, OutputError};
+use super::file_error::{read_error, FileError};
 use nix::errno::Errno;
 use nix::unistd::{lseek, Whence};
 use std::fs::File;
@@ -26,7 +26,7 @@ impl Extent {
 
 /// The data extents of the file at `path`, in order. A filesystem without hole reporting
 /// reports the whole file as one extent, which is correct, only slower.
-pub fn data_extents(path: &Path) -> Result<Vec<Extent>, OutputError> {
+pub fn data_extents(path: &Path) -> Result<Vec<Extent>, FileError> {
     let file = File::open(path).map_err(|e| read_error(path, e))?;
     extents_of(&file).map_err(|e| read_error(path, e))
 }

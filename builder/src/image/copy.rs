@@ -1,8 +1,8 @@
 //! Starts a node image as a copy of the cached base that costs (almost) nothing: a reflink
 //! where the filesystem can, else a copy of only the data extents, so holes stay holes.
 
-use super::error::{read_error, write_error, OutputError};
 use super::extents::extents_of;
+use super::file_error::{read_error, write_error, FileError};
 use super::reflink::clone_file;
 use nix::fcntl::copy_file_range;
 use std::fs::{File, OpenOptions};
@@ -21,7 +21,7 @@ pub enum CloneMethod {
 
 /// Copies `src` to `dst` (created with mode 0600 or truncated), as a reflink when possible,
 /// else as a sparse copy. `src` is only read.
-pub fn clone_sparse(src: &Path, dst: &Path) -> Result<CloneMethod, OutputError> {
+pub fn clone_sparse(src: &Path, dst: &Path) -> Result<CloneMethod, FileError> {
     let input = File::open(src).map_err(|e| read_error(src, e))?;
     let output = OpenOptions::new()
         .write(true)
