@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod bmap;
+pub mod build;
 pub mod cli;
 pub mod disk;
 pub mod flash;

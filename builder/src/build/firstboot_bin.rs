@@ -18,8 +18,20 @@ pub fn musl_triple(arch: Arch) -> &'static str {
     }
 }
 
+/// No own build of `piimg-firstboot` for an architecture was found.
+#[derive(Debug, thiserror::Error)]
+#[error("no piimg-firstboot binary for {arch} (looked at {looked}): build it with `cargo build -p piimg-firstboot --profile release-firstboot --target {triple}`, or pass --firstboot-bin PATH")]
+pub struct FirstbootBinError {
+    /// The architecture.
+    pub arch: Arch,
+    /// Where it was looked for, comma-separated.
+    pub looked: String,
+    /// The Rust target that builds it.
+    pub triple: &'static str,
+}
+
 /// The binary for `arch`, or an error naming the one command that builds it.
-pub fn own_build(arch: Arch) -> anyhow::Result<PathBuf> {
+pub fn own_build(arch: Arch) -> Result<PathBuf, FirstbootBinError> {
     let mut tried = Vec::new();
     if let Some(dir) = std::env::current_exe()
         .ok()
@@ -36,8 +48,9 @@ pub fn own_build(arch: Arch) -> anyhow::Result<PathBuf> {
         return Ok(found.clone());
     }
     let looked: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
-    anyhow::bail!(
-        "no piimg-firstboot binary for {arch} (looked at {}): build it with `cargo build -p piimg-firstboot --profile release-firstboot --target {triple}`, or pass --firstboot-bin PATH",
-        looked.join(", ")
-    )
+    Err(FirstbootBinError {
+        arch,
+        looked: looked.join(", "),
+        triple,
+    })
 }
