@@ -4,6 +4,8 @@
 //! The firstboot binary is taken from beside `piimg` in the target directory, where
 //! `cargo test --workspace` builds it.
 
+mod example;
+
 use piimg_firstboot::report::{sign, Report, Stage, REPORT_SCHEMA, SIGNATURE_HEADER};
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -364,27 +366,17 @@ fn watch_times_out_when_nodes_stay_silent() {
     assert!(out.contains("still not ready: worker-1, worker-2"), "{out}");
 }
 
-/// A copy of the repository's profiles with a fresh secrets file; returns (profiles, key).
-fn example_profiles(dir: &Path) -> (PathBuf, Vec<u8>) {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
-    let profiles = dir.join("profiles");
-    std::fs::create_dir_all(&profiles).unwrap();
-    for e in std::fs::read_dir(&repo).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name();
-        if name.to_string_lossy().ends_with(".toml") && name != "secrets.toml" {
-            std::fs::copy(e.path(), profiles.join(&name)).unwrap();
-        }
-    }
-    let made = piimg::secrets::init(&profiles.join("secrets.toml")).unwrap();
-    let key = hex::decode(made.report_key.expose()).unwrap();
-    (profiles, key)
+/// A copy of the example cluster with a fresh secrets file; returns it and the report key.
+fn example_profiles() -> (example::Example, Vec<u8>) {
+    let made = example::example();
+    let key = hex::decode(made.secrets.report_key.expose()).unwrap();
+    (made, key)
 }
 
 #[test]
 fn watch_expects_the_clusters_nodes_and_checks_with_the_secrets_files_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let (profiles, key) = example_profiles(dir.path());
+    let (cluster, key) = example_profiles();
+    let profiles = cluster.profiles.clone();
     // A profile's own host name is what its reports carry, so that is what is expected.
     let cp = profiles.join("control-plane.toml");
     let text = std::fs::read_to_string(&cp).unwrap();
@@ -415,8 +407,8 @@ fn watch_expects_the_clusters_nodes_and_checks_with_the_secrets_files_key() {
 
 #[test]
 fn watch_refuses_a_secrets_file_others_can_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let (profiles, _) = example_profiles(dir.path());
+    let (cluster, _) = example_profiles();
+    let profiles = cluster.profiles.clone();
     let secrets = profiles.join("secrets.toml");
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = Command::new(PIIMG)

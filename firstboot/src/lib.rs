@@ -38,6 +38,7 @@ pub mod context;
 pub mod crash;
 pub mod http;
 pub mod k3s;
+pub mod logging;
 pub mod machine;
 pub mod notify;
 pub mod paths;

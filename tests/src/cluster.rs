@@ -65,18 +65,7 @@ impl TestCluster {
 
     /// `piimg build --profile NODE --out OUT --format FORMAT EXTRA…`, asserting success.
     pub fn build(&self, node: &str, format: &str, extra: &[&str]) -> PathBuf {
-        let out = self.try_build(node, format, extra);
-        assert!(
-            out.status.success(),
-            "piimg build {node} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let ext = if format == "img" {
-            "img".to_string()
-        } else {
-            format!("img.{format}")
-        };
-        self.out.join(format!("{node}.{ext}"))
+        self.build_ok(node, format, extra)
     }
 
     /// The same, returning the output to inspect failures.

@@ -107,6 +107,22 @@ impl ExampleCluster {
         self.piimg(&args)
     }
 
+    /// [`ExampleCluster::run_build`], asserting success; returns the image it wrote
+    /// (`OUT/NODE.img`, or `OUT/NODE.img.FORMAT` when compressed).
+    pub fn build_ok(&self, node: &str, format: &str, extra: &[&str]) -> PathBuf {
+        let out = self.run_build(node, format, extra);
+        assert!(
+            out.status.success(),
+            "piimg build {node} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if format == "img" {
+            self.out.join(format!("{node}.img"))
+        } else {
+            self.out.join(format!("{node}.img.{format}"))
+        }
+    }
+
     /// `piimg secrets init`, asserting success.
     pub fn secrets_init(&self) {
         let out = self.piimg(&["secrets", "init"]);
