@@ -1,8 +1,8 @@
 //! The build pipeline, without the command line: resolved node specs in, published images
-//! out. For each node: its service credentials made sure of, then [`node`]'s prepare (sources →
+//! out. For each node: its service credentials made sure of, then its prepare (sources →
 //! plan → apply onto a copy or overlay of the base) and publish (outputs, all or nothing).
 //!
-//! `piimg build` ([`crate::verb`]) is an adapter over [`build`]: it resolves the selected
+//! `piimg build` (the `verb` layer above) is an adapter over [`build`]: it resolves the selected
 //! profiles into specs, fills a [`BuildRequest`] and prints each [`Built`].
 
 mod error;

@@ -66,7 +66,7 @@ pub struct LoadedCluster {
 }
 
 /// A node profile with its `extends` chain merged (root ancestor first, the node's file last).
-/// `[defaults]` are NOT merged in yet: [`crate::spec`] does that, so it can tell which file set a key.
+/// `[defaults]` are NOT merged in yet: `spec` does that, so it can tell which file set a key.
 #[derive(Debug, Clone)]
 pub struct LoadedNode {
     /// The node's name (its file stem).
@@ -142,7 +142,7 @@ pub fn load_cluster(dir: &Path) -> Result<LoadedCluster, ProfileError> {
 
 /// Whether `name` can be a profile name (and so a file stem): an RFC 1123 label.
 pub fn valid_profile_name(name: &str) -> bool {
-    crate::spec::is_rfc1123_label(name)
+    super::name::is_rfc1123_label(name)
 }
 
 /// Reads `<dir>/<node>.toml` and its `extends` ancestors, merged.

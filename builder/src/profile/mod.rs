@@ -2,10 +2,11 @@
 //!
 //! This module is the only code that reads profile files. It parses them into types that
 //! mirror the files (every node key optional, so layers can be merged) and follows `extends`.
-//! Filling defaults and checking values is the job of [`crate::spec`].
+//! Filling defaults and checking values is the job of `spec`, the layer above.
 
 mod load;
 mod merge;
+mod name;
 mod types;
 
 #[cfg(test)]
@@ -13,4 +14,5 @@ mod reference;
 
 pub use load::{load_cluster, load_node, LoadedCluster, LoadedNode, ProfileError, CLUSTER_FILE};
 pub use merge::Merge;
+pub use name::is_rfc1123_label;
 pub use types::*;

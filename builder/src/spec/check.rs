@@ -2,15 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-/// RFC 1123 label: 1-63 of `a-z0-9-`, not starting or ending with `-`.
-pub fn is_rfc1123_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
+pub use crate::profile::is_rfc1123_label;
 
 /// A k3s release tag `vMAJOR.MINOR.PATCH+k3sN`, ordered numerically.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

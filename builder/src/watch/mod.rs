@@ -15,7 +15,7 @@ use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-/// Everything `watch` needs; [`crate::verb::watch_setup`] fills it from cluster.toml and the
+/// Everything `watch` needs; the `piimg watch` verb fills it from cluster.toml and the
 /// cluster secrets (or from `--nodes` and `--key-file`).
 #[derive(Clone)]
 pub struct WatchSetup {
