@@ -50,8 +50,15 @@ impl Watch {
 
     /// `piimg watch --listen 127.0.0.1:0 --until-ready ARGS…`.
     fn spawn(args: &[&std::ffi::OsStr]) -> Watch {
+        let mut all = vec!["--until-ready".as_ref()];
+        all.extend_from_slice(args);
+        Watch::spawn_plain(&all)
+    }
+
+    /// `piimg watch --listen 127.0.0.1:0 ARGS…`.
+    fn spawn_plain(args: &[&std::ffi::OsStr]) -> Watch {
         let mut child = Command::new(PIIMG)
-            .args(["watch", "--listen", "127.0.0.1:0", "--until-ready"])
+            .args(["watch", "--listen", "127.0.0.1:0"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -424,4 +431,113 @@ fn watch_refuses_a_secrets_file_others_can_read() {
         "{err}"
     );
     assert!(out.stdout.is_empty(), "listened anyway");
+}
+
+/// Headless Chromium's view of a page: the DOM after its scripts ran for `budget_ms` of
+/// virtual time, and a screenshot. Needs Debian's `chromium` (`.ci/run` installs it).
+fn chromium(url: &str, screenshot: &Path, budget_ms: u32) -> String {
+    let run = |extra: &[String]| {
+        let out = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--window-size=1280,720",
+                &format!("--virtual-time-budget={budget_ms}"),
+            ])
+            .args(extra)
+            .arg(url)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run chromium ({e}): install Debian's chromium package")
+            });
+        assert!(
+            out.status.success(),
+            "chromium failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&[format!("--screenshot={}", screenshot.display())]);
+    run(&["--dump-dom".to_string()])
+}
+
+/// Issue 17: the bring-up page shows each node's steps and error (with its fix), the build id,
+/// and the dashboard link once the server is ready; text from reports stays text.
+#[test]
+fn the_bring_up_page_shows_the_reports_in_chromium() {
+    let cluster = example::example();
+    let dir = cluster.dir.path();
+    let key_file = dir.join("report.key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let mut watch = Watch::spawn_plain(&[
+        "--profiles".as_ref(),
+        cluster.profiles.as_os_str(),
+        "--nodes".as_ref(),
+        "control-plane,worker-1,worker-2".as_ref(),
+        "--key-file".as_ref(),
+        key_file.as_os_str(),
+        "--timeout".as_ref(),
+        "120s".as_ref(),
+    ]);
+    let step =
+        |name: &str, status: &str, error: Option<&str>| piimg_firstboot::report::StepReport {
+            step: name.into(),
+            status: status.into(),
+            duration_ms: 5,
+            error: error.map(Into::into),
+        };
+    let mut server = report("control-plane", now(), "n-cp");
+    server.role = piimg_firstboot::config::Role::Server;
+    server.build_id = "cpbuild0123456789abcdef".into();
+    server.steps = vec![step("storage", "ok", None), step("join", "ok", None)];
+    let mut worker = report("worker-1", now(), "n-w1");
+    worker.stage = Stage::Failed;
+    worker.build_id = "w1build0123456789abcdef".into();
+    let fix = "storage: no disk matches by_id=usb-Samsung*; plug the SSD in, or fix [storage] selector in worker-1.toml";
+    worker.steps = vec![
+        step("storage", "failed", Some(fix)),
+        step("join", "skipped", None),
+    ];
+    worker.error = Some(format!("{fix} <img src=x onerror=alert(1)>"));
+    for r in [&server, &worker] {
+        let body = serde_json::to_vec(r).unwrap();
+        let sig = sign(&hex::decode(KEY).unwrap(), &body);
+        assert_eq!(post(&watch.url(), &body, Some(&sig)), 200);
+        watch.next_line();
+    }
+    let page = format!("http://{}/", watch.addr);
+    let shot = dir.join("watch-page.png");
+    let dom = chromium(&page, &shot, 3000);
+    for want in [
+        "control-plane (server)",
+        "worker-1",
+        "worker-2",
+        "no report yet",
+        "build cpbuild012345678",
+        "storage failed",
+        "join skipped",
+        "plug the SSD in, or fix [storage] selector in worker-1.toml",
+        "1 of 3 nodes ready",
+        "https://grafana.",
+    ] {
+        assert!(dom.contains(want), "the page lacks {want:?}:\n{dom}");
+    }
+    // The markup in the report is shown as text, never made an element.
+    assert!(dom.contains("&lt;img src=x onerror=alert(1)&gt;"), "{dom}");
+    assert!(!dom.contains("<img"), "report text became markup:\n{dom}");
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "screenshot"
+    );
+    if let Some(keep) = std::env::var_os("PIIMG_KEEP_SCREENSHOT") {
+        std::fs::copy(&shot, keep).unwrap();
+    }
+    // Reading the page is not a report: watch printed nothing for it.
+    let _ = watch.child.kill();
+    let (_, out) = watch.finish();
+    assert!(!out.contains("rejected"), "{out}");
 }

@@ -34,7 +34,20 @@ pub fn setup(args: &WatchArgs) -> anyhow::Result<WatchSetup> {
         listen: args.listen.clone(),
         until_ready: args.until_ready,
         timeout: args.timeout,
+        dashboard: dashboard_url(&args.profiles),
     })
+}
+
+/// The "Cluster nodes" dashboard at `https://grafana.<domain>/d/piimg-cluster-nodes` when the
+/// cluster runs `monitoring` (its Ingress host and the dashboard's uid, in `manifests/monitoring/`);
+/// `None` when cluster.toml cannot say.
+fn dashboard_url(profiles_dir: &Path) -> Option<String> {
+    let lc = profile::load_cluster(profiles_dir).ok()?;
+    let domain = lc.cluster.manifests.as_ref()?.domain.clone();
+    lc.cluster
+        .services
+        .is_enabled(crate::manifests::Service::Monitoring)
+        .then(|| format!("https://grafana.{domain}/d/piimg-cluster-nodes"))
 }
 
 /// The host name of every node in cluster.toml's `nodes` (a profile's `hostname`, else its

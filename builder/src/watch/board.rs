@@ -2,6 +2,7 @@
 //! or as one line per event (logs, CI).
 
 use super::server::Event;
+use piimg_firstboot::config::Role;
 use piimg_firstboot::report::{Report, Stage};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -20,6 +21,10 @@ pub struct NodeRow {
     pub seen_at: Option<Duration>,
     /// Its latest error.
     pub last_error: Option<String>,
+    /// Whether it is the k3s server (from its reports).
+    pub server: bool,
+    /// The first-boot steps of its latest report, as (step, status, error), sanitised.
+    pub steps: Vec<(String, String, Option<String>)>,
 }
 
 /// All rows plus the latest rejections.
@@ -102,6 +107,18 @@ impl Board {
         row.build_id = printable(&report.build_id);
         row.seen_at = Some(at);
         row.last_error = report.error.as_deref().map(printable);
+        row.server = report.role == Role::Server;
+        row.steps = report
+            .steps
+            .iter()
+            .map(|s| {
+                (
+                    printable(&s.step),
+                    printable(&s.status),
+                    s.error.as_deref().map(printable),
+                )
+            })
+            .collect();
         let mut line = format!(
             "{} {} address {} build {} at {}",
             report.node,
@@ -157,6 +174,41 @@ impl Board {
             );
         }
         out
+    }
+
+    /// The board as the browser page reads it (`/status.json`): every node with its stage,
+    /// steps and error, the recent rejections, and the dashboard link once a server is ready.
+    /// Every text is already [`printable`]; the page puts it in the DOM as text, never markup.
+    pub fn status_json(&self, now: Duration, dashboard: Option<&str>) -> serde_json::Value {
+        let nodes: Vec<serde_json::Value> = self
+            .rows
+            .iter()
+            .map(|(name, r)| {
+                serde_json::json!({
+                    "node": name,
+                    "stage": r.stage.map_or("waiting", Stage::as_str),
+                    "server": r.server,
+                    "address": r.address,
+                    "build_id": r.build_id,
+                    "seen_s": r.seen_at.map(|d| d.as_secs()),
+                    "error": r.last_error,
+                    "steps": r.steps.iter().map(|(step, status, error)| serde_json::json!({
+                        "step": step, "status": status, "error": error,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let server_ready = self
+            .rows
+            .values()
+            .any(|r| r.server && r.stage == Some(Stage::Ready));
+        serde_json::json!({
+            "elapsed_s": now.as_secs(),
+            "nodes": nodes,
+            "ready": self.not_ready().is_empty(),
+            "rejections": self.rejections,
+            "dashboard": dashboard.filter(|_| server_ready),
+        })
     }
 
     /// A full screen: clear, table, recent rejections.

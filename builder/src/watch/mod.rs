@@ -29,6 +29,8 @@ pub struct WatchSetup {
     pub until_ready: bool,
     /// Give up after this long (error).
     pub timeout: Option<Duration>,
+    /// The Grafana dashboard the page links to once the server is ready (with monitoring on).
+    pub dashboard: Option<String>,
 }
 
 impl fmt::Debug for WatchSetup {
@@ -39,6 +41,7 @@ impl fmt::Debug for WatchSetup {
             .field("listen", &self.listen)
             .field("until_ready", &self.until_ready)
             .field("timeout", &self.timeout)
+            .field("dashboard", &self.dashboard)
             .finish()
     }
 }
@@ -122,10 +125,13 @@ pub fn run(setup: &WatchSetup) -> Result<(), WatchError> {
     let tty = std::io::stdout().is_terminal();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "piimg watch: listening on {}", server.addr());
+    tracing::info!("bring-up page: http://{}/", server.addr());
     let _ = out.flush();
     let started = Instant::now();
     let mut board = Board::new(&setup.nodes);
+    let dashboard = setup.dashboard.as_deref();
     loop {
+        server.show(&board.status_json(started.elapsed(), dashboard));
         let elapsed = started.elapsed();
         if let Some(limit) = setup.timeout {
             if elapsed >= limit {

@@ -6,13 +6,17 @@
 //! which therefore never blocks longer than it is asked to. At most [`MAX_IN_FLIGHT`] bodies are
 //! read at once; more concurrent requests are answered 503 at once. A reader that stalls
 //! holds only its own thread and connection.
+//!
+//! The same threads serve the browser page of the bring-up (`GET /`, its script and style,
+//! and `GET /status.json`, the board as [`Receiver::show`] last set it). They are answered
+//! there and never reach [`Receiver::next`]: reading the page changes nothing.
 
 use super::WatchError;
 use piimg_firstboot::report::{self, ReplayGuard, Report, SIGNATURE_HEADER};
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Largest body accepted; a report is a few KB.
@@ -53,7 +57,31 @@ pub struct Receiver {
     key: Vec<u8>,
     nodes: BTreeSet<String>,
     replay: std::cell::RefCell<ReplayGuard>,
+    /// The board as JSON, for `GET /status.json`.
+    status: Arc<Mutex<Vec<u8>>>,
 }
+
+/// The page's files: no build step, nothing loaded from elsewhere.
+const PAGE: [(&str, &str, &str); 3] = [
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("page/index.html"),
+    ),
+    (
+        "/page.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/page.js"),
+    ),
+    (
+        "/page.css",
+        "text/css; charset=utf-8",
+        include_str!("page/page.css"),
+    ),
+];
+
+/// Only the page's own files, no inline script, no other origin: network text cannot run.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 impl Receiver {
     /// Binds the listen address.
@@ -65,14 +93,25 @@ impl Receiver {
         let server = Arc::new(server);
         let (tx, arrived) = mpsc::channel();
         let acceptor = Arc::clone(&server);
-        std::thread::spawn(move || accept(&acceptor, &tx));
+        let status = Arc::new(Mutex::new(b"{}".to_vec()));
+        let shown = Arc::clone(&status);
+        std::thread::spawn(move || accept(&acceptor, &tx, &shown));
         Ok(Receiver {
             server,
             arrived,
             key,
             nodes: nodes.iter().cloned().collect(),
             replay: Default::default(),
+            status,
         })
+    }
+
+    /// Sets what `GET /status.json` answers from now on.
+    pub fn show(&self, status: &serde_json::Value) {
+        let bytes = serde_json::to_vec(status).unwrap_or_else(|_| b"{}".to_vec());
+        if let Ok(mut s) = self.status.lock() {
+            *s = bytes;
+        }
     }
 
     /// The bound address (useful with port 0).
@@ -162,7 +201,7 @@ impl Receiver {
 
 /// Takes requests as they come and reads each body on its own thread, so a slow or stalled
 /// client delays nobody else. Ends when the receiver is gone.
-fn accept(server: &tiny_http::Server, tx: &mpsc::Sender<Arrived>) {
+fn accept(server: &tiny_http::Server, tx: &mpsc::Sender<Arrived>, status: &Arc<Mutex<Vec<u8>>>) {
     let in_flight = Arc::new(AtomicUsize::new(0));
     for mut request in server.incoming_requests() {
         if in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
@@ -174,7 +213,15 @@ fn accept(server: &tiny_http::Server, tx: &mpsc::Sender<Arrived>) {
         }
         let tx = tx.clone();
         let in_flight = Arc::clone(&in_flight);
+        let status = Arc::clone(status);
         std::thread::spawn(move || {
+            if *request.method() == tiny_http::Method::Get {
+                if let Some(response) = page(request.url(), &status) {
+                    let _ = request.respond(response);
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                }
+            }
             let mut body = Vec::new();
             // Only POSTs carry a report; anything else is judged without reading.
             let read = if *request.method() == tiny_http::Method::Post {
@@ -193,4 +240,31 @@ fn accept(server: &tiny_http::Server, tx: &mpsc::Sender<Arrived>) {
             });
         });
     }
+}
+
+/// The answer to a `GET` of the page, its files or the status; `None` for any other path.
+fn page(
+    url: &str,
+    status: &Mutex<Vec<u8>>,
+) -> Option<tiny_http::Response<std::io::Cursor<Vec<u8>>>> {
+    let path = url.split('?').next().unwrap_or(url);
+    let (kind, body) = if path == "/status.json" {
+        (
+            "application/json",
+            status.lock().map(|s| s.clone()).unwrap_or_default(),
+        )
+    } else {
+        let (_, kind, text) = PAGE.iter().find(|(p, _, _)| *p == path)?;
+        (*kind, text.as_bytes().to_vec())
+    };
+    let header = |name: &str, value: &str| {
+        tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("ASCII header")
+    };
+    Some(
+        tiny_http::Response::from_data(body)
+            .with_header(header("Content-Type", kind))
+            .with_header(header("Content-Security-Policy", CSP))
+            .with_header(header("Cache-Control", "no-store"))
+            .with_header(header("X-Content-Type-Options", "nosniff")),
+    )
 }
