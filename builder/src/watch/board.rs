@@ -319,4 +319,35 @@ mod tests {
             .render_screen(Duration::ZERO)
             .contains("rejected report from p"));
     }
+
+    #[test]
+    fn the_page_links_the_dashboard_only_once_the_server_is_ready() {
+        let mut b = Board::new(&["cp".into(), "a".into()]);
+        let url = Some("https://grafana.lab.example/d/piimg-cluster-nodes");
+        let mut cp = report("cp", Stage::Joining, None);
+        cp.role = Role::Server;
+        b.apply(
+            Event::Accepted {
+                report: Box::new(cp.clone()),
+                peer: "p".into(),
+            },
+            Duration::ZERO,
+        );
+        let st = b.status_json(Duration::ZERO, url);
+        assert_eq!(st["dashboard"], serde_json::Value::Null);
+        assert_eq!(st["nodes"][0]["node"], "a");
+        assert_eq!(st["nodes"][0]["stage"], "waiting");
+        cp.stage = Stage::Ready;
+        b.apply(
+            Event::Accepted {
+                report: Box::new(cp),
+                peer: "p".into(),
+            },
+            Duration::ZERO,
+        );
+        let st = b.status_json(Duration::ZERO, url);
+        assert_eq!(st["dashboard"], url.unwrap());
+        assert_eq!(st["nodes"][1]["server"], true);
+        assert_eq!(st["ready"], false);
+    }
 }
