@@ -323,7 +323,8 @@ mod tests {
     #[test]
     fn the_page_links_the_dashboard_only_once_the_server_is_ready() {
         let mut b = Board::new(&["cp".into(), "a".into()]);
-        let url = Some("https://grafana.lab.example/d/piimg-cluster-nodes");
+        let link = "https://grafana.lab.example/d/piimg-cluster-nodes";
+        let url = Some(link);
         let mut cp = report("cp", Stage::Joining, None);
         cp.role = Role::Server;
         b.apply(
@@ -346,7 +347,7 @@ mod tests {
             Duration::ZERO,
         );
         let st = b.status_json(Duration::ZERO, url);
-        assert_eq!(st["dashboard"], url.unwrap());
+        assert_eq!(st["dashboard"], link);
         assert_eq!(st["nodes"][1]["server"], true);
         assert_eq!(st["ready"], false);
     }
