@@ -15,6 +15,7 @@ pub mod fs;
 pub mod image;
 pub mod input_file;
 pub mod inspect;
+pub mod locate;
 pub mod manifests;
 pub mod output;
 pub mod plan;

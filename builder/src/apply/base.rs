@@ -2,13 +2,13 @@
 //! rpi-swap, `cmdline.txt` vs `current/cmdline.txt`, GRUB) only make sense on the OS they
 //! were computed for, so a `--base` that does not match the profile is an error, not a guess.
 
-use super::locate::{follow_file, Located, OS_RELEASE};
 use super::ApplyError;
 use crate::disk;
 use crate::fs::ext4::Ext4;
 use crate::fs::fat::BootFs;
-use crate::inspect::os::{detect, field, parse_os_release};
-use crate::inspect::rootfs::Ext4Tree;
+use crate::locate::os::{detect, field, parse_os_release};
+use crate::locate::rootfs::Ext4Tree;
+use crate::locate::{follow_file, Located, OS_RELEASE};
 use crate::plan::Plan;
 use crate::spec::Flavour;
 use std::path::Path;

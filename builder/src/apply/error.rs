@@ -10,6 +10,9 @@ use std::path::PathBuf;
 /// Why a plan could not be applied to an image.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    /// The boot and root partitions could not be found.
+    #[error(transparent)]
+    Locate(#[from] crate::locate::LocateError),
     /// The partition table could not be read or grown.
     #[error("{image}: {source}")]
     Disk {
@@ -38,16 +41,6 @@ pub enum ApplyError {
         /// The I/O error.
         #[source]
         source: std::io::Error,
-    },
-    /// No partition holds a root filesystem with an os-release file.
-    #[error(
-        "{image}: no root filesystem found ({found}); is this a Raspberry Pi OS or Ubuntu image?"
-    )]
-    NoRoot {
-        /// The image.
-        image: PathBuf,
-        /// What the partitions hold, for the message.
-        found: String,
     },
     /// The base is not the OS the profile expects.
     #[error("{image}: the base is {found} but profile {node} expects {expected} (base `{base}`); pass a matching --base or fix `base` in profiles/{node}.toml")]

@@ -11,13 +11,12 @@ mod base;
 mod boot;
 mod content;
 mod error;
-mod locate;
 mod root;
 mod space;
 mod target;
 
+pub use crate::locate::{follow_file, locate, Located, OS_RELEASE};
 pub use error::ApplyError;
-pub use locate::{follow_file, locate, Located, OS_RELEASE};
 
 use crate::fs::ext4::{Access, Ext4};
 use crate::image::{Device, Overlay};

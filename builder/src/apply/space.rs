@@ -4,10 +4,10 @@
 //! binary usually does not fit without this.
 
 use super::content::inline;
-use super::locate::Located;
 use super::ApplyError;
 use crate::disk;
 use crate::fs::ext4::{grow_fs, Access, Ext4, FileKind};
+use crate::locate::Located;
 use crate::plan::user::{ensure_user, UserDb};
 use crate::plan::{Content, Edit};
 use std::path::Path;
@@ -186,13 +186,14 @@ fn grow_once(image: &Path, located: &mut Located, short: u64) -> Result<(), Appl
         image: image.to_path_buf(),
         source: Box::new(source),
     })?;
-    let part = layout
-        .partition(root)
-        .cloned()
-        .ok_or_else(|| ApplyError::NoRoot {
-            image: image.to_path_buf(),
-            found: format!("partition {root} vanished while growing"),
-        })?;
+    let part =
+        layout
+            .partition(root)
+            .cloned()
+            .ok_or_else(|| crate::locate::LocateError::NoRoot {
+                image: image.to_path_buf(),
+                found: format!("partition {root} vanished while growing"),
+            })?;
     grow_fs(image, part.start, part.size).map_err(|source| ApplyError::Ext4 {
         image: image.to_path_buf(),
         partition: root,

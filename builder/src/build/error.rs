@@ -48,6 +48,9 @@ pub enum NodeError {
     /// The edits cannot be applied to the base.
     #[error(transparent)]
     Apply(Box<crate::apply::ApplyError>),
+    /// The partitions of the edited image cannot be found again.
+    #[error(transparent)]
+    Locate(#[from] crate::locate::LocateError),
     /// The base cannot be copied.
     #[error(transparent)]
     File(#[from] crate::image::FileError),

@@ -184,12 +184,12 @@ fn build_record(
     let fs = match image {
         NodeImage::File => Ext4::open(
             work,
-            crate::apply::locate(work)?.root.start,
+            crate::locate::locate(work)?.root.start,
             Access::ReadOnly,
         )?,
         NodeImage::Overlay(overlay) => {
             // The overlay never grows: the partitions are where the base has them.
-            let root = crate::apply::locate(overlay.base_path())?.root.start;
+            let root = crate::locate::locate(overlay.base_path())?.root.start;
             let device: Arc<dyn crate::image::Device> = overlay.clone();
             Ext4::open_device(device, root, Access::ReadOnly)?
         }

@@ -8,7 +8,7 @@ use std::path::Path;
 /// Ubuntu 25.10+ boots through `autoboot.txt` with A/B folders; the live one is `current/`.
 const AB_CMDLINE: &str = "current/cmdline.txt";
 
-/// Reads the command line of the boot partition [`crate::apply::locate`] found. Bases
+/// Reads the command line of the boot partition [`crate::locate::locate`] found. Bases
 /// without `cmdline.txt` (Ubuntu amd64, whose parameters live in GRUB; its ESP is the boot
 /// partition there) give `None`.
 pub fn find(

@@ -6,14 +6,12 @@
 
 mod boot;
 pub mod fstab;
-pub mod os;
 mod render;
-pub(crate) mod rootfs;
 pub mod swap;
-pub mod tree;
 
 use crate::disk::{self, FsKind, Layout, TableKind};
 use crate::fs::ext4::{Access, Ext4};
+use crate::locate::{os, rootfs};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -124,9 +122,9 @@ pub enum InspectError {
         /// What is wrong with its content.
         source: Box<InspectError>,
     },
-    /// The partitions could not be told apart (see [`crate::apply::locate`]).
+    /// The partitions could not be told apart (see [`crate::locate::locate`]).
     #[error(transparent)]
-    Locate(Box<crate::apply::ApplyError>),
+    Locate(Box<crate::locate::LocateError>),
     /// No partition holds a root filesystem with `/etc/os-release`.
     #[error(
         "{image}: no root filesystem found ({found}); is this a Raspberry Pi OS or Ubuntu image?"
@@ -173,11 +171,11 @@ fn inspect_raw(raw: &Path, image: &Path) -> Result<Report, InspectError> {
             label,
         });
     }
-    let located = crate::apply::locate(raw).map_err(|e| locate_err(raw, image, e))?;
+    let located = crate::locate::locate(raw).map_err(|e| locate_err(raw, image, e))?;
     let root_partition = located.root.number;
     let root_fs = Ext4::open(raw, located.root.start, Access::ReadOnly)
         .map_err(|e| fs_err(image, root_partition, e))?;
-    let tree = rootfs::Ext4Tree::new(&root_fs);
+    let tree = crate::locate::rootfs::Ext4Tree::new(&root_fs);
     let os = os::detect(&tree);
     let fstab = tree
         .text("/etc/fstab")
@@ -211,7 +209,7 @@ fn inspect_raw(raw: &Path, image: &Path) -> Result<Report, InspectError> {
     })
 }
 
-use tree::Tree;
+use crate::locate::tree::Tree;
 
 fn fs_name(kind: FsKind) -> &'static str {
     match kind {
@@ -235,13 +233,13 @@ fn fs_err(
 }
 
 /// Locating names the raw file; the user named `image` (they differ for compressed images).
-fn locate_err(raw: &Path, image: &Path, e: crate::apply::ApplyError) -> InspectError {
+fn locate_err(raw: &Path, image: &Path, e: crate::locate::LocateError) -> InspectError {
     match e {
-        crate::apply::ApplyError::NoRoot { found, .. } => InspectError::NoRoot {
+        crate::locate::LocateError::NoRoot { found, .. } => InspectError::NoRoot {
             image: image.to_path_buf(),
             found,
         },
-        crate::apply::ApplyError::Disk { source, .. } => InspectError::Disk(*source),
+        crate::locate::LocateError::Disk { source, .. } => InspectError::Disk(*source),
         other if raw == image => InspectError::Locate(Box::new(other)),
         other => InspectError::Decompressed {
             image: image.to_path_buf(),

@@ -3,7 +3,7 @@
 //! it knows and whether it is still active.
 
 use super::fstab::FstabEntry;
-use super::tree::Tree;
+use crate::locate::tree::Tree;
 use serde::Serialize;
 
 /// One swap mechanism found in the image.
@@ -121,7 +121,7 @@ fn rpi_swap_mechanism(tree: &dyn Tree) -> String {
 mod tests {
     use super::*;
     use crate::inspect::fstab;
-    use crate::inspect::tree::MemTree;
+    use crate::locate::tree::MemTree;
 
     #[test]
     fn bookworm_dphys_enabled_then_masked() {

@@ -1,18 +1,73 @@
 //! Which partition is the root filesystem and which is the boot partition: found by content,
 //! not by number, because Raspberry Pi OS, Ubuntu for Raspberry Pi and Ubuntu amd64 number
 //! them differently (amd64 even has a second ext4 partition, `/boot`).
+//!
+//! With [`os`] (which OS the root holds) and [`tree`]/[`rootfs`] (reading the root as a
+//! tree of files), this is the layer both `apply` and `inspect` stand on: finding and reading
+//! a base, never changing it.
 
-use super::ApplyError;
+pub mod os;
+pub mod rootfs;
+pub mod tree;
+
 use crate::disk::{self, FsKind, Layout, Partition, TableKind};
+use crate::fs::ext4::Ext4Error;
 use crate::fs::ext4::{Access, Ext4, FileKind};
 use crate::fs::fat::BootFs;
 use std::path::Path;
+use std::path::PathBuf;
 
 /// The ESP's GPT type GUID (how `sfdisk` spells it, uppercase).
 const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 
 /// Where os-release may live; `/etc/os-release` is usually a symlink to the second.
 pub const OS_RELEASE: [&str; 2] = ["/etc/os-release", "/usr/lib/os-release"];
+
+/// Why the boot and root partitions of an image could not be found.
+#[derive(Debug, thiserror::Error)]
+pub enum LocateError {
+    /// The partition table could not be read.
+    #[error("{image}: {source}")]
+    Disk {
+        /// The image.
+        image: PathBuf,
+        /// What the disk module said.
+        #[source]
+        source: Box<crate::disk::DiskError>,
+    },
+    /// A partition could not be opened (truncated image, unreadable file).
+    #[error("{image}: partition {partition}: {source}")]
+    Partition {
+        /// The image.
+        image: PathBuf,
+        /// Partition number.
+        partition: u32,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An ext4 partition could not be opened to look for os-release.
+    #[error("{image}: partition {partition}: opening to look for os-release: {source}")]
+    Ext4 {
+        /// The image.
+        image: PathBuf,
+        /// Partition number.
+        partition: u32,
+        /// What libext2fs said.
+        #[source]
+        source: Box<Ext4Error>,
+    },
+    /// No partition holds a root filesystem with an os-release file.
+    #[error(
+        "{image}: no root filesystem found ({found}); is this a Raspberry Pi OS or Ubuntu image?"
+    )]
+    NoRoot {
+        /// The image.
+        image: PathBuf,
+        /// What the partitions hold, for the message.
+        found: String,
+    },
+}
 
 /// The partitions an image's edits go to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,20 +81,20 @@ pub struct Located {
 }
 
 /// Finds the root and boot partitions of `image` (raw). Never writes.
-pub fn locate(image: &Path) -> Result<Located, ApplyError> {
-    let layout = Layout::read(image).map_err(|source| ApplyError::Disk {
+pub fn locate(image: &Path) -> Result<Located, LocateError> {
+    let layout = Layout::read(image).map_err(|source| LocateError::Disk {
         image: image.to_path_buf(),
         source: Box::new(source),
     })?;
     let mut kinds = Vec::new();
     for part in &layout.partitions {
         let mut view =
-            disk::open_partition(image, part, false).map_err(|source| ApplyError::Partition {
+            disk::open_partition(image, part, false).map_err(|source| LocateError::Partition {
                 image: image.to_path_buf(),
                 partition: part.number,
                 source,
             })?;
-        let (kind, _) = disk::probe(&mut view).map_err(|source| ApplyError::Partition {
+        let (kind, _) = disk::probe(&mut view).map_err(|source| LocateError::Partition {
             image: image.to_path_buf(),
             partition: part.number,
             source,
@@ -51,15 +106,15 @@ pub fn locate(image: &Path) -> Result<Located, ApplyError> {
     Ok(Located { layout, boot, root })
 }
 
-fn find_root(image: &Path, kinds: &[(&Partition, FsKind)]) -> Result<Partition, ApplyError> {
+fn find_root(image: &Path, kinds: &[(&Partition, FsKind)]) -> Result<Partition, LocateError> {
     for (part, _) in kinds.iter().filter(|(_, k)| *k == FsKind::Ext4) {
-        let fs =
-            Ext4::open(image, part.start, Access::ReadOnly).map_err(|source| ApplyError::Ext4 {
+        let fs = Ext4::open(image, part.start, Access::ReadOnly).map_err(|source| {
+            LocateError::Ext4 {
                 image: image.to_path_buf(),
                 partition: part.number,
-                edit: "opening to look for os-release".into(),
                 source: Box::new(source),
-            })?;
+            }
+        })?;
         if OS_RELEASE.iter().any(|p| follow_file(&fs, p).is_some()) {
             return Ok((*part).clone());
         }
@@ -69,7 +124,7 @@ fn find_root(image: &Path, kinds: &[(&Partition, FsKind)]) -> Result<Partition, 
         .map(|(p, k)| format!("p{} {}", p.number, fs_name(*k)))
         .collect::<Vec<_>>()
         .join(", ");
-    Err(ApplyError::NoRoot {
+    Err(LocateError::NoRoot {
         image: image.to_path_buf(),
         found: if found.is_empty() {
             "no partitions".into()
@@ -83,10 +138,10 @@ fn find_boot(
     image: &Path,
     layout: &Layout,
     kinds: &[(&Partition, FsKind)],
-) -> Result<Option<Partition>, ApplyError> {
+) -> Result<Option<Partition>, LocateError> {
     for (part, _) in kinds.iter().filter(|(_, k)| *k == FsKind::Vfat) {
         let view =
-            disk::open_partition(image, part, false).map_err(|source| ApplyError::Partition {
+            disk::open_partition(image, part, false).map_err(|source| LocateError::Partition {
                 image: image.to_path_buf(),
                 partition: part.number,
                 source,

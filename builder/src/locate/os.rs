@@ -105,7 +105,7 @@ fn detect_arch(tree: &dyn Tree) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::tree::MemTree;
+    use crate::locate::tree::MemTree;
 
     fn elf(machine: u16) -> Vec<u8> {
         let mut h = vec![0u8; 64];
