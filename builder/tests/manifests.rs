@@ -1262,6 +1262,7 @@ fn grafana_has_jaeger_as_a_data_source_only_while_jaeger_is_on() {
             .find(|(_, _, d)| {
                 str_at(d, &["kind"]) == Some("ConfigMap")
                     && str_at(d, &["metadata", "labels", "grafana_datasource"]) == Some("1")
+                    && d["data"].get("jaeger.yaml").is_some()
             })
     };
     let (_, _, cm) = find(&ServiceSelection::all()).expect("a Grafana datasource ConfigMap");
