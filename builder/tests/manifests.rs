@@ -754,6 +754,21 @@ fn selections_each_service_off() -> Vec<(String, ServiceSelection)> {
             .collect();
         out.push((format!("{} off", off.join(", ")), sel));
     }
+    // Each service alone, with what it (transitively) needs.
+    for service in Service::ALL {
+        let mut sel = none_selected();
+        sel.set(service, true);
+        loop {
+            let missing = sel.missing_dependencies();
+            if missing.is_empty() {
+                break;
+            }
+            for (_, needed) in missing {
+                sel.set(needed, true);
+            }
+        }
+        out.push((format!("only {service} (and what it needs)"), sel));
+    }
     out
 }
 
@@ -1418,4 +1433,63 @@ fn grafana_has_loki_as_a_data_source_only_while_logs_and_monitoring_are_on() {
     let docs = all_documents(&render_example(&no_grafana));
     chart_values(&docs, "loki");
     chart_values(&docs, "alloy");
+}
+
+/// Charts whose default image was seen built for linux/arm64 in its own repository at the
+/// chart's appVersion: `(chart, image, source)`. A chart here may run on a Pi.
+const ARM64_BUILT: &[(&str, &str, &str)] = &[
+    (
+        "loki",
+        "grafana/loki",
+        "grafana/loki @ v3.7.6 .github/release-workflows.jsonnet: imageJobs.loki on platforms.all",
+    ),
+    (
+        "alloy",
+        "grafana/alloy",
+        "grafana/alloy @ v1.18.1 scripts/docker-containers: BUILD_PLATFORMS has linux/arm64",
+    ),
+];
+
+/// Issue 14: no amd64-only workload on a Pi, for the logs charts too: each of them either has
+/// its image's arm64 build on record, or is on the amd64-only list with its selector (checked
+/// by `workloads_with_amd64_only_images_are_kept_on_amd64_nodes`); and the values do not swap
+/// in another image than the one on record.
+#[test]
+fn every_logs_chart_has_its_architectures_on_record() {
+    let files = render_example(&ServiceSelection::all());
+    let mut seen = 0;
+    for (path, _, doc) in all_documents(&files) {
+        if str_at(&doc, &["kind"]) != Some("HelmChart")
+            || str_at(&doc, &["metadata", "labels", "piimg.dev/service"]) != Some("logs")
+        {
+            continue;
+        }
+        seen += 1;
+        let chart = str_at(&doc, &["spec", "chart"]).unwrap();
+        let amd64_only = AMD64_ONLY_IMAGES.iter().any(|a| a.chart == chart);
+        let built = ARM64_BUILT.iter().find(|(c, _, _)| *c == chart);
+        assert!(
+            amd64_only || built.is_some(),
+            "{}: chart {chart}: which architectures its images are built for is not on record",
+            path.display()
+        );
+        if let Some((_, image, source)) = built {
+            let values = values_of(&doc).unwrap_or(Value::Null);
+            let repo = values
+                .get("image")
+                .and_then(|i| i.get("repository"))
+                .or_else(|| {
+                    values
+                        .get("loki")
+                        .and_then(|l| l["image"].get("repository"))
+                })
+                .and_then(Value::as_str);
+            assert!(
+                repo.is_none_or(|r| r == *image),
+                "{}: chart {chart} runs {repo:?}, but only {image} is on record ({source})",
+                path.display()
+            );
+        }
+    }
+    assert_eq!(seen, 2, "the logs service has the loki and alloy charts");
 }
