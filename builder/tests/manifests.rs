@@ -732,7 +732,7 @@ fn check_amd64_only_beside_selector(v: &Value, path: &Path) {
 
 /// Every selection the reference test renders: all on, then each service off alone, with the
 /// services that need it (turning off only `postgresql` is refused while `mlflow` is on).
-fn selections_each_service_off() -> Vec<(String, ServiceSelection)> {
+fn selections_each_service_off_and_alone() -> Vec<(String, ServiceSelection)> {
     let mut out = vec![("all on".to_string(), ServiceSelection::all())];
     for service in Service::ALL {
         let mut sel = ServiceSelection::all();
@@ -846,7 +846,7 @@ fn references(v: &Value, key: &str, namespace: &str, out: &mut Vec<Reference>) {
 #[test]
 fn every_referenced_secret_configmap_and_claim_is_rendered_for_each_service_off() {
     let mut checked = 0;
-    for (label, services) in selections_each_service_off() {
+    for (label, services) in selections_each_service_off_and_alone() {
         let files = render_example(&services);
         let docs = all_documents(&files);
         let rendered: BTreeSet<(String, String, String)> = docs
