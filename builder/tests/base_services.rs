@@ -397,3 +397,29 @@ fn a_profile_adds_its_own_manifests_folder() {
         "{err}"
     );
 }
+
+#[test]
+fn control_plane_plan_lists_logs_the_node_dashboard_and_traces() {
+    let c = example();
+    let out = c.piimg(&["plan", "--profile", "control-plane"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for staged in [
+        "/var/lib/piimg/manifests/logs/loki.yaml",
+        "/var/lib/piimg/manifests/logs/alloy.yaml",
+        "/var/lib/piimg/manifests/monitoring/grafana-datasource-loki.yaml",
+        "/var/lib/piimg/manifests/monitoring/grafana-dashboard-cluster-nodes.yaml",
+        "/var/lib/piimg/manifests/monitoring/grafana-datasource-jaeger.yaml",
+        "/var/lib/piimg/manifests/jaeger/jaeger.yaml",
+        "/var/lib/piimg/manifests/otel-collector/otel-collector.yaml",
+    ] {
+        assert!(
+            text.contains(staged),
+            "plan does not list {staged}:\n{text}"
+        );
+    }
+    // An agent bakes none of them.
+    let agent = c.piimg(&["plan", "--profile", "worker-1"]);
+    assert!(agent.status.success(), "{}", stderr(&agent));
+    assert!(!String::from_utf8_lossy(&agent.stdout).contains("manifests/logs/"));
+}

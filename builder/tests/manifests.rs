@@ -732,7 +732,7 @@ fn check_amd64_only_beside_selector(v: &Value, path: &Path) {
 
 /// Every selection the reference test renders: all on, then each service off alone, with the
 /// services that need it (turning off only `postgresql` is refused while `mlflow` is on).
-fn selections_each_service_off() -> Vec<(String, ServiceSelection)> {
+fn selections_each_service_off_and_alone() -> Vec<(String, ServiceSelection)> {
     let mut out = vec![("all on".to_string(), ServiceSelection::all())];
     for service in Service::ALL {
         let mut sel = ServiceSelection::all();
@@ -753,6 +753,21 @@ fn selections_each_service_off() -> Vec<(String, ServiceSelection)> {
             .map(|s| s.name())
             .collect();
         out.push((format!("{} off", off.join(", ")), sel));
+    }
+    // Each service alone, with what it (transitively) needs.
+    for service in Service::ALL {
+        let mut sel = none_selected();
+        sel.set(service, true);
+        loop {
+            let missing = sel.missing_dependencies();
+            if missing.is_empty() {
+                break;
+            }
+            for (_, needed) in missing {
+                sel.set(needed, true);
+            }
+        }
+        out.push((format!("only {service} (and what it needs)"), sel));
     }
     out
 }
@@ -831,7 +846,7 @@ fn references(v: &Value, key: &str, namespace: &str, out: &mut Vec<Reference>) {
 #[test]
 fn every_referenced_secret_configmap_and_claim_is_rendered_for_each_service_off() {
     let mut checked = 0;
-    for (label, services) in selections_each_service_off() {
+    for (label, services) in selections_each_service_off_and_alone() {
         let files = render_example(&services);
         let docs = all_documents(&files);
         let rendered: BTreeSet<(String, String, String)> = docs
@@ -1262,6 +1277,7 @@ fn grafana_has_jaeger_as_a_data_source_only_while_jaeger_is_on() {
             .find(|(_, _, d)| {
                 str_at(d, &["kind"]) == Some("ConfigMap")
                     && str_at(d, &["metadata", "labels", "grafana_datasource"]) == Some("1")
+                    && d["data"].get("jaeger.yaml").is_some()
             })
     };
     let (_, _, cm) = find(&ServiceSelection::all()).expect("a Grafana datasource ConfigMap");
@@ -1278,4 +1294,202 @@ fn grafana_has_jaeger_as_a_data_source_only_while_jaeger_is_on() {
     off.otel_collector = false;
     off.jaeger = false;
     assert!(find(&off).is_none(), "no Jaeger data source without Jaeger");
+}
+
+/// Issue 14, logs: Alloy must run on the arm64 Pis and the amd64 control plane alike, and see
+/// both journal locations and the kubelet's pod logs (chart alloy 1.11.1: `alloy.mounts.varlog`
+/// mounts the host's /var/log; anything else needs `controller.volumes.extra` plus
+/// `alloy.mounts.extra`).
+#[test]
+fn alloy_runs_on_every_node_and_reads_the_journal_and_pod_logs() {
+    let files = render_example(&ServiceSelection::all());
+    let docs = all_documents(&files);
+    let v = chart_values(&docs, "alloy");
+    assert_eq!(v["controller"]["type"].as_str(), Some("daemonset"));
+    // Nothing narrows it to one architecture or node.
+    for key in ["nodeSelector", "affinity"] {
+        let narrowed = &v["controller"][key];
+        assert!(
+            narrowed.is_null() || narrowed.as_mapping().is_some_and(|m| m.is_empty()),
+            "alloy: controller.{key} keeps it off some nodes: {narrowed:?}"
+        );
+    }
+    // Every taint tolerated (a tainted control plane still ships its journal).
+    let tolerations = v["controller"]["tolerations"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        tolerations
+            .iter()
+            .any(|t| t["operator"].as_str() == Some("Exists") && t.get("key").is_none()),
+        "alloy: tolerate every taint: {tolerations:?}"
+    );
+    // /var/log (journal and pods) from the host, and /run/log/journal.
+    assert_eq!(v["alloy"]["mounts"]["varlog"].as_bool(), Some(true));
+    let mounts = v["alloy"]["mounts"]["extra"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default();
+    let run = mounts
+        .iter()
+        .find(|m| m["mountPath"].as_str() == Some("/run/log/journal"))
+        .expect("alloy: /run/log/journal mounted");
+    assert_eq!(run["readOnly"].as_bool(), Some(true));
+    let name = run["name"].as_str().unwrap();
+    let volumes = v["controller"]["volumes"]["extra"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        volumes.iter().any(|vol| vol["name"].as_str() == Some(name)
+            && vol["hostPath"]["path"].as_str() == Some("/run/log/journal")),
+        "alloy: volume {name} is the host's /run/log/journal"
+    );
+    // The config reads both and ships them to the Loki this cluster runs.
+    let config = v["alloy"]["configMap"]["content"].as_str().unwrap();
+    assert!(config.contains("loki.source.journal"), "no journal source");
+    assert!(
+        config.contains("\"/var/log/pods/*/*/*.log\""),
+        "no pod logs"
+    );
+    assert!(config.contains("stage.cri"), "pod logs are CRI-formatted");
+    assert!(
+        config.contains("http://loki.logs.svc.cluster.local:3100/loki/api/v1/push"),
+        "alloy pushes to Loki"
+    );
+    assert!(
+        !config.contains("{{"),
+        "alloy.configMap.content goes through Helm's tpl"
+    );
+}
+
+/// Issue 14, logs: Loki keeps its chunks and index on the SSD storage class, on the control
+/// plane, with one replica and no object store (chart loki 18.11.0, `singleBinary.*`).
+#[test]
+fn loki_stores_on_the_storage_class_on_the_control_plane() {
+    let mut values = example_values();
+    values.storage_class = "ssd-test".into();
+    let files = render_all(
+        &manifests_dir(),
+        &values,
+        &ServiceSelection::all(),
+        &example_credentials(),
+        &[],
+    )
+    .unwrap();
+    let docs = all_documents(&files);
+    let v = chart_values(&docs, "loki");
+    assert_eq!(v["deploymentMode"].as_str(), Some("Monolithic"));
+    assert_eq!(v["loki"]["storage"]["type"].as_str(), Some("filesystem"));
+    let sb = &v["singleBinary"];
+    assert_eq!(sb["replicas"].as_u64(), Some(1));
+    assert_eq!(sb["persistence"]["enabled"].as_bool(), Some(true));
+    assert_eq!(sb["persistence"]["storageClass"].as_str(), Some("ssd-test"));
+    assert_eq!(
+        sb["nodeSelector"]["kubernetes.io/arch"].as_str(),
+        Some("amd64")
+    );
+    // The SimpleScalable targets default to 3 replicas each: none of them.
+    for target in ["read", "write", "backend"] {
+        assert_eq!(v[target]["replicas"].as_u64(), Some(0), "loki: {target}");
+    }
+    // In-cluster only, no login: no gateway, no Ingress.
+    assert_eq!(v["loki"]["auth_enabled"].as_bool(), Some(false));
+    assert_eq!(v["gateway"]["enabled"].as_bool(), Some(false));
+    assert!(v["ingress"]["enabled"].as_bool() != Some(true));
+}
+
+#[test]
+fn grafana_has_loki_as_a_data_source_only_while_logs_and_monitoring_are_on() {
+    let find = |services: &ServiceSelection| {
+        all_documents(&render_example(services))
+            .into_iter()
+            .find(|(_, _, d)| {
+                str_at(d, &["kind"]) == Some("ConfigMap")
+                    && str_at(d, &["metadata", "labels", "grafana_datasource"]) == Some("1")
+                    && d["data"].get("loki.yaml").is_some()
+            })
+    };
+    let (_, _, cm) = find(&ServiceSelection::all()).expect("a Loki datasource ConfigMap");
+    assert_eq!(str_at(&cm, &["metadata", "namespace"]), Some("monitoring"));
+    let ds: Value = serde_norway::from_str(str_at(&cm, &["data", "loki.yaml"]).unwrap()).unwrap();
+    assert_eq!(ds["datasources"][0]["type"].as_str(), Some("loki"));
+    assert_eq!(
+        ds["datasources"][0]["url"].as_str(),
+        Some("http://loki.logs.svc.cluster.local:3100")
+    );
+    let mut off = ServiceSelection::all();
+    off.logs = false;
+    assert!(find(&off).is_none(), "no Loki data source without Loki");
+    let mut no_grafana = ServiceSelection::all();
+    no_grafana.monitoring = false;
+    no_grafana.otel_collector = false;
+    assert!(
+        find(&no_grafana).is_none(),
+        "no Loki data source without Grafana"
+    );
+    // Loki and Alloy themselves stay with monitoring off.
+    let docs = all_documents(&render_example(&no_grafana));
+    chart_values(&docs, "loki");
+    chart_values(&docs, "alloy");
+}
+
+/// Charts whose default image was seen built for linux/arm64 in its own repository at the
+/// chart's appVersion: `(chart, image, source)`. A chart here may run on a Pi.
+const ARM64_BUILT: &[(&str, &str, &str)] = &[
+    (
+        "loki",
+        "grafana/loki",
+        "grafana/loki @ v3.7.6 .github/release-workflows.jsonnet: imageJobs.loki on platforms.all",
+    ),
+    (
+        "alloy",
+        "grafana/alloy",
+        "grafana/alloy @ v1.18.1 scripts/docker-containers: BUILD_PLATFORMS has linux/arm64",
+    ),
+];
+
+/// Issue 14: no amd64-only workload on a Pi, for the logs charts too: each of them either has
+/// its image's arm64 build on record, or is on the amd64-only list with its selector (checked
+/// by `workloads_with_amd64_only_images_are_kept_on_amd64_nodes`); and the values do not swap
+/// in another image than the one on record.
+#[test]
+fn every_logs_chart_has_its_architectures_on_record() {
+    let files = render_example(&ServiceSelection::all());
+    let mut seen = 0;
+    for (path, _, doc) in all_documents(&files) {
+        if str_at(&doc, &["kind"]) != Some("HelmChart")
+            || str_at(&doc, &["metadata", "labels", "piimg.dev/service"]) != Some("logs")
+        {
+            continue;
+        }
+        seen += 1;
+        let chart = str_at(&doc, &["spec", "chart"]).unwrap();
+        let amd64_only = AMD64_ONLY_IMAGES.iter().any(|a| a.chart == chart);
+        let built = ARM64_BUILT.iter().find(|(c, _, _)| *c == chart);
+        assert!(
+            amd64_only || built.is_some(),
+            "{}: chart {chart}: which architectures its images are built for is not on record",
+            path.display()
+        );
+        if let Some((_, image, source)) = built {
+            let values = values_of(&doc).unwrap_or(Value::Null);
+            let repo = values
+                .get("image")
+                .and_then(|i| i.get("repository"))
+                .or_else(|| {
+                    values
+                        .get("loki")
+                        .and_then(|l| l["image"].get("repository"))
+                })
+                .and_then(Value::as_str);
+            assert!(
+                repo.is_none_or(|r| r == *image),
+                "{}: chart {chart} runs {repo:?}, but only {image} is on record ({source})",
+                path.display()
+            );
+        }
+    }
+    assert_eq!(seen, 2, "the logs service has the loki and alloy charts");
 }

@@ -65,7 +65,7 @@ const CREDENTIALS: &[(Service, &[(&str, Kind)])] = &[
 ];
 
 /// Which services need which credentials: `(service, keys)`. Services not listed (Dask, Ray,
-/// Jaeger, the OpenTelemetry Collector) have no login; their UIs are not exposed.
+/// Jaeger, the OpenTelemetry Collector, Loki and Alloy) have no login; their UIs are not exposed.
 pub fn required() -> &'static [(&'static str, &'static [&'static str])] {
     const REQUIRED: &[(&str, &[&str])] = &[
         (

@@ -29,11 +29,13 @@ pub enum Service {
     Jaeger,
     /// OpenTelemetry Collector: traces to Jaeger, metrics to Prometheus.
     OtelCollector,
+    /// Logs: Loki (monolithic, on the control plane) and Grafana Alloy on every node.
+    Logs,
 }
 
 impl Service {
     /// Every service, in the order the README lists them.
-    pub const ALL: [Service; 9] = [
+    pub const ALL: [Service; 10] = [
         Service::Minio,
         Service::Postgresql,
         Service::Mlflow,
@@ -43,6 +45,7 @@ impl Service {
         Service::Ray,
         Service::Jaeger,
         Service::OtelCollector,
+        Service::Logs,
     ];
 
     /// The folder under `manifests/`, the namespace and the `piimg secrets show` argument.
@@ -57,6 +60,7 @@ impl Service {
             Service::Ray => "ray",
             Service::Jaeger => "jaeger",
             Service::OtelCollector => "otel-collector",
+            Service::Logs => "logs",
         }
     }
 
@@ -122,6 +126,9 @@ pub struct ServiceSelection {
     /// OpenTelemetry Collector (`otel_collector` or `otel-collector` in TOML).
     #[serde(default = "on", alias = "otel-collector")]
     pub otel_collector: bool,
+    /// Loki and Grafana Alloy.
+    #[serde(default = "on")]
+    pub logs: bool,
 }
 
 fn on() -> bool {
@@ -147,6 +154,7 @@ impl ServiceSelection {
             ray: true,
             jaeger: true,
             otel_collector: true,
+            logs: true,
         }
     }
 
@@ -162,6 +170,7 @@ impl ServiceSelection {
             Service::Ray => self.ray,
             Service::Jaeger => self.jaeger,
             Service::OtelCollector => self.otel_collector,
+            Service::Logs => self.logs,
         }
     }
 
@@ -177,6 +186,7 @@ impl ServiceSelection {
             Service::Ray => &mut self.ray,
             Service::Jaeger => &mut self.jaeger,
             Service::OtelCollector => &mut self.otel_collector,
+            Service::Logs => &mut self.logs,
         };
         *slot = enabled;
     }
