@@ -369,6 +369,7 @@ fn same_inputs_same_bytes_and_inputs_untouched() {
     assert_eq!(
         files,
         [
+            "os_list.json",
             "worker-2.bmap",
             "worker-2.build.json",
             "worker-2.img.zst",
