@@ -464,6 +464,85 @@ mod tests {
         assert_eq!(percent_encode_path(Path::new("/a b/c")), "/a%20b/c");
     }
 
+    fn image(dir: &Path, node: &str, size: u64, arch: Arch) -> ImagerImage {
+        let image = dir.join(format!("{node}.img"));
+        std::fs::write(&image, vec![0u8; size as usize]).unwrap();
+        ImagerImage {
+            node: node.into(),
+            image,
+            bmap: dir.join(format!("{node}.bmap")),
+            download_sha256: "a".repeat(64),
+            extract_size: size,
+            extract_sha256: "b".repeat(64),
+            arch,
+            base: "raspios-trixie".into(),
+            build_id: "c".repeat(64),
+            release_epoch: 1_700_000_000,
+        }
+    }
+
+    fn listed(dir: &Path) -> Vec<String> {
+        let doc: Value =
+            serde_json::from_slice(&std::fs::read(dir.join(OS_LIST_FILE)).unwrap()).unwrap();
+        doc["os_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn merges_replaces_and_drops() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let base = ImagerBase::Url("http://h/out".into());
+        let w1 = image(d, "worker-1", 1024, Arch::Arm64);
+        let w2 = image(d, "worker-2", 2048, Arch::Arm64);
+        let cp = image(d, "control-plane", 4096, Arch::Amd64);
+        assert_eq!(
+            write_os_list(d, std::slice::from_ref(&cp), &base).unwrap(),
+            None
+        );
+        assert!(!d.join(OS_LIST_FILE).exists());
+        write_os_list(d, std::slice::from_ref(&w2), &base).unwrap();
+        write_os_list(d, &[w1.clone(), cp], &base).unwrap();
+        assert_eq!(listed(d), ["piimg worker-1", "piimg worker-2"]);
+        let both = std::fs::read(d.join(OS_LIST_FILE)).unwrap();
+        // Rebuilding replaces the node's entry; the same inputs give the same bytes.
+        write_os_list(d, std::slice::from_ref(&w2), &base).unwrap();
+        assert_eq!(std::fs::read(d.join(OS_LIST_FILE)).unwrap(), both);
+        // An image changed under the list (another size) or gone is dropped.
+        std::fs::write(&w1.image, vec![0u8; 512]).unwrap();
+        write_os_list(d, &[], &base).unwrap();
+        assert_eq!(listed(d), ["piimg worker-2"]);
+        std::fs::remove_file(&w2.image).unwrap();
+        assert_eq!(write_os_list(d, &[], &base).unwrap(), None);
+        assert!(!d.join(OS_LIST_FILE).exists(), "a stale list stays");
+    }
+
+    #[test]
+    fn refuses_odd_sizes_and_foreign_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut odd = image(d, "worker-1", 1000, Arch::Arm64);
+        odd.extract_size = 1000;
+        let err = write_os_list(d, &[odd], &ImagerBase::OutDir).unwrap_err();
+        assert!(
+            matches!(err, OsListError::NotSectorMultiple { size: 1000, .. }),
+            "{err}"
+        );
+        assert!(!d.join(OS_LIST_FILE).exists());
+        std::fs::write(d.join(OS_LIST_FILE), b"not json").unwrap();
+        let ok = image(d, "worker-2", 1024, Arch::Arm64);
+        let err = write_os_list(d, &[ok], &ImagerBase::OutDir).unwrap_err();
+        assert!(
+            err.to_string().contains("move it away or delete it"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(d.join(OS_LIST_FILE)).unwrap(), b"not json");
+    }
+
     #[test]
     fn base_urls() {
         assert_eq!(
