@@ -145,7 +145,7 @@ pub enum OutputFormat {
 }
 
 /// `piimg build (--profile NAME… | --all) [--profiles DIR] [--base …] [--k3s-bin …]
-/// [--firstboot-bin …] [--out DIR] [--format img|zst|xz|gz] [--offline]`.
+/// [--firstboot-bin …] [--out DIR] [--format img|zst|xz|gz] [--offline] [--imager-base-url URL]`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BuildArgs {
     /// Which nodes.
@@ -166,6 +166,10 @@ pub struct BuildArgs {
     /// The download and base cache (default: $XDG_CACHE_HOME/piimg, else ~/.cache/piimg).
     #[arg(long, value_name = "DIR", env = "PIIMG_CACHE_DIR")]
     pub cache_dir: Option<std::path::PathBuf>,
+    /// The URL a web server serves the out folder at, for the URLs in `os_list.json`
+    /// (Raspberry Pi Imager's repository file); default: `file://` URLs of the out folder.
+    #[arg(long, value_name = "URL")]
+    pub imager_base_url: Option<String>,
 }
 
 /// `piimg watch [--profiles DIR] [--listen ADDR] [--until-ready] [--timeout DURATION]`.

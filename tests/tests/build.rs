@@ -369,6 +369,7 @@ fn same_inputs_same_bytes_and_inputs_untouched() {
     assert_eq!(
         files,
         [
+            "os_list.json",
             "worker-2.bmap",
             "worker-2.build.json",
             "worker-2.img.zst",
@@ -602,6 +603,8 @@ fn nodes_built_together_equal_nodes_built_alone() {
             tc.build(node, format, &[]);
         }
         let alone = digests();
+        // Raspberry Pi Imager's list: merged one node at a time, the same bytes as in one go.
+        let os_list_alone = std::fs::read(tc.out.join("os_list.json")).expect("os_list.json");
         std::fs::remove_dir_all(&tc.out).unwrap();
         tc.build(
             nodes[0],
@@ -612,6 +615,11 @@ fn nodes_built_together_equal_nodes_built_alone() {
             digests(),
             alone,
             "{format}: one command differs from one node at a time"
+        );
+        assert_eq!(
+            std::fs::read(tc.out.join("os_list.json")).expect("os_list.json"),
+            os_list_alone,
+            "{format}: os_list.json differs from one node at a time"
         );
         let leftovers: Vec<String> = output_files(&tc)
             .into_iter()

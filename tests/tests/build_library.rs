@@ -26,6 +26,7 @@ fn the_library_builds_a_node_as_the_command_does() {
             format: Format::Zstd,
             offline: false,
             cache: Cache::new(tc.cache.clone()),
+            imager_base: piimg::output::ImagerBase::OutDir,
         },
         &mut |b| {
             announced.push(b.node.clone());
@@ -64,6 +65,7 @@ fn the_library_builds_a_node_as_the_command_does() {
     assert_eq!(
         names,
         [
+            "os_list.json",
             "worker-1.bmap",
             "worker-1.build.json",
             "worker-1.img.zst",

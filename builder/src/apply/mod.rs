@@ -141,7 +141,7 @@ fn edit(
 /// Without `SOURCE_DATE_EPOCH`, timestamps come from the base itself: the mtime of its
 /// os-release, which the distribution set when it built the image and which no edit
 /// changes, so re-applying stamps the same time (never the clock).
-fn fallback_epoch(fs: &Ext4) -> i64 {
+pub(crate) fn fallback_epoch(fs: &Ext4) -> i64 {
     OS_RELEASE
         .iter()
         .find_map(|p| follow_file(fs, p))

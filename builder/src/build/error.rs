@@ -19,6 +19,9 @@ pub enum BuildError {
     /// The caller could not report a published node (stdout closed).
     #[error("cannot print the result: {0}")]
     Print(#[source] std::io::Error),
+    /// The Raspberry Pi Imager repository file cannot be written (the images are published).
+    #[error(transparent)]
+    OsList(#[from] crate::output::OsListError),
     /// One node failed; the nodes before it are published.
     #[error("building {node}")]
     Node {
@@ -60,6 +63,9 @@ pub enum NodeError {
     /// The outputs cannot be published.
     #[error(transparent)]
     Output(#[from] crate::output::OutputError),
+    /// The published image cannot be described to Raspberry Pi Imager.
+    #[error(transparent)]
+    OsList(#[from] crate::output::OsListError),
     /// The work folder or the overlay cannot be made.
     #[error("{path}: cannot create {what}: {source}")]
     Work {

@@ -16,7 +16,7 @@ pub use firstboot_bin::{musl_triple, own_build, FirstbootBinError};
 pub use manifests::{ensure_service_credentials, render_manifests};
 pub use node::Built;
 
-use crate::output::Format;
+use crate::output::{Format, ImagerBase};
 use crate::source::Cache;
 use crate::spec::NodeSpec;
 use std::path::PathBuf;
@@ -35,6 +35,8 @@ pub struct BuildRequest {
     pub offline: bool,
     /// The download and base cache.
     pub cache: Cache,
+    /// Where `os_list.json`'s URLs point (a `file://` URL of `out_dir` by default).
+    pub imager_base: ImagerBase,
 }
 
 /// Builds every node of the request in order, calling `done` with each as it is published.
@@ -57,10 +59,17 @@ pub fn build(
     std::thread::scope(|scope| -> Result<(), BuildError> {
         let mut publishing: Option<(String, ScopedJoinHandle<'_, Result<Built, NodeError>>)> = None;
         let mut finish = |(node, handle): (String, ScopedJoinHandle<'_, _>)| {
-            let b = handle
+            let b: Built = handle
                 .join()
                 .unwrap_or(Err(NodeError::Panicked))
                 .map_err(|e| e.of(&node))?;
+            // The Imager list follows what is published: updated after every node, merged
+            // with the entries of other nodes' images still in the out folder.
+            crate::output::write_os_list(
+                &req.out_dir,
+                std::slice::from_ref(&b.imager),
+                &req.imager_base,
+            )?;
             done(&b).map_err(BuildError::Print)?;
             built.push(b);
             Ok::<(), BuildError>(())

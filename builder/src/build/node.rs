@@ -23,6 +23,8 @@ pub struct Built {
     pub published: Published,
     /// The build id baked into the image.
     pub build_id: String,
+    /// What Raspberry Pi Imager's `os_list.json` says of it.
+    pub imager: output::ImagerImage,
 }
 
 /// A node copied from its base and edited, waiting in its work folder to be published.
@@ -35,6 +37,10 @@ pub(super) struct Prepared {
     image: NodeImage,
     record: serde_json::Value,
     build_id: String,
+    arch: crate::profile::Arch,
+    base_name: String,
+    /// SOURCE_DATE_EPOCH, else the base's own time (what the image's timestamps are).
+    release_epoch: i64,
     reuse: output::ReuseBase,
     /// Seconds per step so far, for the per-node timing line.
     timings: Timings,
@@ -130,7 +136,12 @@ pub(super) fn prepare(spec: &NodeSpec, req: &BuildRequest) -> Result<Prepared, N
             Applied::File(_) => NodeImage::File,
         }
     };
-    let record = build_record(&work, &image, &plan.build_id)?;
+    let (record, base_epoch) = build_record(&work, &image, &plan.build_id)?;
+    let release_epoch = spec
+        .overrides
+        .source_date_epoch
+        .and_then(|e| i64::try_from(e).ok())
+        .unwrap_or(base_epoch);
     timings.lap("edits");
     // Compressed output reuses the frames of the chunks the node left as the base had them.
     let reuse = output::ReuseBase {
@@ -144,6 +155,9 @@ pub(super) fn prepare(spec: &NodeSpec, req: &BuildRequest) -> Result<Prepared, N
         image,
         record,
         build_id: plan.build_id,
+        arch: spec.base.arch,
+        base_name: spec.base.name.clone(),
+        release_epoch,
         reuse,
         timings,
     })
@@ -165,21 +179,40 @@ pub(super) fn publish(mut p: Prepared, req: &BuildRequest) -> Result<Built, Node
         NodeImage::Overlay(overlay) => output::publish_overlay(&request, overlay, &p.reuse)?,
     };
     p.timings.lap("publish");
+    // Raspberry Pi Imager checks the raw image's size and SHA-256: a raw output's are known,
+    // a compressed one is read back (every frame decompressed, as Imager will).
+    let (extract_size, extract_sha256) =
+        output::raw_digest(&published.image, req.format, &published.image_sha256)?;
+    p.timings.lap("raw digest");
+    let imager = output::ImagerImage {
+        node: p.node.clone(),
+        image: published.image.clone(),
+        bmap: published.bmap.clone(),
+        download_sha256: published.image_sha256.clone(),
+        extract_size,
+        extract_sha256,
+        arch: p.arch,
+        base: p.base_name.clone(),
+        build_id: p.build_id.clone(),
+        release_epoch: p.release_epoch,
+    };
     tracing::info!(node = %p.node, "timings: {}", p.timings.summary());
     Ok(Built {
         node: p.node,
         published,
         build_id: p.build_id,
+        imager,
     })
 }
 
 /// The sidecar `<node>.build.json` is the record baked into the image, read back from it, so
-/// the two can never disagree.
+/// the two can never disagree; with it, the base's own time (the timestamps the image got
+/// without SOURCE_DATE_EPOCH).
 fn build_record(
     work: &Path,
     image: &NodeImage,
     build_id: &str,
-) -> Result<serde_json::Value, NodeError> {
+) -> Result<(serde_json::Value, i64), NodeError> {
     use crate::fs::ext4::{Access, Ext4};
     let fs = match image {
         NodeImage::File => Ext4::open(
@@ -195,10 +228,11 @@ fn build_record(
         }
     };
     let bytes = fs.read_file(crate::plan::BUILD_RECORD_PATH)?;
-    serde_json::from_slice(&bytes).map_err(|source| NodeError::Record {
+    let record = serde_json::from_slice(&bytes).map_err(|source| NodeError::Record {
         build_id: build_id.to_string(),
         source,
-    })
+    })?;
+    Ok((record, crate::apply::fallback_epoch(&fs)))
 }
 
 fn fetch(

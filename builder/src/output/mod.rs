@@ -3,12 +3,17 @@
 
 mod compress;
 mod error;
+mod os_list;
 mod pool;
 mod publish;
 mod reuse;
 
 pub use compress::{compress_chunk, compress_image, Format, Frame};
 pub use error::OutputError;
+pub use os_list::{
+    date_of, format_of_file, raw_digest, write_os_list, ImagerBase, ImagerImage, OsListError,
+    OS_LIST_FILE, PI5_TAG,
+};
 pub use publish::{
     publish, publish_moving, publish_overlay, publish_reusing, PublishRequest, Published,
 };

@@ -4,7 +4,7 @@
 
 use crate::build::{BuildRequest, Built};
 use crate::cli::{BuildArgs, OutputFormat};
-use crate::output::Format;
+use crate::output::{Format, ImagerBase};
 use crate::source::Cache;
 use std::io::Write;
 
@@ -16,12 +16,17 @@ pub fn build(args: &BuildArgs, out: &mut dyn Write) -> anyhow::Result<Vec<Built>
         Some(dir) => Cache::new(dir.clone()),
         None => Cache::from_env()?,
     };
+    let imager_base = match &args.imager_base_url {
+        Some(url) => ImagerBase::url(url)?,
+        None => ImagerBase::OutDir,
+    };
     let request = BuildRequest {
         specs,
         out_dir: args.out.clone(),
         format: format_of(args.format),
         offline: args.offline,
         cache,
+        imager_base,
     };
     let built = crate::build::build(request, &mut |b| {
         writeln!(
