@@ -13,6 +13,7 @@ pub mod fs;
 pub mod image;
 pub mod input_file;
 pub mod inspect;
+pub mod leftovers;
 pub mod manifests;
 pub mod output;
 pub mod plan;

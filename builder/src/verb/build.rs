@@ -43,6 +43,11 @@ pub fn build(args: &BuildArgs, out: &mut dyn Write) -> anyhow::Result<Vec<Built>
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create the output folder", args.out.display()))?;
+    // What an interrupted run left in the folders this run owns (see `leftovers`).
+    crate::leftovers::sweep(&args.out, crate::leftovers::OUT);
+    for dir in ["bases", "frames"] {
+        crate::leftovers::sweep(&cache.root().join(dir), crate::leftovers::CACHE);
+    }
     let mut built = Vec::new();
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let mut publishing: Option<std::thread::ScopedJoinHandle<'_, anyhow::Result<Built>>> = None;
@@ -89,6 +94,8 @@ struct Prepared {
     node: String,
     /// Removed (with the image, unless published) when dropped.
     _work_dir: tempfile::TempDir,
+    /// Held while the work folder is in use (see `leftovers`); dropped after it.
+    _work_lock: crate::leftovers::EntryLock,
     work: PathBuf,
     /// Where the edited image is: the file at `work`, or an overlay over the base.
     image: NodeImage,
@@ -193,9 +200,10 @@ fn prepare_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Res
     let plan = compute(spec, &inputs);
     timings.lap("sources");
 
-    let work_dir = tempfile::Builder::new()
-        .prefix(&format!(".{}.work-", spec.node))
-        .tempdir_in(&args.out)
+    let mut builder = tempfile::Builder::new();
+    let prefix = format!(".{}.work-", spec.node);
+    builder.prefix(&prefix);
+    let (work_dir, work_lock) = crate::leftovers::temp_dir(&builder, &args.out)
         .with_context(|| format!("{}: cannot create a work folder", args.out.display()))?;
     let work = work_dir.path().join(format!("{}.img", spec.node));
     let image = if format_of(args.format) == Format::Raw {
@@ -227,6 +235,7 @@ fn prepare_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Res
     Ok(Prepared {
         node: spec.node.clone(),
         _work_dir: work_dir,
+        _work_lock: work_lock,
         work,
         image,
         record,
