@@ -8,7 +8,8 @@
 //! Each module imports only modules of the layers below it (none imports one that imports it
 //! back):
 //! 1. Image files: [`image`] (the edited node image, overlays, extents, sparse copies, the
-//!    chunk grid), [`input_file`] (the user's input files, regular only), [`manifests`] (the
+//!    chunk grid), [`input_file`] (the user's input files, regular only), [`leftovers`]
+//!    (piimg's temporary files, locked while in use, swept when left behind), [`manifests`] (the
 //!    base-service templates and their values), [`watch`] (report receiver and board).
 //! 2. Formats on them: [`disk`] (MBR/GPT), [`fs`] (FAT and ext4), [`bmap`] (bmaptool's map),
 //!    [`source`] (fetch, verify, cache, decompress), [`secrets`], [`profile`] (the TOML files).
@@ -30,6 +31,7 @@ pub mod fs;
 pub mod image;
 pub mod input_file;
 pub mod inspect;
+pub mod leftovers;
 pub mod locate;
 pub mod manifests;
 pub mod output;

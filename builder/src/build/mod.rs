@@ -53,6 +53,11 @@ pub fn build(
         path: req.out_dir.clone(),
         source,
     })?;
+    // What an interrupted run left in the folders this run owns (see `leftovers`).
+    crate::leftovers::sweep(&req.out_dir, crate::leftovers::OUT);
+    for dir in ["bases", "frames"] {
+        crate::leftovers::sweep(&req.cache.root().join(dir), crate::leftovers::CACHE);
+    }
     let mut specs = std::mem::take(&mut req.specs);
     let req = &req;
     let mut built = Vec::new();

@@ -32,6 +32,8 @@ pub(super) struct Prepared {
     pub(super) node: String,
     /// Removed (with the image, unless published) when dropped.
     _work_dir: tempfile::TempDir,
+    /// Held while the work folder is in use (see `leftovers`); dropped after it.
+    _work_lock: crate::leftovers::EntryLock,
     work: PathBuf,
     /// Where the edited image is: the file at `work`, or an overlay over the base.
     image: NodeImage,
@@ -104,10 +106,11 @@ pub(super) fn prepare(spec: &NodeSpec, req: &BuildRequest) -> Result<Prepared, N
     let plan = compute(spec, &inputs);
     timings.lap("sources");
 
-    let work_dir = tempfile::Builder::new()
-        .prefix(&format!(".{}.work-", spec.node))
-        .tempdir_in(&req.out_dir)
-        .map_err(|source| NodeError::Work {
+    let mut builder = tempfile::Builder::new();
+    let prefix = format!(".{}.work-", spec.node);
+    builder.prefix(&prefix);
+    let (work_dir, work_lock) =
+        crate::leftovers::temp_dir(&builder, &req.out_dir).map_err(|source| NodeError::Work {
             path: req.out_dir.clone(),
             what: "a work folder",
             source,
@@ -151,6 +154,7 @@ pub(super) fn prepare(spec: &NodeSpec, req: &BuildRequest) -> Result<Prepared, N
     Ok(Prepared {
         node: spec.node.clone(),
         _work_dir: work_dir,
+        _work_lock: work_lock,
         work,
         image,
         record,

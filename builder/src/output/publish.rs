@@ -111,6 +111,7 @@ fn publish_with(
         build_json: dir.join(format!("{}.build.json", req.node)),
     };
 
+    let mut locks = Vec::new();
     let movable = may_move
         && matches!(from, From::File(_))
         && req.format == Format::Raw
@@ -121,7 +122,7 @@ fn publish_with(
         let path = TempPath::try_from_path(req.image).map_err(|e| read_error(req.image, e))?;
         (path, sha256, bmap)
     } else {
-        let temp = temp_for(&finals.image)?;
+        let temp = temp_for(&finals.image, &mut locks)?;
         let (sha256, bmap) = match from {
             From::File(base) => write_image(req, base, temp.as_file(), &finals.image)?,
             From::Overlay(overlay, base) => {
@@ -131,17 +132,17 @@ fn publish_with(
         (temp.into_temp_path(), sha256, bmap)
     };
 
-    let checksum_tmp = temp_for(&finals.checksum)?;
+    let checksum_tmp = temp_for(&finals.checksum, &mut locks)?;
     write_bytes(
         &checksum_tmp,
         format!("{image_sha256}  {image_name}\n").as_bytes(),
         &finals.checksum,
     )?;
 
-    let bmap_tmp = temp_for(&finals.bmap)?;
+    let bmap_tmp = temp_for(&finals.bmap, &mut locks)?;
     write_bytes(&bmap_tmp, bmap.to_xml().as_bytes(), &finals.bmap)?;
 
-    let json_tmp = temp_for(&finals.build_json)?;
+    let json_tmp = temp_for(&finals.build_json, &mut locks)?;
     let mut json = serde_json::to_vec_pretty(req.build_json)
         .map_err(|e| write_error(&finals.build_json, io::Error::other(e)))?;
     json.push(b'\n');
@@ -179,17 +180,24 @@ fn check_name(node: &str) -> Result<(), OutputError> {
 
 /// A temporary file beside `final_path`, mode 0600 from creation (tempfile's default),
 /// removed when dropped unless renamed.
-fn temp_for(final_path: &Path) -> Result<NamedTempFile, OutputError> {
+/// Locked (see [`crate::leftovers`]) while the lock pushed onto `locks` lives, so the next
+/// run removes it if this one is killed.
+fn temp_for(
+    final_path: &Path,
+    locks: &mut Vec<crate::leftovers::EntryLock>,
+) -> Result<NamedTempFile, OutputError> {
     let dir = final_path.parent().unwrap_or(Path::new("."));
     let name = final_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| write_error(final_path, e))
+    let mut builder = tempfile::Builder::new();
+    let prefix = format!(".{name}.");
+    builder.prefix(&prefix).suffix(".tmp");
+    let (temp, lock) =
+        crate::leftovers::temp_file(&builder, dir).map_err(|e| write_error(final_path, e))?;
+    locks.push(lock);
+    Ok(temp)
 }
 
 /// Whether `image` can be renamed into `dir` (same device), so moving it costs nothing.

@@ -164,6 +164,8 @@ impl CachedFrames {
 /// place only once complete, so a crash never leaves a partial cache that looks whole.
 struct CacheWriter {
     temp: tempfile::TempDir,
+    /// Held while the folder is written: the next run removes it only once this one is gone.
+    _lock: crate::leftovers::EntryLock,
     out: BufWriter<File>,
     offsets: Vec<u64>,
     ranges: String,
@@ -174,12 +176,13 @@ impl CacheWriter {
     fn create(dir: &Path) -> io::Result<CacheWriter> {
         let parent = dir.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent)?;
-        let temp = tempfile::Builder::new()
-            .prefix(".frames-")
-            .tempdir_in(parent)?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".frames-");
+        let (temp, lock) = crate::leftovers::temp_dir(&builder, parent)?;
         let out = BufWriter::with_capacity(1 << 20, File::create(temp.path().join(FRAMES_FILE))?);
         Ok(CacheWriter {
             temp,
+            _lock: lock,
             out,
             offsets: vec![0],
             ranges: String::new(),

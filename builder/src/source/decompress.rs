@@ -86,6 +86,15 @@ impl Compression {
 /// several threads. Writes a temporary file beside `output` and renames it only when the
 /// whole stream decoded, so a failure never leaves a file (partial or not) at `output`.
 pub fn decompress_to(input: &Path, output: &Path) -> Result<u64, SourceError> {
+    decompress_to_locked(input, output).map(|(size, _lock)| size)
+}
+
+/// [`decompress_to`], returning also the lock on the file now at `output` (see
+/// [`crate::leftovers`]): for an `output` that is itself a temporary file of this run.
+pub(crate) fn decompress_to_locked(
+    input: &Path,
+    output: &Path,
+) -> Result<(u64, crate::leftovers::EntryLock), SourceError> {
     let format = Compression::detect(input)?;
     if format == Compression::Qcow2 {
         return convert_qcow2(input, output);
@@ -96,10 +105,10 @@ pub fn decompress_to(input: &Path, output: &Path) -> Result<u64, SourceError> {
     let mut decoder = decoder_for(format, reader).map_err(|e| decode_error(input, format, e))?;
 
     let dir = parent_dir(output);
-    let temp = tempfile::Builder::new()
-        .prefix(".piimg-decompress-")
-        .tempfile_in(dir)
-        .map_err(|source| write_error(output, source))?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".piimg-decompress-");
+    let (temp, _lock) =
+        crate::leftovers::temp_file(&builder, dir).map_err(|source| write_error(output, source))?;
     let size = copy_sparse(&mut decoder, temp.as_file()).map_err(|e| match e {
         CopyError::Read(err) => decode_error(input, format, err),
         CopyError::Write(err) => write_error(output, err),
@@ -110,17 +119,20 @@ pub fn decompress_to(input: &Path, output: &Path) -> Result<u64, SourceError> {
     temp.persist(output)
         .map_err(|e| write_error(output, e.error))?;
     tracing::debug!(input = %input.display(), output = %output.display(), %format, size, "decompressed");
-    Ok(size)
+    Ok((size, _lock))
 }
 
 /// [`decompress_to`] for QCOW2: `qemu-img` writes a temporary file beside `output`, renamed
 /// into place only when the conversion succeeded.
-fn convert_qcow2(input: &Path, output: &Path) -> Result<u64, SourceError> {
-    let temp = tempfile::Builder::new()
-        .prefix(".piimg-decompress-")
-        .tempfile_in(parent_dir(output))
-        .map_err(|source| write_error(output, source))?
-        .into_temp_path();
+fn convert_qcow2(
+    input: &Path,
+    output: &Path,
+) -> Result<(u64, crate::leftovers::EntryLock), SourceError> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".piimg-decompress-");
+    let (temp, _lock) = crate::leftovers::temp_file(&builder, parent_dir(output))
+        .map_err(|source| write_error(output, source))?;
+    let temp = temp.into_temp_path();
     super::qcow2::convert(input, &temp)?;
     let file = File::open(&temp).map_err(|source| write_error(output, source))?;
     file.sync_all()
@@ -132,7 +144,7 @@ fn convert_qcow2(input: &Path, output: &Path) -> Result<u64, SourceError> {
     temp.persist(output)
         .map_err(|e| write_error(output, e.error))?;
     tracing::debug!(input = %input.display(), output = %output.display(), size, "converted QCOW2");
-    Ok(size)
+    Ok((size, _lock))
 }
 
 /// The folder a file lives in, `.` for a bare name.

@@ -1,7 +1,7 @@
 //! Opens an image for reading whatever its compression, so `piimg inspect` takes what users
 //! download as well as what piimg writes.
 
-use super::decompress::{decompress_to, read_error, write_error};
+use super::decompress::{decompress_to_locked, read_error, write_error};
 use super::{Compression, SourceError};
 use std::path::{Path, PathBuf};
 
@@ -13,6 +13,8 @@ pub struct ImageFile {
     path: PathBuf,
     compression: Compression,
     _temp: Option<tempfile::TempPath>,
+    /// Held while `_temp` exists, so no other run's sweep takes it (see `leftovers`).
+    _lock: Option<(crate::leftovers::EntryLock, crate::leftovers::EntryLock)>,
 }
 
 impl ImageFile {
@@ -37,18 +39,22 @@ pub fn open_image(path: &Path) -> Result<ImageFile, SourceError> {
             path: path.to_path_buf(),
             compression,
             _temp: None,
+            _lock: None,
         });
     }
-    let temp = tempfile::Builder::new()
-        .prefix("piimg-image-")
-        .suffix(".img")
-        .tempfile()
-        .map_err(|e| write_error(&std::env::temp_dir(), e))?
-        .into_temp_path();
-    decompress_to(path, &temp)?;
+    let temp_dir = std::env::temp_dir();
+    crate::leftovers::sweep(&temp_dir, crate::leftovers::TEMP);
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("piimg-image-").suffix(".img");
+    let (temp, lock) =
+        crate::leftovers::temp_file(&builder, &temp_dir).map_err(|e| write_error(&temp_dir, e))?;
+    let temp = temp.into_temp_path();
+    // The decoded file replaces the one made above, and brings its own lock.
+    let (_, lock) = decompress_to_locked(path, &temp).map(|(size, new)| (size, (lock, new)))?;
     Ok(ImageFile {
         path: temp.to_path_buf(),
         compression,
         _temp: Some(temp),
+        _lock: Some(lock),
     })
 }
