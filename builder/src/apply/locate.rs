@@ -5,7 +5,7 @@
 use super::ApplyError;
 use crate::disk::{self, FsKind, Layout, Partition, TableKind};
 use crate::fs::ext4::{Access, Ext4, FileKind};
-use crate::fs::fat::BootFs;
+use crate::fs::fat::{BootFs, FatError};
 use std::path::Path;
 
 /// The ESP's GPT type GUID (how `sfdisk` spells it, uppercase).
@@ -92,8 +92,19 @@ fn find_boot(
                 source,
             })?;
         // Opened only to look: the epoch matters for writes alone.
-        let Ok(fat) = BootFs::open(view, 0) else {
-            continue;
+        let fat = match BootFs::open_named(view, 0, "the FAT boot filesystem") {
+            Ok(fat) => fat,
+            // A FAT that is there but damaged is the boot partition, and must be refused as
+            // such, not taken for a base without one.
+            Err(source @ FatError::Damaged { .. }) => {
+                return Err(ApplyError::Fat {
+                    image: image.to_path_buf(),
+                    partition: part.number,
+                    edit: "checking the boot partition".into(),
+                    source: Box::new(source),
+                })
+            }
+            Err(_) => continue,
         };
         if ["cmdline.txt", "config.txt", "current/cmdline.txt"]
             .iter()
