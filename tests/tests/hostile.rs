@@ -329,6 +329,56 @@ fn a_damaged_boot_fat_is_refused_before_editing() {
     }
 }
 
+/// Issue 15.8: a failing build names the base the user gave (`--base c/x.img`, relative to
+/// where piimg runs) and the structure inside it, never piimg's cache copy
+/// (`…/bases/<digest>.img`) or its work copy (`.worker-2.work-XXXX/worker-2.img`).
+#[test]
+fn errors_name_the_users_base_not_piimgs_copies() {
+    type Damage = fn(&Path);
+    let cases: [(&str, Damage, &str); 2] = [
+        (
+            "damaged boot FAT",
+            |image| {
+                let f = Fat32::of(image);
+                let c = f.clusters("cmdline.txt");
+                f.set(c[c.len() - 1], c[0]);
+            },
+            "partition 1",
+        ),
+        (
+            "lying ext4 inode",
+            |image| {
+                let start = e2e::image_root_start(image);
+                e2e::debugfs_write(image, start, "sif /etc/fstab size 0x800000000000");
+            },
+            "/etc/fstab",
+        ),
+    ];
+    for (case, damage, inside) in cases {
+        let tc = TestCluster::new();
+        let c = tc.path().join("c");
+        std::fs::create_dir_all(&c).unwrap();
+        let image = e2e::copy_fixture(Kind::RaspiosBookworm, &c);
+        std::fs::rename(&image, c.join("x.img")).unwrap();
+        damage(&c.join("x.img"));
+        for format in ["img", "zst"] {
+            let out = tc.try_build("worker-2", format, &["--base", "c/x.img"]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{case} {format}: built");
+            assert!(
+                stderr.contains("c/x.img") && stderr.contains(inside),
+                "{case} {format}: the user's base is not named: {stderr}"
+            );
+            for copy in ["/bases/", ".work-", "worker-2.img"] {
+                assert!(
+                    !stderr.contains(copy),
+                    "{case} {format}: names piimg's copy ({copy}): {stderr}"
+                );
+            }
+        }
+    }
+}
+
 /// `Command` with bytes on its standard input.
 trait StdinBytes {
     fn stdin_bytes(&mut self, input: String) -> std::io::Result<Output>;

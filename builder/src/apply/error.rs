@@ -10,8 +10,8 @@ use std::path::PathBuf;
 /// Why a plan could not be applied to an image.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    /// The partition table could not be read or grown.
-    #[error("{image}: {source}")]
+    /// The partition table could not be read or grown (the disk error names the image).
+    #[error("{source}")]
     Disk {
         /// The image.
         image: PathBuf,
@@ -171,4 +171,43 @@ pub enum ApplyError {
         /// Digest of what was streamed.
         actual: String,
     },
+}
+
+impl ApplyError {
+    /// The same error naming `shown` (the file the user gave, such as `--base c/x.img`)
+    /// wherever it names one of `real`, piimg's own copies of it (the cached base, the node's
+    /// work image), so a message points at a file the user knows. Issue 15.8.
+    pub fn shown_as(mut self, real: &[&std::path::Path], shown: &std::path::Path) -> Self {
+        self.rename(real, shown);
+        self
+    }
+
+    /// [`Self::shown_as`] in place.
+    pub fn rename(&mut self, real: &[&std::path::Path], shown: &std::path::Path) {
+        match self {
+            Self::Disk { image, .. }
+            | Self::Partition { image, .. }
+            | Self::NoRoot { image, .. }
+            | Self::BaseMismatch { image, .. }
+            | Self::RootNotLast { image, .. }
+            | Self::StillShort { image, .. }
+            | Self::Ext4 { image, .. }
+            | Self::Fat { image, .. }
+            | Self::NoBoot { image, .. }
+            | Self::SystemAccount { image, .. }
+            | Self::FsLargerThanPartition { image, .. }
+            | Self::SourceRead { image, .. }
+            | Self::SourceDigest { image, .. } => {
+                if real.iter().any(|r| r == image) {
+                    *image = shown.to_path_buf();
+                }
+            }
+            Self::Output { .. } => {}
+        }
+        match self {
+            Self::Disk { source, .. } => source.rename(real, shown),
+            Self::Ext4 { source, .. } => source.rename(real, shown),
+            _ => {}
+        }
+    }
 }

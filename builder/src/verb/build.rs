@@ -160,6 +160,9 @@ fn prepare_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Res
         sha256: (!base_override).then(|| spec.base.sha256.clone()),
     };
     let base = source::resolve_base(&base_spec, cache, args.offline)?;
+    // Errors about the base name it as the user gave it (`--base c/x.img`, or the catalogue's
+    // location), not as piimg's cached or work copy of it.
+    let shown = PathBuf::from(&base_spec.location);
     let k3s = match &spec.overrides.k3s_bin {
         Some(p) => fetch(cache, args, p.display().to_string(), None)?,
         None => fetch(
@@ -203,7 +206,7 @@ fn prepare_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Res
         let method = output::clone_sparse(&base.image, &work)?;
         tracing::debug!(?method, "copied base");
         timings.lap("copy");
-        crate::apply::apply(&plan, &work)?;
+        crate::apply::apply(&plan, &work).map_err(|e| e.shown_as(&[&work, &base.image], &shown))?;
         NodeImage::File
     } else {
         // Compressed: edits go to an overlay over the base; no copy of the base at all.
@@ -212,7 +215,9 @@ fn prepare_node(spec: &NodeSpec, cache: &Cache, args: &BuildArgs) -> anyhow::Res
             .with_context(|| format!("{}: cannot create the overlay", delta.display()))?;
         let overlay = Arc::new(overlay);
         timings.lap("copy");
-        match crate::apply::apply_overlay(&plan, &overlay, &work)? {
+        let applied = crate::apply::apply_overlay(&plan, &overlay, &work)
+            .map_err(|e| e.shown_as(&[&work, &base.image], &shown))?;
+        match applied {
             Applied::Overlay(_) => NodeImage::Overlay(overlay),
             Applied::File(_) => NodeImage::File,
         }

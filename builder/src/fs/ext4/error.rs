@@ -151,3 +151,35 @@ fn host_hint(code: i64) -> &'static str {
         _ => "",
     }
 }
+
+impl Ext4Error {
+    /// The same error naming `shown` (the file the user gave, such as `--base c/x.img`)
+    /// wherever it names one of `real`, piimg's own copies of it (the cached base, the node's
+    /// work image), so a message points at a file the user knows. Issue 15.8.
+    pub fn shown_as(mut self, real: &[&std::path::Path], shown: &std::path::Path) -> Self {
+        self.rename(real, shown);
+        self
+    }
+
+    /// [`Self::shown_as`] in place.
+    pub fn rename(&mut self, real: &[&std::path::Path], shown: &std::path::Path) {
+        match self {
+            Self::Open { image, .. }
+            | Self::UnsupportedFeatures { image, .. }
+            | Self::NotClean { image, .. }
+            | Self::InvalidPath { image, .. }
+            | Self::NotFound { image, .. }
+            | Self::WrongKind { image, .. }
+            | Self::FileTooLarge { image, .. }
+            | Self::ReadOnly { image, .. }
+            | Self::NoSpace { image, .. }
+            | Self::Lib { image, .. }
+            | Self::Io { image, .. }
+            | Self::Grow { image, .. } => {
+                if real.iter().any(|r| r == image) {
+                    *image = shown.to_path_buf();
+                }
+            }
+        }
+    }
+}
