@@ -379,6 +379,27 @@ fn errors_name_the_users_base_not_piimgs_copies() {
     }
 }
 
+/// Issue 15.14: a symlinked `/etc/rancher` in the base (leading nowhere) is named as such,
+/// with what to do, not reported as libext2fs' "Ext2 directory already exists".
+#[test]
+fn a_symlinked_directory_in_the_base_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = e2e::copy_fixture(Kind::RaspiosBookworm, dir.path());
+    let start = e2e::image_root_start(&image);
+    e2e::debugfs_write(&image, start, "symlink /etc/rancher /nowhere/rancher");
+    let tc = TestCluster::new();
+    let out = tc.try_build("worker-2", "img", &["--base", image.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "built through a dangling symlink");
+    assert!(
+        stderr.contains("/etc/rancher")
+            && stderr.contains("is a symlink in the base")
+            && !stderr.contains("already exists"),
+        "{stderr}"
+    );
+    assert!(!tc.out.join("worker-2.img").exists());
+}
+
 /// `Command` with bytes on its standard input.
 trait StdinBytes {
     fn stdin_bytes(&mut self, input: String) -> std::io::Result<Output>;

@@ -53,6 +53,16 @@ pub enum Ext4Error {
         /// Path inside the filesystem.
         path: String,
     },
+    /// A directory piimg writes into is a symlink in the base that leads nowhere (issue 15.14).
+    #[error("{image}: {path} is a symlink in the base (to `{target}`) where piimg needs a directory, and its target does not exist; piimg does not create directories through symlinks in the base: use a base where {path} is a real directory, or remove the symlink from the base")]
+    SymlinkInBase {
+        /// Image file.
+        image: PathBuf,
+        /// Path inside the filesystem.
+        path: String,
+        /// Where the symlink points.
+        target: String,
+    },
     /// The path exists but is the wrong kind of file for the operation.
     #[error("{image}: {path} is {found}, expected {expected}")]
     WrongKind {
@@ -170,6 +180,7 @@ impl Ext4Error {
             | Self::InvalidPath { image, .. }
             | Self::NotFound { image, .. }
             | Self::WrongKind { image, .. }
+            | Self::SymlinkInBase { image, .. }
             | Self::FileTooLarge { image, .. }
             | Self::ReadOnly { image, .. }
             | Self::NoSpace { image, .. }
