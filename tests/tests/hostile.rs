@@ -151,6 +151,255 @@ fn a_filesystem_larger_than_its_partition_is_refused() {
     assert!(!tc.out.join("worker-2.img").exists());
 }
 
+/// The boot FAT32 of a look-alike: where its FATs and data area are, read from the boot
+/// sector the way the checker's own helpers would not (a test must not trust piimg's code).
+struct Fat32 {
+    image: std::path::PathBuf,
+    start: u64,
+    fat_offset: u64,
+    fat_bytes: u64,
+    fats: u64,
+    data_offset: u64,
+}
+
+impl Fat32 {
+    fn of(image: &Path) -> Fat32 {
+        use std::io::{Read, Seek, SeekFrom};
+        let boot = e2e::partitions(image)
+            .into_iter()
+            .find(|p| p.number == 1)
+            .unwrap();
+        let mut f = std::fs::File::open(image).unwrap();
+        let mut b = [0u8; 512];
+        f.seek(SeekFrom::Start(boot.start)).unwrap();
+        f.read_exact(&mut b).unwrap();
+        let u16_at = |o: usize| u64::from(u16::from_le_bytes([b[o], b[o + 1]]));
+        let u32_at = |o: usize| u64::from(u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]));
+        let bps = u16_at(11);
+        assert_eq!(
+            u16_at(22),
+            0,
+            "the look-alike's boot partition is not FAT32"
+        );
+        let (reserved, fats, fat_sectors) = (u16_at(14), u64::from(b[16]), u32_at(36));
+        Fat32 {
+            image: image.to_path_buf(),
+            start: boot.start,
+            fat_offset: reserved * bps,
+            fat_bytes: fat_sectors * bps,
+            fats,
+            data_offset: (reserved + fats * fat_sectors) * bps,
+        }
+    }
+
+    /// The clusters of `file` in the root, from mtools' `mshowfat` ("<5>", "<6-8>").
+    fn clusters(&self, file: &str) -> Vec<u32> {
+        let out = Command::new("mshowfat")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(format!("{}@@{}", self.image.display(), self.start))
+            .arg(format!("::{file}"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let inner = text.split('<').nth(1).unwrap().split('>').next().unwrap();
+        let mut all = Vec::new();
+        for run in inner.split(' ').filter(|r| !r.is_empty()) {
+            let (a, b) = run.split_once('-').unwrap_or((run, run));
+            all.extend(a.parse::<u32>().unwrap()..=b.parse::<u32>().unwrap());
+        }
+        all
+    }
+
+    /// Sets FAT entry `cluster` to `value` in every copy of the FAT.
+    fn set(&self, cluster: u32, value: u32) {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.image)
+            .unwrap();
+        for copy in 0..self.fats {
+            let at = self.start + self.fat_offset + copy * self.fat_bytes + 4 * u64::from(cluster);
+            f.seek(SeekFrom::Start(at)).unwrap();
+            f.write_all(&value.to_le_bytes()).unwrap();
+        }
+    }
+
+    /// Sets the size field of the directory entry whose 8.3 name is `short` ("CMDLINE TXT").
+    fn set_size(&self, short: &[u8; 11], size: u32) {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.image)
+            .unwrap();
+        let base = self.start + self.data_offset;
+        let mut area = vec![0u8; 1 << 20];
+        f.seek(SeekFrom::Start(base)).unwrap();
+        f.read_exact(&mut area).unwrap();
+        let slot = area
+            .chunks_exact(32)
+            .position(|e| &e[..11] == short && e[11] & 0x18 == 0)
+            .expect("directory entry not found");
+        f.seek(SeekFrom::Start(base + slot as u64 * 32 + 28))
+            .unwrap();
+        f.write_all(&size.to_le_bytes()).unwrap();
+    }
+}
+
+/// Issue 15.4: a boot FAT that `fsck.fat -n` calls damaged is refused before editing, naming
+/// the file inside the FAT, what is wrong and the fix; nothing is published. (A circular chain
+/// under cmdline.txt used to give an image with an empty cmdline.txt, exit 0.)
+#[test]
+fn a_damaged_boot_fat_is_refused_before_editing() {
+    type Damage = fn(&Fat32);
+    let cases: [(&str, Damage, &str, &str); 5] = [
+        (
+            "circular chain",
+            |f| {
+                let c = f.clusters("cmdline.txt");
+                f.set(c[c.len() - 1], c[0]);
+            },
+            "cmdline.txt",
+            "circular",
+        ),
+        (
+            "chain into a free cluster",
+            |f| {
+                let c = f.clusters("config.txt");
+                assert!(c.len() >= 3, "{c:?}");
+                f.set(c[1], 0);
+                f.set(c[2], 0);
+            },
+            "config.txt",
+            "free cluster",
+        ),
+        (
+            "size beyond the chain",
+            |f| f.set_size(b"CMDLINE TXT", 0xFFFF_FFF0),
+            "cmdline.txt",
+            "holds only",
+        ),
+        (
+            "chain longer than the size",
+            |f| f.set_size(b"CONFIG  TXT", 10),
+            "config.txt",
+            "needs 1",
+        ),
+        (
+            "cross-linked chains",
+            |f| {
+                let (cmd, cfg) = (f.clusters("cmdline.txt"), f.clusters("config.txt"));
+                f.set(cfg[cfg.len() - 1], cmd[0]);
+            },
+            "config.txt",
+            "cross-linked with `cmdline.txt`",
+        ),
+    ];
+    let tc = TestCluster::new();
+    for (case, damage, file, what) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let image = e2e::copy_fixture(Kind::RaspiosBookworm, dir.path());
+        damage(&Fat32::of(&image));
+
+        let (out, _) = piimg_limited(&["inspect", image.to_str().unwrap()], dir.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{case}: inspect succeeded");
+        assert!(
+            stderr.contains(&format!("`{file}`")) && stderr.contains(what),
+            "{case}: inspect: {stderr}"
+        );
+
+        let out = tc.try_build("worker-2", "img", &["--base", image.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{case}: a damaged boot FAT was built"
+        );
+        assert!(
+            stderr.contains(&format!("`{file}`"))
+                && stderr.contains(what)
+                && stderr.contains("damaged")
+                && stderr.contains("fsck.fat -a"),
+            "{case}: {stderr}"
+        );
+        assert!(!stderr.contains("without cmdline.txt"), "{case}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{case}: {stderr}");
+        assert!(!tc.out.join("worker-2.img").exists(), "{case}");
+    }
+}
+
+/// Issue 15.8: a failing build names the base the user gave (`--base c/x.img`, relative to
+/// where piimg runs) and the structure inside it, never piimg's cache copy
+/// (`…/bases/<digest>.img`) or its work copy (`.worker-2.work-XXXX/worker-2.img`).
+#[test]
+fn errors_name_the_users_base_not_piimgs_copies() {
+    type Damage = fn(&Path);
+    let cases: [(&str, Damage, &str); 2] = [
+        (
+            "damaged boot FAT",
+            |image| {
+                let f = Fat32::of(image);
+                let c = f.clusters("cmdline.txt");
+                f.set(c[c.len() - 1], c[0]);
+            },
+            "partition 1",
+        ),
+        (
+            "lying ext4 inode",
+            |image| {
+                let start = e2e::image_root_start(image);
+                e2e::debugfs_write(image, start, "sif /etc/fstab size 0x800000000000");
+            },
+            "/etc/fstab",
+        ),
+    ];
+    for (case, damage, inside) in cases {
+        let tc = TestCluster::new();
+        let c = tc.path().join("c");
+        std::fs::create_dir_all(&c).unwrap();
+        let image = e2e::copy_fixture(Kind::RaspiosBookworm, &c);
+        std::fs::rename(&image, c.join("x.img")).unwrap();
+        damage(&c.join("x.img"));
+        for format in ["img", "zst"] {
+            let out = tc.try_build("worker-2", format, &["--base", "c/x.img"]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{case} {format}: built");
+            assert!(
+                stderr.contains("c/x.img") && stderr.contains(inside),
+                "{case} {format}: the user's base is not named: {stderr}"
+            );
+            for copy in ["/bases/", ".work-", "worker-2.img"] {
+                assert!(
+                    !stderr.contains(copy),
+                    "{case} {format}: names piimg's copy ({copy}): {stderr}"
+                );
+            }
+        }
+    }
+}
+
+/// Issue 15.14: a symlinked `/etc/rancher` in the base (leading nowhere) is named as such,
+/// with what to do, not reported as libext2fs' "Ext2 directory already exists".
+#[test]
+fn a_symlinked_directory_in_the_base_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = e2e::copy_fixture(Kind::RaspiosBookworm, dir.path());
+    let start = e2e::image_root_start(&image);
+    e2e::debugfs_write(&image, start, "symlink /etc/rancher /nowhere/rancher");
+    let tc = TestCluster::new();
+    let out = tc.try_build("worker-2", "img", &["--base", image.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "built through a dangling symlink");
+    assert!(
+        stderr.contains("/etc/rancher")
+            && stderr.contains("is a symlink in the base")
+            && !stderr.contains("already exists"),
+        "{stderr}"
+    );
+    assert!(!tc.out.join("worker-2.img").exists());
+}
+
 /// `Command` with bytes on its standard input.
 trait StdinBytes {
     fn stdin_bytes(&mut self, input: String) -> std::io::Result<Output>;

@@ -5,7 +5,7 @@
 use super::ApplyError;
 use crate::disk;
 use crate::fs::ext4::Ext4;
-use crate::fs::fat::BootFs;
+use crate::fs::fat::{BootFs, FatError};
 use crate::locate::os::{detect, field, parse_os_release};
 use crate::locate::rootfs::Ext4Tree;
 use crate::locate::{follow_file, Located, OS_RELEASE};
@@ -102,9 +102,20 @@ fn read_found(image: &Path, located: &Located, fs: &Ext4) -> Result<Found, Apply
                 partition: boot.number,
                 source,
             })?;
-        if let Ok(fat) = BootFs::open(view, 0) {
-            cmdline = fat.exists("cmdline.txt");
-            ab_cmdline = fat.exists("current/cmdline.txt");
+        match BootFs::open_named(view, 0, "the FAT boot filesystem") {
+            Ok(fat) => {
+                cmdline = fat.exists("cmdline.txt");
+                ab_cmdline = fat.exists("current/cmdline.txt");
+            }
+            Err(source @ FatError::Damaged { .. }) => {
+                return Err(ApplyError::Fat {
+                    image: image.to_path_buf(),
+                    partition: boot.number,
+                    edit: "checking the boot partition".into(),
+                    source: Box::new(source),
+                })
+            }
+            Err(_) => {}
         }
     }
     Ok(Found {

@@ -37,8 +37,8 @@ pub(super) fn apply(
     };
     let open = |writable: bool| {
         let view = target.partition(part, writable)?;
-        let name = format!("{} partition {}", image.display(), part.number);
-        BootFs::open_named(view, epoch, name).map_err(|e| fat_err(first, e))
+        // The image and partition are named by ApplyError::Fat around this.
+        BootFs::open_named(view, epoch, "the FAT boot filesystem").map_err(|e| fat_err(first, e))
     };
 
     // Pass 1, read-only: the wanted content of every file, and which edits change it.

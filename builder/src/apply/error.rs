@@ -13,8 +13,8 @@ pub enum ApplyError {
     /// The boot and root partitions could not be found.
     #[error(transparent)]
     Locate(#[from] crate::locate::LocateError),
-    /// The partition table could not be read or grown.
-    #[error("{image}: {source}")]
+    /// The partition table could not be read or grown (the disk error names the image).
+    #[error("{source}")]
     Disk {
         /// The image.
         image: PathBuf,
@@ -164,4 +164,43 @@ pub enum ApplyError {
         /// Digest of what was streamed.
         actual: String,
     },
+}
+
+impl ApplyError {
+    /// The same error naming `shown` (the file the user gave, such as `--base c/x.img`)
+    /// wherever it names one of `real`, piimg's own copies of it (the cached base, the node's
+    /// work image), so a message points at a file the user knows. Issue 15.8.
+    pub fn shown_as(mut self, real: &[&std::path::Path], shown: &std::path::Path) -> Self {
+        self.rename(real, shown);
+        self
+    }
+
+    /// [`Self::shown_as`] in place.
+    pub fn rename(&mut self, real: &[&std::path::Path], shown: &std::path::Path) {
+        match self {
+            Self::Disk { image, .. }
+            | Self::Partition { image, .. }
+            | Self::BaseMismatch { image, .. }
+            | Self::RootNotLast { image, .. }
+            | Self::StillShort { image, .. }
+            | Self::Ext4 { image, .. }
+            | Self::Fat { image, .. }
+            | Self::NoBoot { image, .. }
+            | Self::SystemAccount { image, .. }
+            | Self::FsLargerThanPartition { image, .. }
+            | Self::SourceRead { image, .. }
+            | Self::SourceDigest { image, .. } => {
+                if real.iter().any(|r| r == image) {
+                    *image = shown.to_path_buf();
+                }
+            }
+            Self::Output { .. } | Self::Locate(_) => {}
+        }
+        match self {
+            Self::Locate(e) => e.rename(real, shown),
+            Self::Disk { source, .. } => source.rename(real, shown),
+            Self::Ext4 { source, .. } => source.rename(real, shown),
+            _ => {}
+        }
+    }
 }

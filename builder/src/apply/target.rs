@@ -38,10 +38,7 @@ impl Target<'_> {
                     ApplyError::Partition {
                         image: path.to_path_buf(),
                         partition: part.number,
-                        source: std::io::Error::new(
-                            e.kind(),
-                            format!("{}: cannot open: {e}", path.display()),
-                        ),
+                        source: std::io::Error::new(e.kind(), format!("cannot open: {e}")),
                     }
                 })?),
                 Target::Device(device) => device.clone(),

@@ -79,6 +79,9 @@ pub(super) fn prepare(spec: &NodeSpec, req: &BuildRequest) -> Result<Prepared, N
         sha256: (!base_override).then(|| spec.base.sha256.clone()),
     };
     let base = source::resolve_base(&base_spec, &req.cache, req.offline)?;
+    // Errors about the base name it as the user gave it (`--base c/x.img`, or the catalogue's
+    // location), not as piimg's cached or work copy of it.
+    let shown = PathBuf::from(&base_spec.location);
     let fetch = |location: String, sha256: Option<String>| fetch(req, location, sha256);
     let k3s = match &spec.overrides.k3s_bin {
         Some(p) => fetch(p.display().to_string(), None)?,
@@ -121,7 +124,7 @@ pub(super) fn prepare(spec: &NodeSpec, req: &BuildRequest) -> Result<Prepared, N
         let method = crate::image::clone_sparse(&base.image, &work)?;
         tracing::debug!(?method, "copied base");
         timings.lap("copy");
-        crate::apply::apply(&plan, &work)?;
+        crate::apply::apply(&plan, &work).map_err(|e| e.shown_as(&[&work, &base.image], &shown))?;
         NodeImage::File
     } else {
         // Compressed: edits go to an overlay over the base; no copy of the base at all.
@@ -134,7 +137,9 @@ pub(super) fn prepare(spec: &NodeSpec, req: &BuildRequest) -> Result<Prepared, N
             })?;
         let overlay = Arc::new(overlay);
         timings.lap("copy");
-        match crate::apply::apply_overlay(&plan, &overlay, &work)? {
+        let applied = crate::apply::apply_overlay(&plan, &overlay, &work)
+            .map_err(|e| e.shown_as(&[&work, &base.image], &shown))?;
+        match applied {
             Applied::Overlay(_) => NodeImage::Overlay(overlay),
             Applied::File(_) => NodeImage::File,
         }

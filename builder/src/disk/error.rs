@@ -133,3 +133,34 @@ impl DiskError {
         }
     }
 }
+
+impl DiskError {
+    /// The same error naming `shown` (the file the user gave, such as `--base c/x.img`)
+    /// wherever it names one of `real`, piimg's own copies of it (the cached base, the node's
+    /// work image), so a message points at a file the user knows. Issue 15.8.
+    pub fn shown_as(mut self, real: &[&std::path::Path], shown: &std::path::Path) -> Self {
+        self.rename(real, shown);
+        self
+    }
+
+    /// [`Self::shown_as`] in place.
+    pub fn rename(&mut self, real: &[&std::path::Path], shown: &std::path::Path) {
+        match self {
+            Self::Io { path, .. }
+            | Self::TooSmall { path, .. }
+            | Self::NoTable { path, .. }
+            | Self::Garbage { path, .. }
+            | Self::Truncated { path, .. }
+            | Self::GptCrc { path, .. }
+            | Self::GptPrimaryDamaged { path, .. }
+            | Self::NoSuchPartition { path, .. }
+            | Self::NotLast { path, .. }
+            | Self::BadSize { path, .. }
+            | Self::Unsupported { path, .. } => {
+                if real.iter().any(|r| r == path) {
+                    *path = shown.to_path_buf();
+                }
+            }
+        }
+    }
+}

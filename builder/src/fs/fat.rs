@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use fatfs::{Date, DateTime, FileSystem, FsOptions, Time, TimeProvider};
 
+use super::fat_check::{self, Finding};
 use super::fat_dot_entries;
 
 /// Why a FAT operation failed. Each message names the filesystem and the path.
@@ -24,6 +25,18 @@ pub enum FatError {
         /// What fatfs reported.
         #[source]
         source: io::Error,
+    },
+    /// The volume is damaged (a chain that loops, ends in a free, bad or reserved cluster, is
+    /// shared by two files, or does not match its file's size): refused before anything is
+    /// read from it or written to it.
+    #[error("{fs} is damaged: `{path}` {what}; run `fsck.fat -a` on a copy of the image (or of the partition), or use a fresh download")]
+    Damaged {
+        /// Which filesystem (image and partition).
+        fs: String,
+        /// The file inside the FAT ("/" for the volume itself).
+        path: String,
+        /// What is wrong with it.
+        what: String,
     },
     /// A path component does not exist.
     #[error("{fs}: `{path}` does not exist{hint}")]
@@ -154,9 +167,18 @@ impl<T: fatfs::ReadWriteSeek> BootFs<T> {
             .update_accessed_date(false)
             .time_provider(clock(epoch));
         let io = SharedIo(Arc::new(Mutex::new(io)));
-        match FileSystem::new(io.clone(), options) {
-            Ok(fs) => Ok(BootFs { fs, io, name }),
-            Err(source) => Err(FatError::Open { fs: name, source }),
+        let fs = match FileSystem::new(io.clone(), options) {
+            Ok(fs) => fs,
+            Err(source) => return Err(FatError::Open { fs: name, source }),
+        };
+        match fat_check::check(&mut io.clone()) {
+            Ok(()) => Ok(BootFs { fs, io, name }),
+            Err(Finding::Damaged { path, what }) => Err(FatError::Damaged {
+                fs: name,
+                path,
+                what,
+            }),
+            Err(Finding::Io(source)) => Err(FatError::Open { fs: name, source }),
         }
     }
 

@@ -18,22 +18,22 @@ const DOT: &[u8; 11] = b".          ";
 const DOTDOT: &[u8; 11] = b"..         ";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Fat12,
     Fat16,
     Fat32,
 }
 
 /// The geometry needed to find directories, from the boot sector.
-struct Geometry {
-    kind: Kind,
-    cluster_bytes: u64,
-    fat_offset: u64,
-    root_offset: u64,
-    root_entries: u64,
-    data_offset: u64,
-    clusters: u32,
-    root_cluster: u32,
+pub(super) struct Geometry {
+    pub(super) kind: Kind,
+    pub(super) cluster_bytes: u64,
+    pub(super) fat_offset: u64,
+    pub(super) root_offset: u64,
+    pub(super) root_entries: u64,
+    pub(super) data_offset: u64,
+    pub(super) clusters: u32,
+    pub(super) root_cluster: u32,
 }
 
 fn bad(msg: &str) -> io::Error {
@@ -44,7 +44,7 @@ fn bad(msg: &str) -> io::Error {
 }
 
 impl Geometry {
-    fn read(io: &mut (impl Read + Seek)) -> io::Result<Self> {
+    pub(super) fn read(io: &mut (impl Read + Seek)) -> io::Result<Self> {
         let mut b = [0u8; 512];
         io.seek(SeekFrom::Start(0))?;
         io.read_exact(&mut b)?;
@@ -91,11 +91,11 @@ impl Geometry {
         })
     }
 
-    fn cluster_offset(&self, cluster: u32) -> u64 {
+    pub(super) fn cluster_offset(&self, cluster: u32) -> u64 {
         self.data_offset + u64::from(cluster - 2) * self.cluster_bytes
     }
 
-    fn valid(&self, cluster: u32) -> bool {
+    pub(super) fn valid(&self, cluster: u32) -> bool {
         cluster >= 2 && cluster < self.clusters + 2
     }
 
@@ -151,7 +151,7 @@ impl Geometry {
     }
 }
 
-fn entry_cluster(e: &[u8], kind: Kind) -> u32 {
+pub(super) fn entry_cluster(e: &[u8], kind: Kind) -> u32 {
     let lo = u32::from(u16::from_le_bytes([e[26], e[27]]));
     let hi = if kind == Kind::Fat32 {
         u32::from(u16::from_le_bytes([e[20], e[21]]))

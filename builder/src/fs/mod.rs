@@ -2,4 +2,5 @@
 
 pub mod ext4;
 pub mod fat;
+mod fat_check;
 mod fat_dot_entries;

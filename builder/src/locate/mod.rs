@@ -13,7 +13,7 @@ pub mod tree;
 use crate::disk::{self, FsKind, Layout, Partition, TableKind};
 use crate::fs::ext4::Ext4Error;
 use crate::fs::ext4::{Access, Ext4, FileKind};
-use crate::fs::fat::BootFs;
+use crate::fs::fat::{BootFs, FatError};
 use std::path::Path;
 use std::path::PathBuf;
 
@@ -26,8 +26,8 @@ pub const OS_RELEASE: [&str; 2] = ["/etc/os-release", "/usr/lib/os-release"];
 /// Why the boot and root partitions of an image could not be found.
 #[derive(Debug, thiserror::Error)]
 pub enum LocateError {
-    /// The partition table could not be read.
-    #[error("{image}: {source}")]
+    /// The partition table could not be read (the disk error names the image).
+    #[error("{source}")]
     Disk {
         /// The image.
         image: PathBuf,
@@ -57,6 +57,17 @@ pub enum LocateError {
         #[source]
         source: Box<Ext4Error>,
     },
+    /// A FAT partition is there but damaged: it is the boot partition, refused as such.
+    #[error("{image}: partition {partition}: checking the boot partition: {source}")]
+    Fat {
+        /// The image.
+        image: PathBuf,
+        /// Partition number.
+        partition: u32,
+        /// What the FAT check found.
+        #[source]
+        source: Box<crate::fs::fat::FatError>,
+    },
     /// No partition holds a root filesystem with an os-release file.
     #[error(
         "{image}: no root filesystem found ({found}); is this a Raspberry Pi OS or Ubuntu image?"
@@ -67,6 +78,29 @@ pub enum LocateError {
         /// What the partitions hold, for the message.
         found: String,
     },
+}
+
+impl LocateError {
+    /// Names the image `shown` (what the user gave) where it says one of `real` (piimg's
+    /// cached or work copy), here and in the disk and ext4 errors inside.
+    pub fn rename(&mut self, real: &[&Path], shown: &Path) {
+        match self {
+            Self::Disk { image, .. }
+            | Self::Partition { image, .. }
+            | Self::Ext4 { image, .. }
+            | Self::Fat { image, .. }
+            | Self::NoRoot { image, .. } => {
+                if real.iter().any(|r| r == image) {
+                    *image = shown.to_path_buf();
+                }
+            }
+        }
+        match self {
+            Self::Disk { source, .. } => source.rename(real, shown),
+            Self::Ext4 { source, .. } => source.rename(real, shown),
+            _ => {}
+        }
+    }
 }
 
 /// The partitions an image's edits go to.
@@ -147,8 +181,18 @@ fn find_boot(
                 source,
             })?;
         // Opened only to look: the epoch matters for writes alone.
-        let Ok(fat) = BootFs::open(view, 0) else {
-            continue;
+        let fat = match BootFs::open_named(view, 0, "the FAT boot filesystem") {
+            Ok(fat) => fat,
+            // A FAT that is there but damaged is the boot partition, and must be refused as
+            // such, not taken for a base without one.
+            Err(source @ FatError::Damaged { .. }) => {
+                return Err(LocateError::Fat {
+                    image: image.to_path_buf(),
+                    partition: part.number,
+                    source: Box::new(source),
+                })
+            }
+            Err(_) => continue,
         };
         if ["cmdline.txt", "config.txt", "current/cmdline.txt"]
             .iter()

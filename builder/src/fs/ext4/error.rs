@@ -53,6 +53,16 @@ pub enum Ext4Error {
         /// Path inside the filesystem.
         path: String,
     },
+    /// A directory piimg writes into is a symlink in the base that leads nowhere (issue 15.14).
+    #[error("{image}: {path} is a symlink in the base (to `{target}`) where piimg needs a directory, and its target does not exist; piimg does not create directories through symlinks in the base: use a base where {path} is a real directory, or remove the symlink from the base")]
+    SymlinkInBase {
+        /// Image file.
+        image: PathBuf,
+        /// Path inside the filesystem.
+        path: String,
+        /// Where the symlink points.
+        target: String,
+    },
     /// The path exists but is the wrong kind of file for the operation.
     #[error("{image}: {path} is {found}, expected {expected}")]
     WrongKind {
@@ -149,5 +159,38 @@ fn host_hint(code: i64) -> &'static str {
             "; the disk holding the output folder is full or a file-size limit was reached: free space there (or raise the limit) and build again"
         }
         _ => "",
+    }
+}
+
+impl Ext4Error {
+    /// The same error naming `shown` (the file the user gave, such as `--base c/x.img`)
+    /// wherever it names one of `real`, piimg's own copies of it (the cached base, the node's
+    /// work image), so a message points at a file the user knows. Issue 15.8.
+    pub fn shown_as(mut self, real: &[&std::path::Path], shown: &std::path::Path) -> Self {
+        self.rename(real, shown);
+        self
+    }
+
+    /// [`Self::shown_as`] in place.
+    pub fn rename(&mut self, real: &[&std::path::Path], shown: &std::path::Path) {
+        match self {
+            Self::Open { image, .. }
+            | Self::UnsupportedFeatures { image, .. }
+            | Self::NotClean { image, .. }
+            | Self::InvalidPath { image, .. }
+            | Self::NotFound { image, .. }
+            | Self::WrongKind { image, .. }
+            | Self::SymlinkInBase { image, .. }
+            | Self::FileTooLarge { image, .. }
+            | Self::ReadOnly { image, .. }
+            | Self::NoSpace { image, .. }
+            | Self::Lib { image, .. }
+            | Self::Io { image, .. }
+            | Self::Grow { image, .. } => {
+                if real.iter().any(|r| r == image) {
+                    *image = shown.to_path_buf();
+                }
+            }
+        }
     }
 }

@@ -95,6 +95,19 @@ impl Ext4 {
             if self.resolve_dir(&dir)?.is_some() {
                 continue;
             }
+            if let Some(ino) = self.resolve(&dir)? {
+                // Something that is not a directory is there: a dangling symlink in the base
+                // (libext2fs would say "directory already exists"), or a file.
+                let st = self.stat_ino(&dir, ino)?;
+                if st.kind == FileKind::Symlink {
+                    return Err(Ext4Error::SymlinkInBase {
+                        image: self.image.clone(),
+                        path: dir.to_string(),
+                        target: self.read_link(&dir.to_string()).unwrap_or_default(),
+                    });
+                }
+                return Err(self.wrong_kind(&dir, "a directory", st.kind));
+            }
             let parent_path = dir.parent();
             let parent = self
                 .resolve_dir(&parent_path)?
