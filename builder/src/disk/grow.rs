@@ -4,7 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 
-use super::layout::read_sector0;
+use super::read::read_sector0;
 use super::{gpt, mbr, DiskError, Layout, TableKind, SECTOR_SIZE};
 
 /// Extends the image file to `new_size` bytes (sparse) and partition `partition`, which must be

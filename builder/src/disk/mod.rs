@@ -11,6 +11,7 @@ mod grow;
 mod layout;
 mod mbr;
 mod probe;
+mod read;
 mod type_names;
 mod view;
 

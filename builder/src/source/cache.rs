@@ -3,8 +3,9 @@
 //! (sparse). Entries appear only by rename of a complete temporary file and are never changed
 //! in place, so a crash or a concurrent build never sees half an entry.
 
-use super::decompress::{decompress_to, write_error};
+use super::decompress::decompress_to;
 use super::digest::{sha256_file, Sha256Hex};
+use super::error::write_error;
 use super::SourceError;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

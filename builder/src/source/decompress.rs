@@ -2,84 +2,19 @@
 //! sparse image file. The format is told by magic bytes, never by the name, because downloads are
 //! cached under their digest and lose their names.
 
+use super::compression::Compression;
+use super::error::{read_error, write_error};
 use super::sparse_write::{copy_sparse, CopyError};
 use super::SourceError;
-use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Input buffer for decoders: big enough that syscalls do not dominate.
 const READ_BUFFER: usize = 1 << 20;
 /// Memory the multi-threaded xz decoder may use before it drops to fewer threads; keeps a
 /// build's peak RSS bounded whatever the image size.
 const XZ_MEMLIMIT_THREADING: u64 = 192 << 20;
-
-/// How a file is compressed, as told by its first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// A raw image (or anything without a known magic).
-    None,
-    /// `.xz` (one or more concatenated streams, possibly multi-block).
-    Xz,
-    /// `.gz` (one or more members).
-    Gzip,
-    /// `.zst` (one or more frames).
-    Zstd,
-    /// A QCOW2 disk image (Ubuntu's amd64 cloud image, whatever its name), converted with
-    /// `qemu-img` (see `source/qcow2.rs`).
-    Qcow2,
-}
-
-impl fmt::Display for Compression {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Compression::None => "raw",
-            Compression::Xz => ".xz",
-            Compression::Gzip => ".gz",
-            Compression::Zstd => ".zst",
-            Compression::Qcow2 => "QCOW2",
-        })
-    }
-}
-
-const XZ_MAGIC: &[u8] = &[0xFD, b'7', b'z', b'X', b'Z', 0x00];
-const GZIP_MAGIC: &[u8] = &[0x1F, 0x8B];
-const ZSTD_MAGIC: &[u8] = &[0x28, 0xB5, 0x2F, 0xFD];
-
-impl Compression {
-    /// Detects the format from the first bytes of a file.
-    pub fn from_magic(head: &[u8]) -> Compression {
-        if head.starts_with(XZ_MAGIC) {
-            Compression::Xz
-        } else if head.starts_with(GZIP_MAGIC) {
-            Compression::Gzip
-        } else if head.starts_with(ZSTD_MAGIC) {
-            Compression::Zstd
-        } else if head.starts_with(super::qcow2::MAGIC) {
-            Compression::Qcow2
-        } else {
-            Compression::None
-        }
-    }
-
-    /// Detects the format of the file at `path` by reading its first bytes.
-    pub fn detect(path: &Path) -> Result<Compression, SourceError> {
-        let mut file =
-            crate::input_file::open_regular(path).map_err(|source| read_error(path, source))?;
-        let mut head = [0u8; 6];
-        let mut filled = 0;
-        while filled < head.len() {
-            match file.read(&mut head[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => return Err(read_error(path, source)),
-            }
-        }
-        Ok(Compression::from_magic(&head[..filled]))
-    }
-}
 
 /// Decompresses `input` (any [`Compression`], raw is copied) into a sparse file at `output`
 /// and returns its size in bytes. Streams with bounded memory; multi-block xz decodes on
@@ -210,7 +145,10 @@ impl<R: BufRead> XzStreams<R> {
             }
             reader.consume(zeros);
         }
-        if !reader.fill_buf()?.starts_with(&XZ_MAGIC[..1]) {
+        if !reader
+            .fill_buf()?
+            .starts_with(&super::compression::XZ_MAGIC[..1])
+        {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "data after the last xz stream is not an xz stream",
@@ -276,19 +214,5 @@ fn decode_error(path: &Path, format: Compression, err: io::Error) -> SourceError
             format,
             detail,
         }
-    }
-}
-
-pub(crate) fn read_error(path: &Path, source: io::Error) -> SourceError {
-    SourceError::Read {
-        path: PathBuf::from(path),
-        source,
-    }
-}
-
-pub(crate) fn write_error(path: &Path, source: io::Error) -> SourceError {
-    SourceError::Write {
-        path: PathBuf::from(path),
-        source,
     }
 }

@@ -1,6 +1,6 @@
 //! SHA-256 digests as the cache and the catalogue spell them: 64 lowercase hex digits.
 
-use super::decompress::read_error;
+use super::error::read_error;
 use super::SourceError;
 use sha2::{Digest, Sha256};
 use std::fmt;

@@ -126,3 +126,17 @@ pub enum SourceError {
     #[error("no cache folder: neither XDG_CACHE_HOME nor HOME is set; set XDG_CACHE_HOME")]
     NoCacheDir,
 }
+
+pub(crate) fn read_error(path: &std::path::Path, source: io::Error) -> SourceError {
+    SourceError::Read {
+        path: PathBuf::from(path),
+        source,
+    }
+}
+
+pub(crate) fn write_error(path: &std::path::Path, source: io::Error) -> SourceError {
+    SourceError::Write {
+        path: PathBuf::from(path),
+        source,
+    }
+}

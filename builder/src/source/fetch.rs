@@ -3,9 +3,9 @@
 //! (HTTP `Range`) and reaches its cache name only once its SHA-256 checks out.
 
 use super::cache::Cache;
-use super::decompress::{read_error, write_error};
 use super::digest::{hash_into, Sha256Hex};
 use super::digest_memo::DigestMemo;
+use super::error::{read_error, write_error};
 use super::SourceError;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};

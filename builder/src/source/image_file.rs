@@ -1,7 +1,8 @@
 //! Opens an image for reading whatever its compression, so `piimg inspect` takes what users
 //! download as well as what piimg writes.
 
-use super::decompress::{decompress_to_locked, read_error, write_error};
+use super::decompress::decompress_to_locked;
+use super::error::{read_error, write_error};
 use super::{Compression, SourceError};
 use std::path::{Path, PathBuf};
 

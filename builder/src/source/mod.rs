@@ -2,6 +2,7 @@
 //! their SHA-256, cached content-addressed, and decompressed into sparse raw images.
 
 mod cache;
+mod compression;
 mod decompress;
 mod digest;
 mod digest_memo;
@@ -12,8 +13,9 @@ mod qcow2;
 mod sparse_write;
 
 pub use cache::Cache;
+pub use compression::Compression;
 pub(crate) use decompress::decoder_for;
-pub use decompress::{decompress_to, Compression};
+pub use decompress::decompress_to;
 pub use digest::{sha256_file, Sha256Hex};
 pub use error::SourceError;
 pub use fetch::{resolve, resolve_base, BaseImage, Fetched, SourceSpec};

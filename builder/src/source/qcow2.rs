@@ -5,14 +5,11 @@
 //! Only self-contained images are accepted: a QCOW2 header can name a backing file or an
 //! external data file anywhere on the machine, which `qemu-img` would read into the base.
 
-use super::decompress::read_error;
+use super::error::read_error;
 use super::{Compression, SourceError};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// The first four bytes of every QCOW2 file.
-pub const MAGIC: &[u8] = b"QFI\xfb";
 
 /// Incompatible-feature bit of QCOW2 v3: guest data lives in another file.
 const EXTERNAL_DATA_FILE: u64 = 1 << 2;
