@@ -231,7 +231,16 @@ impl System for Host {
                 offset: start,
             }),
             DeviceSource::Sysfs => {
-                crate::sysfs::partition_node(disk, index, || self.sleep(self.backoff_unit / 2))
+                // Writing the table and closing the disk makes udev re-read it (its `watch`
+                // option on whole disks), which removes and adds the partition nodes again: a
+                // node found at once can be gone when mkfs opens it ("The file /dev/vdb1 does
+                // not exist", seen in the QEMU cluster boot). So wait for udev's queue to drain,
+                // find the node, and wait once more before handing it on.
+                let wait = || self.sleep(self.backoff_unit / 2);
+                udev_settle();
+                crate::sysfs::partition_node(disk, index, wait)?;
+                udev_settle();
+                crate::sysfs::partition_node(disk, index, wait)
             }
         }
     }
@@ -612,4 +621,17 @@ fn disks_from_file(path: &Path) -> Result<Vec<Disk>, SystemError> {
             })
         })
         .collect()
+}
+
+/// `udevadm settle`: waits (at most 30 s) until udev has handled every queued event. Best
+/// effort: without udevadm, or if it times out, the partition lookup's own retries remain.
+fn udev_settle() {
+    match Command::new("udevadm")
+        .args(["settle", "--timeout=30"])
+        .status()
+    {
+        Ok(status) if status.success() => {}
+        Ok(status) => tracing::warn!(%status, "udevadm settle did not finish"),
+        Err(e) => tracing::debug!(error = %e, "no udevadm to settle with"),
+    }
 }
