@@ -1269,17 +1269,21 @@ fn cluster_nodes_dashboard_has_a_row_per_node_from_checked_metrics() {
     }
 }
 
+/// The Grafana data-source ConfigMap (label `grafana_datasource: "1"`) whose data holds
+/// `file`, in the example cluster rendered with `services`.
+fn grafana_datasource(services: &ServiceSelection, file: &str) -> Option<(PathBuf, bool, Value)> {
+    all_documents(&render_example(services))
+        .into_iter()
+        .find(|(_, _, d)| {
+            str_at(d, &["kind"]) == Some("ConfigMap")
+                && str_at(d, &["metadata", "labels", "grafana_datasource"]) == Some("1")
+                && d["data"].get(file).is_some()
+        })
+}
+
 #[test]
 fn grafana_has_jaeger_as_a_data_source_only_while_jaeger_is_on() {
-    let find = |services: &ServiceSelection| {
-        all_documents(&render_example(services))
-            .into_iter()
-            .find(|(_, _, d)| {
-                str_at(d, &["kind"]) == Some("ConfigMap")
-                    && str_at(d, &["metadata", "labels", "grafana_datasource"]) == Some("1")
-                    && d["data"].get("jaeger.yaml").is_some()
-            })
-    };
+    let find = |services: &ServiceSelection| grafana_datasource(services, "jaeger.yaml");
     let (_, _, cm) = find(&ServiceSelection::all()).expect("a Grafana datasource ConfigMap");
     assert_eq!(str_at(&cm, &["metadata", "namespace"]), Some("monitoring"));
     let text = str_at(&cm, &["data", "jaeger.yaml"]).unwrap();
@@ -1402,15 +1406,7 @@ fn loki_stores_on_the_storage_class_on_the_control_plane() {
 
 #[test]
 fn grafana_has_loki_as_a_data_source_only_while_logs_and_monitoring_are_on() {
-    let find = |services: &ServiceSelection| {
-        all_documents(&render_example(services))
-            .into_iter()
-            .find(|(_, _, d)| {
-                str_at(d, &["kind"]) == Some("ConfigMap")
-                    && str_at(d, &["metadata", "labels", "grafana_datasource"]) == Some("1")
-                    && d["data"].get("loki.yaml").is_some()
-            })
-    };
+    let find = |services: &ServiceSelection| grafana_datasource(services, "loki.yaml");
     let (_, _, cm) = find(&ServiceSelection::all()).expect("a Loki datasource ConfigMap");
     assert_eq!(str_at(&cm, &["metadata", "namespace"]), Some("monitoring"));
     let ds: Value = serde_norway::from_str(str_at(&cm, &["data", "loki.yaml"]).unwrap()).unwrap();
