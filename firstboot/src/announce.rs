@@ -78,20 +78,94 @@ pub fn summary_line(report: &Report) -> String {
     }
 }
 
+/// What sending a report needs: a run's context, or (for a fleet image's board that matches
+/// no node, which has no node config) the same parts taken from the fleet table.
+pub struct Announcer<'a> {
+    /// Node paths (under the test root, if any).
+    pub paths: &'a crate::paths::NodePaths,
+    /// The machine.
+    pub sys: &'a dyn crate::system::System,
+    /// `piimg watch`'s report URL, if any.
+    pub url: Option<&'a str>,
+    /// Unit of the retry delays.
+    pub backoff_unit: std::time::Duration,
+    /// Print instead of doing.
+    pub dry_run: bool,
+}
+
+impl<'a> Announcer<'a> {
+    /// The announcer of a run.
+    pub fn of(ctx: &'a Ctx<'a>) -> Self {
+        Announcer {
+            paths: &ctx.paths,
+            sys: ctx.sys,
+            url: ctx.cfg.report.url.as_deref(),
+            backoff_unit: ctx.backoff_unit,
+            dry_run: ctx.dry_run,
+        }
+    }
+}
+
+/// How one POST of a report ended when it was not taken.
+#[derive(Debug)]
+pub enum Refusal {
+    /// `piimg watch` answered, and not with 2xx.
+    Answered {
+        /// The status code.
+        status: u16,
+        /// Its reason, as it said it.
+        body: String,
+    },
+    /// No answer (connection refused, timeout, no route).
+    Unreachable(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Answered { status, body } => write!(f, "answered {status}: {}", body.trim()),
+            Refusal::Unreachable(e) => f.write_str(e),
+        }
+    }
+}
+
+/// POSTs the signed report to `url` once.
+pub fn post(a: &Announcer<'_>, url: &str, report: &Report, key: &[u8]) -> Result<(), Refusal> {
+    let body = serde_json::to_vec(report).unwrap_or_default();
+    let signature = sign(key, &body);
+    let headers = [
+        ("Content-Type", "application/json"),
+        (SIGNATURE_HEADER, signature.as_str()),
+    ];
+    match a.sys.http_post(url, &headers, &body) {
+        Ok(r) if (200..300).contains(&r.status) => Ok(()),
+        Ok(r) => Err(Refusal::Answered {
+            status: r.status,
+            body: r.body,
+        }),
+        Err(e) => Err(Refusal::Unreachable(e.to_string())),
+    }
+}
+
 /// Writes the local status, prints the summary and POSTs the report.
 pub fn announce(ctx: &Ctx<'_>, report: &Report, key: &[u8]) -> Result<(), AnnounceError> {
+    announce_with(&Announcer::of(ctx), report, key)
+}
+
+/// [`announce`] with its parts given one by one.
+pub fn announce_with(a: &Announcer<'_>, report: &Report, key: &[u8]) -> Result<(), AnnounceError> {
     let body = serde_json::to_vec(report).unwrap_or_default();
     let line = summary_line(report);
-    if ctx.dry_run {
+    if a.dry_run {
         println!("{line}");
-        match &ctx.cfg.report.url {
+        match a.url {
             Some(url) => println!("would POST the signed report to {url}"),
             None => println!("no report URL configured: would only write {STATUS_PATH}"),
         }
         return Ok(());
     }
     println!("{line}");
-    let status = ctx.paths.node(STATUS_PATH);
+    let status = a.paths.node(STATUS_PATH);
     crate::state::write_atomic(&status, &body, 0o644).map_err(|(what, source)| {
         AnnounceError::Local {
             path: status.display().to_string(),
@@ -99,7 +173,7 @@ pub fn announce(ctx: &Ctx<'_>, report: &Report, key: &[u8]) -> Result<(), Announ
             source,
         }
     })?;
-    let issue = ctx.paths.node(ISSUE_PATH);
+    let issue = a.paths.node(ISSUE_PATH);
     crate::state::write_atomic(&issue, format!("{line}\n").as_bytes(), 0o644).map_err(
         |(what, source)| AnnounceError::Local {
             path: issue.display().to_string(),
@@ -107,33 +181,27 @@ pub fn announce(ctx: &Ctx<'_>, report: &Report, key: &[u8]) -> Result<(), Announ
             source,
         },
     )?;
-    let Some(url) = &ctx.cfg.report.url else {
+    let Some(url) = a.url else {
         return Ok(());
     };
-    let signature = sign(key, &body);
-    let headers = [
-        ("Content-Type", "application/json"),
-        (SIGNATURE_HEADER, signature.as_str()),
-    ];
     let mut delay = 1u32;
     let mut last = String::new();
     for attempt in 1..=ATTEMPTS {
-        match ctx.sys.http_post(url, &headers, &body) {
-            Ok(r) if (200..300).contains(&r.status) => {
+        match post(a, url, report, key) {
+            Ok(()) => {
                 tracing::info!(%url, "report delivered");
                 return Ok(());
             }
-            Ok(r) => last = format!("answered {}: {}", r.status, r.body.trim()),
             Err(e) => last = e.to_string(),
         }
         tracing::warn!(attempt, %last, "report not delivered");
         if attempt < ATTEMPTS {
-            ctx.sys.sleep(ctx.backoff_unit * delay);
+            a.sys.sleep(a.backoff_unit * delay);
             delay *= 2;
         }
     }
     Err(AnnounceError::Post {
-        url: url.clone(),
+        url: url.to_string(),
         last,
     })
 }

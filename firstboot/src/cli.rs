@@ -31,6 +31,9 @@ pub enum Verb {
     Run,
     /// Print the saved progress and the last status.
     Status,
+    /// Fleet images: take this board's node by its serial number or MAC (what
+    /// `piimg-identify.service` runs before the network starts).
+    Identify,
 }
 
 /// Test seams (hidden from `--help`): they replace device discovery, `mount`, systemctl, k3s
@@ -59,6 +62,12 @@ pub struct Seams {
     /// The kubelet health URL.
     #[arg(long, global = true, hide = true, default_value = crate::k3s::join::KUBELET_HEALTHZ)]
     pub kubelet_healthz: String,
+    /// The netplan to run.
+    #[arg(long, global = true, hide = true, default_value = "netplan")]
+    pub netplan: PathBuf,
+    /// Seconds `identify` waits for a wired interface.
+    #[arg(long, global = true, hide = true, default_value_t = 30)]
+    pub nic_wait_secs: u64,
     /// Backoff unit in milliseconds.
     #[arg(long, global = true, hide = true, default_value_t = 1000)]
     pub backoff_ms: u64,

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         systemctl: s.systemctl.clone(),
         k3s: s.k3s.clone(),
         update_grub: s.update_grub.clone(),
+        netplan: s.netplan.clone(),
         backoff_unit: Duration::from_millis(s.backoff_ms),
         http_timeout: Duration::from_secs(10),
     };
@@ -43,6 +44,20 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Verb::Identify => {
+            let paths = NodePaths::new(&opts.root);
+            let wait = Duration::from_secs(s.nic_wait_secs);
+            match piimg_firstboot::identify::identify(&paths, &opts.host, wait, opts.dry_run) {
+                Ok(outcome) => {
+                    println!("{}", piimg_firstboot::identify::describe(&outcome));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("piimg-firstboot: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Verb::Status => {
             let paths = NodePaths::new(&opts.root);
             let state_path = paths.node(piimg_firstboot::state::STATE_PATH);

@@ -14,6 +14,12 @@ impl NodePaths {
         NodePaths { root: root.into() }
     }
 
+    /// Whether these are the machine's own paths (`/`), not a test root: what only the real
+    /// machine may do (set its hostname) is done only then.
+    pub fn is_machine(&self) -> bool {
+        self.root == Path::new("/")
+    }
+
     /// `abs` (a path as seen on the node) under the root.
     pub fn node(&self, abs: &str) -> PathBuf {
         let rel = Path::new(abs.trim_start_matches('/'));

@@ -27,6 +27,12 @@ pub const MAX_SKEW_SECS: u64 = 300;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {
+    /// A fleet image's board has taken a node and asks `piimg watch` whether another board
+    /// holds that name already (a `409 Conflict` answer stops it before the SSD is touched).
+    Claiming,
+    /// A fleet image's board that matches no member (or several): it reports its serial and
+    /// MACs and does nothing else.
+    Unmatched,
     /// Finding, formatting or mounting the SSD.
     Storage,
     /// Syncing manifests and air-gap images into the k3s data-dir.
@@ -43,6 +49,8 @@ impl Stage {
     /// The word shown in tables and console lines.
     pub fn as_str(self) -> &'static str {
         match self {
+            Stage::Claiming => "claiming",
+            Stage::Unmatched => "unmatched",
             Stage::Storage => "storage",
             Stage::K3sData => "k3s-data",
             Stage::Joining => "joining",
@@ -110,6 +118,13 @@ pub struct Report {
     pub timestamp: u64,
     /// Random hex, unique per report, against replay.
     pub nonce: String,
+    /// From a fleet image: the fleet's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<String>,
+    /// From a fleet image: the board's serial and wired MACs (how it took its node, or what
+    /// to copy into a profile's `match` when it matched none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<crate::hardware::Hardware>,
 }
 
 /// Why a received report is not accepted.
@@ -228,6 +243,8 @@ mod tests {
             error: None,
             timestamp: ts,
             nonce: "00ff".into(),
+            fleet: None,
+            hardware: None,
         }
     }
 

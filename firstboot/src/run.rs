@@ -45,6 +45,9 @@ pub enum RunError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A fleet image's table cannot be read.
+    #[error("{0}")]
+    Fleet(String),
     /// The config file is not valid.
     #[error("{path}: {source}")]
     Config {
@@ -152,12 +155,18 @@ impl Progress {
 
 /// Runs first boot; `Ok(true)` when every step succeeded.
 pub fn run(opts: &Options) -> Result<bool, RunError> {
+    let fleet_table = NodePaths::new(&opts.root).node(crate::fleet::FLEET_CONFIG_PATH);
+    if opts.config.is_none() && !opts.config_path().exists() && fleet_table.exists() {
+        // A fleet image whose board took no node (`identify`): say so, touch nothing.
+        return crate::unmatched::report(opts);
+    }
     let cfg = load_config(&opts.config_path())?;
     let key = cfg.report.key_bytes().map_err(|source| RunError::Config {
         path: opts.config_path(),
         source,
     })?;
     let paths = NodePaths::new(&opts.root);
+    let identity = crate::identify::identity(&paths);
     let state_path = paths.node(STATE_PATH);
     let state = State::load(&state_path).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "starting from a fresh state");
@@ -180,6 +189,9 @@ pub fn run(opts: &Options) -> Result<bool, RunError> {
         error: None,
         stage: Stage::Storage,
     };
+    if let (Some(id), Some(_)) = (&identity, &cfg.report.url) {
+        p.step(&mut ctx, "claim", Stage::Claiming, |c| claim(c, id, &key));
+    }
     if cfg.root.grow {
         p.soft_step(&mut ctx, "grow-root", |c| crate::rootfs::grow(c));
     }
@@ -223,6 +235,8 @@ pub fn run(opts: &Options) -> Result<bool, RunError> {
         error: p.error.clone(),
         timestamp: ctx.sys.now_unix(),
         nonce: crate::announce::nonce(),
+        fleet: identity.as_ref().map(|i| i.fleet.clone()),
+        hardware: identity.as_ref().map(|i| i.hardware.clone()),
     };
     let ok = p.error.is_none();
     let delivered = {
@@ -238,4 +252,61 @@ pub fn run(opts: &Options) -> Result<bool, RunError> {
     };
     crate::notify::status(&crate::announce::summary_line(&report));
     Ok(ok && delivered)
+}
+
+/// Why a fleet board may not go on as its node.
+#[derive(Debug, thiserror::Error)]
+#[error("`piimg watch` refused this board ({hardware}) as {node}: {reason}")]
+pub struct ClaimRefused {
+    node: String,
+    hardware: String,
+    reason: String,
+}
+
+/// A fleet board asks `piimg watch` whether its node's name is free before it touches a disk:
+/// the watch refuses (409) a name another board has reported with other hardware. When no
+/// watch answers, the board goes on (the watch is optional), with a warning.
+fn claim(ctx: &mut Ctx<'_>, id: &crate::fleet::Identity, key: &[u8]) -> Result<(), ClaimRefused> {
+    let Some(url) = ctx.cfg.report.url.clone() else {
+        return Ok(());
+    };
+    let report = Report {
+        schema: REPORT_SCHEMA,
+        cluster: ctx.cfg.cluster.clone(),
+        node: ctx.cfg.node.clone(),
+        role: ctx.cfg.role,
+        build_id: ctx.cfg.build_id.clone(),
+        k3s_version: ctx.cfg.k3s_version.clone(),
+        stage: Stage::Claiming,
+        addresses: ctx.sys.addresses(),
+        storage: None,
+        steps: Vec::new(),
+        error: None,
+        timestamp: ctx.sys.now_unix(),
+        nonce: crate::announce::nonce(),
+        fleet: Some(id.fleet.clone()),
+        hardware: Some(id.hardware.clone()),
+    };
+    if ctx.dry_run {
+        println!("would claim {} at {url}", report.node);
+        return Ok(());
+    }
+    let a = crate::announce::Announcer::of(ctx);
+    let mut last = String::new();
+    for attempt in 0..3u32 {
+        match crate::announce::post(&a, &url, &report, key) {
+            Ok(()) => return Ok(()),
+            Err(crate::announce::Refusal::Answered { status: 409, body }) => {
+                return Err(ClaimRefused {
+                    node: report.node,
+                    hardware: id.hardware.describe(),
+                    reason: body.trim().trim_start_matches("rejected: ").to_string(),
+                })
+            }
+            Err(e) => last = e.to_string(),
+        }
+        ctx.sys.sleep(ctx.backoff_unit * (1 << attempt));
+    }
+    tracing::warn!(%url, %last, "no watch answered the claim; going on without it");
+    Ok(())
 }

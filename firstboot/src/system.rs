@@ -58,6 +58,8 @@ pub trait System {
     fn reboot(&self) -> Result<(), SystemError>;
     /// Runs `update-grub` (regenerates `/boot/grub/grub.cfg` from `/etc/default/grub{,.d}`).
     fn update_grub(&self) -> Result<(), SystemError>;
+    /// Runs `netplan generate` (turns `/etc/netplan` into the network services' files).
+    fn netplan_generate(&self) -> Result<(), SystemError>;
     /// Runs the k3s binary (for `kubectl`) and returns its stdout.
     fn k3s(&self, args: &[&str]) -> Result<String, SystemError>;
     /// GET a local URL; the status code and body.
@@ -113,6 +115,8 @@ pub struct Host {
     pub k3s: PathBuf,
     /// The `update-grub` to run.
     pub update_grub: PathBuf,
+    /// The `netplan` to run.
+    pub netplan: PathBuf,
     /// Base delay for backoff; tests make it tiny.
     pub backoff_unit: Duration,
     /// Timeout for one HTTP request.
@@ -127,6 +131,7 @@ impl Default for Host {
             systemctl: "systemctl".into(),
             k3s: "/usr/local/bin/k3s".into(),
             update_grub: UPDATE_GRUB.into(),
+            netplan: "netplan".into(),
             backoff_unit: Duration::from_secs(1),
             http_timeout: Duration::from_secs(10),
         }
@@ -443,6 +448,12 @@ impl System for Host {
         let mut cmd = Command::new(&self.update_grub);
         cmd.stdin(std::process::Stdio::null());
         run_from(cmd, Some("grub2-common")).map(|_| ())
+    }
+
+    fn netplan_generate(&self) -> Result<(), SystemError> {
+        let mut cmd = Command::new(&self.netplan);
+        cmd.arg("generate").stdin(std::process::Stdio::null());
+        run_from(cmd, Some("netplan.io")).map(|_| ())
     }
 
     fn k3s(&self, args: &[&str]) -> Result<String, SystemError> {

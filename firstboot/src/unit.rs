@@ -25,7 +25,10 @@ Description=piimg first boot: prepare the SSD, join k3s, report readiness
 Documentation=https://example.invalid/piimg
 After=local-fs.target network-online.target time-sync.target
 Wants=network-online.target
-ConditionPathExists=/etc/piimg/node.toml
+# A node's image has node.toml; a fleet image, until its board has taken a node, only the
+# fleet table (a board that matches no node then reports what it is, and does nothing else).
+ConditionPathExists=|/etc/piimg/node.toml
+ConditionPathExists=|/etc/piimg/fleet.toml
 
 [Service]
 Type=oneshot
@@ -39,6 +42,41 @@ SyslogIdentifier=piimg-firstboot
 
 [Install]
 WantedBy=multi-user.target
+";
+
+/// The identify unit's file name (fleet images only).
+pub const IDENTIFY_UNIT_NAME: &str = "piimg-identify.service";
+
+/// `/etc/systemd/system/piimg-identify.service`, in fleet images: picks the board's node before
+/// the network is configured, so the node's network files and hostname are read by the network
+/// services when they start (systemd.special(7): units that must run before any network is
+/// configured order themselves `Before=network-pre.target` and pull it in). Early boot:
+/// `DefaultDependencies=no`, after the root is writable (`local-fs.target`) and the kernel's
+/// devices are announced (`systemd-udev-trigger.service`), so wired interfaces are probing; it
+/// waits for one itself when a member is matched by MAC. Enable it with a
+/// `sysinit.target.wants` symlink.
+pub const IDENTIFY_UNIT: &str = "\
+[Unit]
+Description=piimg fleet image: take this board's node by its serial number or MAC
+Documentation=https://example.invalid/piimg
+DefaultDependencies=no
+After=local-fs.target systemd-udev-trigger.service
+Before=network-pre.target sysinit.target piimg-firstboot.service shutdown.target
+Wants=network-pre.target
+Conflicts=shutdown.target
+ConditionPathExists=/etc/piimg/fleet.toml
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/piimg-firstboot identify
+TimeoutStartSec=2min
+StandardOutput=journal+console
+StandardError=journal+console
+SyslogIdentifier=piimg-identify
+
+[Install]
+WantedBy=sysinit.target
 ";
 
 /// Drop-in for `k3s.service` / `k3s-agent.service`
@@ -60,5 +98,16 @@ mod tests {
             super::k3s_dropin("/mnt/storage").contains("ConditionPathIsMountPoint=/mnt/storage")
         );
         assert!(!super::UNIT.contains("Before=k3s"));
+    }
+
+    #[test]
+    fn identify_runs_early_before_the_network_and_first_boot() {
+        let u = super::IDENTIFY_UNIT;
+        assert!(u.contains(&format!("ExecStart={} identify", super::BINARY_PATH)));
+        assert!(u.contains("DefaultDependencies=no"));
+        assert!(u.contains("Before=network-pre.target"));
+        assert!(u.contains("piimg-firstboot.service"));
+        assert!(u.contains("ConditionPathExists=/etc/piimg/fleet.toml"));
+        assert!(super::UNIT.contains("ConditionPathExists=|/etc/piimg/fleet.toml"));
     }
 }

@@ -125,29 +125,9 @@ pub fn fstab_remove_swap(old: &str) -> String {
     text
 }
 
-/// `/etc/hosts`: makes `127.0.1.1` name `hostname` (Debian's convention), replacing the old
-/// `127.0.1.1` line or appending one; other lines untouched.
-pub fn hosts_set_hostname(old: &str, hostname: &str) -> String {
-    let wanted = format!("127.0.1.1\t{hostname}");
-    let mut found = false;
-    let mut out: Vec<String> = Vec::new();
-    for line in old.lines() {
-        if line.split_whitespace().next() == Some("127.0.1.1") {
-            if !found {
-                out.push(wanted.clone());
-                found = true;
-            }
-            continue;
-        }
-        out.push(line.to_string());
-    }
-    if !found {
-        out.push(wanted);
-    }
-    let mut text = out.join("\n");
-    text.push('\n');
-    text
-}
+/// `/etc/hosts`: makes `127.0.1.1` name `hostname` (Debian's convention). The rule lives in
+/// the firstboot crate, which applies it again when a fleet image picks its node.
+pub use piimg_firstboot::etc_hosts::set_hostname as hosts_set_hostname;
 
 /// `/etc/hosts` with `name` mapped to `address` on a line of its own: any other line's mapping
 /// of `name` is dropped from that line (a line left with only its address goes), so the name
