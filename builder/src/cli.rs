@@ -51,11 +51,19 @@ pub struct InspectArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Selection {
     /// A node profile (repeat for several).
-    #[arg(long = "profile", value_name = "NAME", required_unless_present = "all")]
+    #[arg(
+        long = "profile",
+        value_name = "NAME",
+        required_unless_present_any = ["all", "fleet"]
+    )]
     pub profiles: Vec<String>,
     /// Every node listed in cluster.toml's `nodes`.
     #[arg(long, conflicts_with = "profiles")]
     pub all: bool,
+    /// A fleet of cluster.toml (`[fleets.NAME]`): one image, `NAME.img…`, that every
+    /// member's board boots, each taking its node by its profile's `match`.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["profiles", "all"])]
+    pub fleet: Option<String>,
     /// The profiles folder (cluster.toml and one NAME.toml per node).
     #[arg(long = "profiles", value_name = "DIR", default_value = "profiles")]
     pub profiles_dir: std::path::PathBuf,

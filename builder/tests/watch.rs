@@ -133,6 +133,8 @@ fn report(node: &str, timestamp: u64, nonce: &str) -> Report {
         error: None,
         timestamp,
         nonce: nonce.into(),
+        fleet: None,
+        hardware: None,
     }
 }
 
@@ -502,7 +504,13 @@ fn the_bring_up_page_shows_the_reports_in_chromium() {
         step("join", "skipped", None),
     ];
     worker.error = Some(format!("{fix} <img src=x onerror=alert(1)>"));
-    for r in [&server, &worker] {
+    // A fleet board that matched no node, under the fleet's name.
+    let mut board = report("bookworm-workers", now(), "n-board");
+    board.stage = Stage::Unmatched;
+    board.fleet = Some("bookworm-workers".into());
+    board.hardware = Some(hardware("10000000beef0007", "d8:3a:dd:00:00:07"));
+    board.error = Some("this board is no node of this fleet image: put `match = { serial = \"10000000beef0007\" }` in the profile of the node it should be".into());
+    for r in [&server, &worker, &board] {
         let body = serde_json::to_vec(r).unwrap();
         let sig = sign(&hex::decode(KEY).unwrap(), &body);
         assert_eq!(post(&watch.url(), &body, Some(&sig)), 200);
@@ -522,6 +530,9 @@ fn the_bring_up_page_shows_the_reports_in_chromium() {
         "plug the SSD in, or fix [storage] selector in worker-1.toml",
         "1 of 3 nodes ready",
         "https://grafana.",
+        "Boards that do not join",
+        "board serial 10000000beef0007, mac d8:3a:dd:00:00:07 (eth0)",
+        "fleet bookworm-workers",
     ] {
         assert!(dom.contains(want), "the page lacks {want:?}:\n{dom}");
     }
@@ -540,4 +551,69 @@ fn the_bring_up_page_shows_the_reports_in_chromium() {
     let _ = watch.child.kill();
     let (_, out) = watch.finish();
     assert!(!out.contains("rejected"), "{out}");
+}
+
+fn hardware(serial: &str, mac: &str) -> piimg_firstboot::hardware::Hardware {
+    piimg_firstboot::hardware::Hardware {
+        serial: Some(serial.into()),
+        nics: vec![piimg_firstboot::hardware::Nic {
+            name: "eth0".into(),
+            mac: mac.into(),
+        }],
+    }
+}
+
+/// Issue 17: a fleet board that matches no node is shown with its serial and MAC (to copy
+/// into a profile), and a second board that reports a name another board took is refused
+/// (409), so it stops before its disk; the first board goes on.
+#[test]
+fn fleet_boards_are_shown_and_a_name_is_one_boards() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut watch = Watch::start(dir.path(), "worker-1", "60s");
+    let key = hex::decode(KEY).unwrap();
+    let url = watch.url();
+    let send = |r: &Report| {
+        let body = serde_json::to_vec(r).unwrap();
+        post(&url, &body, Some(&sign(&key, &body)))
+    };
+
+    let mut unmatched = report("pis", now(), "u1");
+    unmatched.stage = Stage::Unmatched;
+    unmatched.fleet = Some("pis".into());
+    unmatched.hardware = Some(hardware("10000000cccc0003", "d8:3a:dd:00:00:0c"));
+    unmatched.error = Some("this board is no node of this fleet image: put `match = { serial = \"10000000cccc0003\" }` in the profile".into());
+    assert_eq!(send(&unmatched), 200);
+    let line = watch.next_line();
+    assert!(
+        line.contains("board serial 10000000cccc0003, mac d8:3a:dd:00:00:0c (eth0)")
+            && line.contains("fleet pis")
+            && line.contains("match = { serial"),
+        "{line}"
+    );
+
+    // Board A claims worker-1; board B, claiming it later, is refused and shown.
+    let mut a = report("worker-1", now(), "a1");
+    a.stage = Stage::Claiming;
+    a.fleet = Some("pis".into());
+    a.hardware = Some(hardware("10000000aaaa0001", "d8:3a:dd:00:00:0a"));
+    assert_eq!(send(&a), 200);
+    watch.next_line();
+    let mut b = a.clone();
+    b.nonce = "b1".into();
+    b.hardware = Some(hardware("10000000bbbb0002", "d8:3a:dd:00:00:0b"));
+    assert_eq!(send(&b), 409);
+    let line = watch.next_line();
+    assert!(
+        line.contains("board serial 10000000bbbb0002")
+            && line.contains("worker-1 was taken by another board (serial 10000000aaaa0001"),
+        "{line}"
+    );
+    // Board A again (its ready report): still its name.
+    let mut ready = a.clone();
+    ready.nonce = "a2".into();
+    ready.stage = Stage::Ready;
+    assert_eq!(send(&ready), 200);
+    let (ok, out) = watch.finish();
+    assert!(ok, "{out}");
+    assert!(out.contains("all 1 nodes ready"), "{out}");
 }

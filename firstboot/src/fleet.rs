@@ -55,6 +55,17 @@ impl BoardMatch {
         }
     }
 
+    /// Whether two matches name the same board (as [`BoardMatch::matches`] compares).
+    pub fn same_board(&self, other: &BoardMatch) -> bool {
+        match (self, other) {
+            (BoardMatch::Serial(a), BoardMatch::Serial(b)) => normal_serial(a) == normal_serial(b),
+            (BoardMatch::Mac(a), BoardMatch::Mac(b)) => {
+                normal_mac(a).is_some() && normal_mac(a) == normal_mac(b)
+            }
+            _ => false,
+        }
+    }
+
     /// `serial 10000000abcd1234` / `mac d8:3a:dd:12:34:56`, as people read it.
     pub fn describe(&self) -> String {
         match self {

@@ -2,7 +2,7 @@
 //! what a program embedding piimg does. Its image must be the one `piimg build` makes from the
 //! same inputs, byte for byte, and pass the real checkers.
 
-use piimg::build::{build, BuildRequest};
+use piimg::build::{build, BuildRequest, Job};
 use piimg::output::Format;
 use piimg::source::Cache;
 use piimg::spec::{self, Overrides};
@@ -21,7 +21,7 @@ fn the_library_builds_a_node_as_the_command_does() {
     let mut announced = Vec::new();
     let built = build(
         BuildRequest {
-            specs: vec![spec],
+            jobs: vec![Job::Node(Box::new(spec))],
             out_dir: lib_out.clone(),
             format: Format::Zstd,
             offline: false,

@@ -84,6 +84,9 @@ pub enum NodeError {
         /// The cause.
         source: serde_json::Error,
     },
+    /// A fleet's members cannot share one image.
+    #[error(transparent)]
+    Fleet(Box<crate::plan::fleet::FleetPlanError>),
     /// The thread publishing the node panicked (a bug).
     #[error("the thread publishing the node panicked; this is a bug in piimg")]
     Panicked,
@@ -102,5 +105,11 @@ impl NodeError {
 impl From<crate::apply::ApplyError> for NodeError {
     fn from(e: crate::apply::ApplyError) -> NodeError {
         NodeError::Apply(Box::new(e))
+    }
+}
+
+impl From<Box<crate::plan::fleet::FleetPlanError>> for NodeError {
+    fn from(e: Box<crate::plan::fleet::FleetPlanError>) -> NodeError {
+        NodeError::Fleet(e)
     }
 }

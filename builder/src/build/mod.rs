@@ -18,15 +18,62 @@ pub use node::Built;
 
 use crate::output::{Format, ImagerBase};
 use crate::source::Cache;
-use crate::spec::NodeSpec;
+use crate::spec::{FleetSpec, NodeSpec};
 use std::path::PathBuf;
 use std::thread::ScopedJoinHandle;
+
+/// One image to build: a node's own, or a fleet's (one image every member's board boots).
+#[derive(Debug)]
+pub enum Job {
+    /// A node's image.
+    Node(Box<NodeSpec>),
+    /// A fleet's image.
+    Fleet(FleetSpec),
+}
+
+impl Job {
+    /// The image's name (`out/NAME.img…`).
+    pub fn name(&self) -> &str {
+        match self {
+            Job::Node(s) => &s.node,
+            Job::Fleet(f) => &f.name,
+        }
+    }
+
+    /// The spec whose base, k3s and first-boot binary the image is made from: the node's, or
+    /// a fleet's first member's (the members share them: `spec::resolve_fleet` checks).
+    pub fn sources(&self) -> &NodeSpec {
+        match self {
+            Job::Node(s) => s,
+            Job::Fleet(f) => &f.members[0],
+        }
+    }
+
+    /// Adds any service credential the secrets file lacks (see [`ensure_service_credentials`]).
+    pub fn ensure_credentials(&mut self) -> Result<(), crate::secrets::SecretsError> {
+        match self {
+            Job::Node(s) => ensure_service_credentials(s),
+            Job::Fleet(f) => f
+                .members
+                .iter_mut()
+                .try_for_each(ensure_service_credentials),
+        }
+    }
+
+    /// The plan, from the resolved sources.
+    pub fn plan(&self, inputs: &crate::plan::Inputs) -> Result<crate::plan::Plan, NodeError> {
+        Ok(match self {
+            Job::Node(s) => crate::plan::compute(s, inputs),
+            Job::Fleet(f) => crate::plan::fleet::compute(f, inputs)?,
+        })
+    }
+}
 
 /// What to build, and where.
 #[derive(Debug)]
 pub struct BuildRequest {
-    /// The nodes, resolved (every problem of every node reported before this).
-    pub specs: Vec<NodeSpec>,
+    /// The images, resolved (every problem of every node reported before this).
+    pub jobs: Vec<Job>,
     /// Where the outputs go (created if missing); work folders are made inside it.
     pub out_dir: PathBuf,
     /// The image encoding.
@@ -58,7 +105,7 @@ pub fn build(
     for dir in ["bases", "frames"] {
         crate::leftovers::sweep(&req.cache.root().join(dir), crate::leftovers::CACHE);
     }
-    let mut specs = std::mem::take(&mut req.specs);
+    let mut jobs = std::mem::take(&mut req.jobs);
     let req = &req;
     let mut built = Vec::new();
     std::thread::scope(|scope| -> Result<(), BuildError> {
@@ -79,14 +126,15 @@ pub fn build(
             built.push(b);
             Ok::<(), BuildError>(())
         };
-        for spec in &mut specs {
-            let prepared = ensure_service_credentials(spec)
+        for job in &mut jobs {
+            let prepared = job
+                .ensure_credentials()
                 .map_err(NodeError::from)
-                .and_then(|()| node::prepare(spec, req));
+                .and_then(|()| node::prepare(job, req));
             if let Some(p) = publishing.take() {
                 finish(p)?;
             }
-            let prepared = prepared.map_err(|e| e.of(&spec.node))?;
+            let prepared = prepared.map_err(|e| e.of(job.name()))?;
             let name = prepared.node.clone();
             publishing = Some((name, scope.spawn(move || node::publish(prepared, req))));
         }

@@ -4,13 +4,12 @@
 
 use super::error::NodeError;
 use super::timings::Timings;
-use super::BuildRequest;
+use super::{BuildRequest, Job};
 use crate::apply::Applied;
 use crate::image::Overlay;
 use crate::output::{self, Format, PublishRequest, Published};
-use crate::plan::{compute, Inputs, RenderedManifest, SourceFile};
+use crate::plan::{Inputs, RenderedManifest, SourceFile};
 use crate::source::{self, SourceSpec};
-use crate::spec::NodeSpec;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -39,6 +38,8 @@ pub(super) struct Prepared {
     image: NodeImage,
     record: serde_json::Value,
     build_id: String,
+    /// A fleet image's members (empty for a node's image).
+    members: Vec<String>,
     arch: crate::profile::Arch,
     base_name: String,
     /// SOURCE_DATE_EPOCH, else the base's own time (what the image's timestamps are).
@@ -59,8 +60,10 @@ enum NodeImage {
 /// Fetches the node's sources, computes its plan and applies it to a copy (raw output) or an
 /// overlay (compressed output) of the base, in a work folder inside the output folder (so the
 /// final rename stays on one filesystem, and the folder goes whatever happens).
-pub(super) fn prepare(spec: &NodeSpec, req: &BuildRequest) -> Result<Prepared, NodeError> {
-    tracing::info!(node = %spec.node, base = %spec.base.name, "building");
+pub(super) fn prepare(job: &Job, req: &BuildRequest) -> Result<Prepared, NodeError> {
+    let spec = job.sources();
+    let name = job.name();
+    tracing::info!(image = %name, base = %spec.base.name, "building");
     let mut timings = Timings::start();
     let base_override = spec
         .overrides
@@ -106,11 +109,11 @@ pub(super) fn prepare(spec: &NodeSpec, req: &BuildRequest) -> Result<Prepared, N
         manifests,
         base_sha256: base.sha256.as_str().to_string(),
     };
-    let plan = compute(spec, &inputs);
+    let plan = job.plan(&inputs)?;
     timings.lap("sources");
 
     let mut builder = tempfile::Builder::new();
-    let prefix = format!(".{}.work-", spec.node);
+    let prefix = format!(".{name}.work-");
     builder.prefix(&prefix);
     let (work_dir, work_lock) =
         crate::leftovers::temp_dir(&builder, &req.out_dir).map_err(|source| NodeError::Work {
@@ -118,7 +121,7 @@ pub(super) fn prepare(spec: &NodeSpec, req: &BuildRequest) -> Result<Prepared, N
             what: "a work folder",
             source,
         })?;
-    let work = work_dir.path().join(format!("{}.img", spec.node));
+    let work = work_dir.path().join(format!("{name}.img"));
     let image = if req.format == Format::Raw {
         // A raw output is a whole file anyway: copy the base and edit the copy in place.
         let method = crate::image::clone_sparse(&base.image, &work)?;
@@ -128,7 +131,7 @@ pub(super) fn prepare(spec: &NodeSpec, req: &BuildRequest) -> Result<Prepared, N
         NodeImage::File
     } else {
         // Compressed: edits go to an overlay over the base; no copy of the base at all.
-        let delta = work_dir.path().join(format!("{}.delta", spec.node));
+        let delta = work_dir.path().join(format!("{name}.delta"));
         let overlay =
             Overlay::create(&base.image, &delta, &work).map_err(|source| NodeError::Work {
                 path: delta.clone(),
@@ -157,13 +160,14 @@ pub(super) fn prepare(spec: &NodeSpec, req: &BuildRequest) -> Result<Prepared, N
         frames: output::frames_dir(req.cache.root(), base.sha256.as_str(), req.format),
     };
     Ok(Prepared {
-        node: spec.node.clone(),
+        node: name.to_string(),
         _work_dir: work_dir,
         _work_lock: work_lock,
         work,
         image,
         record,
         build_id: plan.build_id,
+        members: plan.members.iter().map(|m| m.node.clone()).collect(),
         arch: spec.base.arch,
         base_name: spec.base.name.clone(),
         release_epoch,
@@ -204,6 +208,7 @@ pub(super) fn publish(mut p: Prepared, req: &BuildRequest) -> Result<Built, Node
         base: p.base_name.clone(),
         build_id: p.build_id.clone(),
         release_epoch: p.release_epoch,
+        members: p.members.clone(),
     };
     tracing::info!(node = %p.node, "timings: {}", p.timings.summary());
     Ok(Built {

@@ -111,11 +111,24 @@ pub fn render_human(report: &Report, out: &mut dyn Write) -> io::Result<()> {
                     .unwrap_or("?")
                     .to_string()
             };
+            let members: Vec<&str> = record
+                .get("members")
+                .and_then(|m| m.as_array())
+                .map(|m| m.iter().filter_map(|m| m.get("node")?.as_str()).collect())
+                .unwrap_or_default();
+            let target = if members.is_empty() {
+                format!("node {}", field("node"))
+            } else {
+                format!(
+                    "fleet {} (nodes {}: each board takes its own at first boot)",
+                    field("fleet"),
+                    members.join(", ")
+                )
+            };
             writeln!(
                 out,
-                "piimg      built by piimg {} for node {} (build id {})",
+                "piimg      built by piimg {} for {target} (build id {})",
                 field("piimg_version"),
-                field("node"),
                 field("build_id")
             )?;
         }

@@ -67,6 +67,8 @@ pub struct ImagerImage {
     pub build_id: String,
     /// Seconds since 1970 for `release_date` (SOURCE_DATE_EPOCH, else the base's own time).
     pub release_epoch: i64,
+    /// A fleet image's member nodes (empty for a node's own image).
+    pub members: Vec<String>,
 }
 
 /// Why `os_list.json` could not be written.
@@ -259,12 +261,27 @@ pub fn write_os_list(
         let file = file_name(&img.image);
         let bmap = file_name(&img.bmap);
         let id = &img.build_id[..16.min(img.build_id.len())];
+        let (name, description) = if img.members.is_empty() {
+            (
+                format!("piimg {}", img.node),
+                format!(
+                    "k3s node {} of this cluster ({}, build {id}); configures itself on first boot, no OS customisation",
+                    img.node, img.base
+                ),
+            )
+        } else {
+            (
+                format!("piimg fleet {}", img.node),
+                format!(
+                    "one card for k3s nodes {} of this cluster ({}, build {id}): each board takes its node by serial number or MAC on first boot; no OS customisation",
+                    img.members.join(", "),
+                    img.base
+                ),
+            )
+        };
         let entry = json!({
-            "name": format!("piimg {}", img.node),
-            "description": format!(
-                "k3s node {} of this cluster ({}, build {id}); configures itself on first boot, no OS customisation",
-                img.node, img.base
-            ),
+            "name": name,
+            "description": description,
             "icon": "",
             "url": url_of(&file),
             "extract_size": extract_size,
@@ -478,6 +495,7 @@ mod tests {
             base: "raspios-trixie".into(),
             build_id: "c".repeat(64),
             release_epoch: 1_700_000_000,
+            members: Vec::new(),
         }
     }
 

@@ -18,7 +18,11 @@ pub const BUILD_RECORD_PATH: &str = "/etc/piimg/build.json";
 /// Order: boot partition; swap and storage; identity and access; network; k3s; first boot;
 /// overlays (so a user's overlay can replace any file above); node.toml and build.json last.
 pub fn compute(spec: &NodeSpec, inputs: &Inputs) -> Plan {
-    let build_id = inputs.build_id(&spec.profile_sha256);
+    compute_as(spec, inputs, inputs.build_id(&spec.profile_sha256))
+}
+
+/// [`compute`] under a given build id: a fleet's members all carry the fleet image's.
+pub(super) fn compute_as(spec: &NodeSpec, inputs: &Inputs, build_id: String) -> Plan {
     let mut edits = os::boot(spec);
     edits.extend(os::grub(spec));
     edits.extend(os::swap(spec));
@@ -50,6 +54,7 @@ pub fn compute(spec: &NodeSpec, inputs: &Inputs) -> Plan {
         build_id,
         source_date_epoch: spec.overrides.source_date_epoch,
         edits,
+        members: Vec::new(),
     }
 }
 
@@ -59,7 +64,7 @@ pub const TIME_WAIT_SYNC_UNIT: &str = "systemd-time-wait-sync.service";
 
 /// The binary, its unit (the firstboot crate's text, verbatim) enabled, and the clock wait the
 /// unit is ordered after.
-fn firstboot(inputs: &Inputs) -> Vec<Edit> {
+pub(super) fn firstboot(inputs: &Inputs) -> Vec<Edit> {
     vec![
         Edit::WriteFile {
             path: unit::BINARY_PATH.into(),

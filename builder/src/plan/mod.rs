@@ -5,6 +5,7 @@
 
 mod compute;
 mod edit;
+pub mod fleet;
 mod k3s;
 mod os;
 pub mod text;
@@ -105,6 +106,10 @@ pub struct Plan {
     pub source_date_epoch: Option<u64>,
     /// The edits, applied in this order.
     pub edits: Vec<Edit>,
+    /// A fleet image's members: the edits each board makes itself at first boot, once it
+    /// has taken its node (empty for a node's own image).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<fleet::MemberPlan>,
 }
 
 impl fmt::Display for Plan {
@@ -120,6 +125,18 @@ impl fmt::Display for Plan {
         )?;
         for (i, e) in self.edits.iter().enumerate() {
             writeln!(f, "{:3}. {e}", i + 1)?;
+        }
+        for m in &self.members {
+            writeln!(
+                f,
+                "member {} ({}): at first boot, {} edits",
+                m.node,
+                m.board.describe(),
+                m.edits.len()
+            )?;
+            for (i, e) in m.edits.iter().enumerate() {
+                writeln!(f, "{:3}. {e}", i + 1)?;
+            }
         }
         Ok(())
     }

@@ -53,6 +53,9 @@ impl Merge for NodeProfile {
     fn merge(&mut self, upper: Self) {
         // `extends` names the parent of one file; it is not a value that layers.
         self.extends = upper.extends;
+        // A board is one profile's: a parent's (or `[defaults]`') `match` would make two
+        // nodes claim the same board.
+        self.board = upper.board;
         scalar(&mut self.hostname, upper.hostname);
         scalar(&mut self.role, upper.role);
         scalar(&mut self.base, upper.base);
@@ -201,6 +204,21 @@ mod tests {
         assert_eq!(files.len(), 2);
         assert_eq!(files[1].path, "/etc/a");
         assert_eq!(files[1].content.as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn match_is_not_inherited() {
+        use piimg_firstboot::fleet::BoardMatch;
+        let mut lower = p(|n| n.board = Some(BoardMatch::Serial("1".into())));
+        lower.merge(p(|_| {}));
+        assert_eq!(lower.board, None);
+        lower.merge(p(|n| {
+            n.board = Some(BoardMatch::Mac("02:00:00:00:00:01".into()))
+        }));
+        assert_eq!(
+            lower.board,
+            Some(BoardMatch::Mac("02:00:00:00:00:01".into()))
+        );
     }
 
     #[test]

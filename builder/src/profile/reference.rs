@@ -12,7 +12,8 @@ fn flatten(prefix: &str, v: &Value, out: &mut BTreeSet<String>) {
         Value::Object(map)
             if !map.is_empty()
                 && !matches!(prefix, "defaults" | "services")
-                && !prefix.ends_with("selector") =>
+                && !prefix.ends_with("selector")
+                && prefix != "match" =>
         {
             for (k, v) in map {
                 let key = if prefix.is_empty() {
@@ -36,6 +37,7 @@ fn full_node() -> NodeProfile {
     NodeProfile {
         extends: Some("x".into()),
         hostname: Some("x".into()),
+        board: Some(piimg_firstboot::fleet::BoardMatch::Serial("x".into())),
         role: Some(Role::Agent),
         base: Some("x".into()),
         k3s_version: Some("x".into()),
@@ -117,6 +119,13 @@ fn full_cluster() -> ClusterFile {
             ..crate::manifests::TemplateValues::new("x", "x")
         }),
         services: Default::default(),
+        fleets: [(
+            "NAME".into(),
+            FleetSection {
+                nodes: vec!["x".into()],
+            },
+        )]
+        .into(),
     }
 }
 

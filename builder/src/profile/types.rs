@@ -3,6 +3,7 @@
 
 use crate::manifests::{ServiceSelection, TemplateValues};
 use piimg_firstboot::config::{DiskSelector, Role};
+use piimg_firstboot::fleet::BoardMatch;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -134,6 +135,18 @@ pub struct ClusterFile {
     /// `[services]`: which base services run; every service is on unless set to `false`.
     #[serde(default)]
     pub services: ServiceSelection,
+    /// `[fleets.NAME]`: agent nodes baked into one image any of their boards boots
+    /// (`piimg build --fleet NAME`); each board takes its node by its profile's `match`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fleets: BTreeMap<String, FleetSection>,
+}
+
+/// `[fleets.NAME]` in cluster.toml.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSection {
+    /// The member nodes (agent profiles listed in `nodes`, each with its own `match`).
+    pub nodes: Vec<String>,
 }
 
 /// Static IPv4 set-up.
@@ -233,6 +246,11 @@ pub struct NodeProfile {
     /// Hostname and k3s node name (default: the profile's name).
     #[serde(default)]
     pub hostname: Option<String>,
+    /// The board this node runs on, for fleet images: `{ serial = "…" }` (a Pi's serial
+    /// number) or `{ mac = "…" }` (a wired interface's MAC). Not inherited: a board is one
+    /// profile's.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub board: Option<BoardMatch>,
     /// `server` or `agent`.
     #[serde(default)]
     pub role: Option<Role>,

@@ -6,6 +6,7 @@
 mod check;
 mod cluster_checks;
 mod entries;
+mod fleet;
 mod node_checks;
 mod overlay;
 mod resolve;
@@ -13,6 +14,7 @@ mod services;
 
 pub use check::{is_mdns_name, url_host};
 pub use check::{is_rfc1123_label, K3sVersion};
+pub use fleet::{resolve_fleet, FleetSpec};
 pub use node_checks::{DEFAULT_MOUNT_POINT, DEFAULT_TIMEZONE, DEFAULT_USER};
 pub use overlay::{EntryKind, RootEntry};
 pub use resolve::resolve;
@@ -198,6 +200,8 @@ pub struct NodeSpec {
     pub node: String,
     /// Hostname and k3s node name.
     pub hostname: String,
+    /// The board it runs on (`match`), for fleet images.
+    pub board: Option<piimg_firstboot::fleet::BoardMatch>,
     /// Server or agent.
     pub role: Role,
     /// The base image.

@@ -446,3 +446,18 @@ pub(super) fn kernel(ctx: &mut Ctx<'_>) -> KernelSpec {
         cmdline_extra,
     }
 }
+
+/// The board of a fleet member (`match`), if the profile names one; a value no board could
+/// have is refused.
+pub(super) fn board(ctx: &mut Ctx<'_>) -> Option<piimg_firstboot::fleet::BoardMatch> {
+    let board = ctx.p.board.clone()?;
+    if let Some(problem) = board.problem() {
+        let at = ctx.blame("match", |l| l.board.is_some());
+        ctx.err(
+            at,
+            problem,
+            "copy the serial or MAC the board reports (`piimg watch` shows an unmatched board's), e.g. `match = { serial = \"10000000abcd1234\" }`",
+        );
+    }
+    Some(board)
+}

@@ -80,6 +80,7 @@ fn assemble(ctx: &mut Ctx<'_>, overrides: &Overrides) -> Option<NodeSpec> {
     let lc = ctx.lc;
     let c = &lc.cluster;
     let (hostname, role) = node_checks::identity(ctx);
+    let board = node_checks::board(ctx);
     let base = node_checks::base(ctx, overrides);
     let k3s = node_checks::k3s(ctx, base.as_ref(), role, overrides);
     let network = node_checks::network(ctx);
@@ -141,6 +142,7 @@ fn assemble(ctx: &mut Ctx<'_>, overrides: &Overrides) -> Option<NodeSpec> {
         cluster_id: secrets.cluster_id.clone(),
         node: ctx.ln.name.clone(),
         hostname,
+        board,
         role,
         firstboot_artifact: c.firstboot.get(&base.arch).cloned(),
         base,

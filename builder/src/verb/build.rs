@@ -11,7 +11,7 @@ use std::io::Write;
 /// Runs `piimg build` for every selected node; prints one line per image to `out`.
 pub fn build(args: &BuildArgs, out: &mut dyn Write) -> anyhow::Result<Vec<Built>> {
     let overrides = super::plan::overrides(&args.sources)?;
-    let specs = super::plan::resolve_selected(&args.selection, &overrides)?;
+    let jobs = super::plan::resolve_jobs(&args.selection, &overrides)?;
     let cache = match &args.cache_dir {
         Some(dir) => Cache::new(dir.clone()),
         None => Cache::from_env()?,
@@ -21,7 +21,7 @@ pub fn build(args: &BuildArgs, out: &mut dyn Write) -> anyhow::Result<Vec<Built>
         None => ImagerBase::OutDir,
     };
     let request = BuildRequest {
-        specs,
+        jobs,
         out_dir: args.out.clone(),
         format: format_of(args.format),
         offline: args.offline,

@@ -1,7 +1,8 @@
 //! `piimg plan`: resolve each selected node and print its plan.
 
+use crate::build::Job;
 use crate::cli::{PlanArgs, Selection, SourceArgs};
-use crate::plan::{compute, Inputs, RenderedManifest, SourceFile};
+use crate::plan::{Inputs, RenderedManifest, SourceFile};
 use crate::spec::{self, NodeSpec, Overrides, SpecErrors};
 use anyhow::Context;
 use std::io::Write;
@@ -102,17 +103,34 @@ pub(super) fn resolve_selected(sel: &Selection, ov: &Overrides) -> anyhow::Resul
     Ok(specs)
 }
 
+/// The images a selection means: one per node, or one fleet's; every node resolved first, and
+/// all their problems reported together.
+pub(super) fn resolve_jobs(sel: &Selection, ov: &Overrides) -> anyhow::Result<Vec<Job>> {
+    Ok(match &sel.fleet {
+        Some(name) => vec![Job::Fleet(spec::resolve_fleet(
+            &sel.profiles_dir,
+            name,
+            ov,
+        )?)],
+        None => resolve_selected(sel, ov)?
+            .into_iter()
+            .map(|s| Job::Node(Box::new(s)))
+            .collect(),
+    })
+}
+
 /// Runs `piimg plan`: every selected node is resolved first, and all their problems are
 /// reported together; then each plan is printed.
 pub fn plan(args: &PlanArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let ov = overrides(&args.sources)?;
-    let mut specs = resolve_selected(&args.selection, &ov)?;
+    let mut jobs = resolve_jobs(&args.selection, &ov)?;
     let mut plans = Vec::new();
-    for s in &mut specs {
+    for job in &mut jobs {
         // The same credentials the build will use, so the plan's build id is the build's.
-        super::ensure_service_credentials(s)?;
+        job.ensure_credentials()?;
+        let s = job.sources();
         let manifests = super::render_manifests(s)?;
-        plans.push(compute(s, &inputs_for_plan(s, manifests)?));
+        plans.push(job.plan(&inputs_for_plan(s, manifests)?)?);
     }
     let write = |out: &mut dyn Write, text: String| {
         out.write_all(text.as_bytes())

@@ -27,10 +27,27 @@ pub struct NodeRow {
     pub steps: Vec<(String, String, Option<String>)>,
 }
 
+/// A fleet board that does not join: it matched no node, or another board holds its name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BoardRow {
+    /// The fleet image it booted.
+    pub fleet: String,
+    /// Its serial and MACs, as it reported them (sanitised).
+    pub hardware: String,
+    /// Its address.
+    pub address: String,
+    /// Why it does not join, with the fix (sanitised).
+    pub reason: String,
+    /// Time since watch started when it reported.
+    pub seen_at: Duration,
+}
+
 /// All rows plus the latest rejections.
 #[derive(Debug, Default)]
 pub struct Board {
     rows: BTreeMap<String, NodeRow>,
+    /// Fleet boards that do not join, by what they are.
+    boards: BTreeMap<String, BoardRow>,
     rejections: Vec<String>,
 }
 
@@ -71,6 +88,7 @@ impl Board {
                 .iter()
                 .map(|n| (n.clone(), NodeRow::default()))
                 .collect(),
+            boards: BTreeMap::new(),
             rejections: Vec::new(),
         }
     }
@@ -79,6 +97,7 @@ impl Board {
     pub fn apply(&mut self, event: Event, at: Duration) -> String {
         match event {
             Event::Accepted { report, peer } => self.accept(&report, &peer, at),
+            Event::Board { report, reason } => self.board(&report, &reason, at),
             Event::Rejected { peer, reason } => {
                 let line = format!(
                     "rejected report from {}: {}",
@@ -133,6 +152,40 @@ impl Board {
         line
     }
 
+    fn board(&mut self, report: &Report, reason: &str, at: Duration) -> String {
+        let hardware = printable(
+            &report
+                .hardware
+                .as_ref()
+                .map_or_else(|| "no hardware reported".into(), |h| h.describe()),
+        );
+        let row = BoardRow {
+            fleet: printable(report.fleet.as_deref().unwrap_or(&report.node)),
+            address: printable(report.addresses.first().map_or("", String::as_str)),
+            reason: printable(reason),
+            seen_at: at,
+            hardware: hardware.clone(),
+        };
+        let line = format!(
+            "board {} ({}) of fleet {} does not join: {}",
+            row.hardware,
+            if row.address.is_empty() {
+                "-"
+            } else {
+                &row.address
+            },
+            row.fleet,
+            row.reason
+        );
+        self.boards.insert(hardware, row);
+        line
+    }
+
+    /// The fleet boards that do not join.
+    pub fn boards(&self) -> impl Iterator<Item = &BoardRow> {
+        self.boards.values()
+    }
+
     /// Names of the nodes not (yet) ready.
     pub fn not_ready(&self) -> Vec<String> {
         self.rows
@@ -173,6 +226,20 @@ impl Board {
                 r.last_error.as_deref().unwrap_or("")
             );
         }
+        for b in self.boards.values() {
+            let _ = writeln!(
+                out,
+                "board {} ({}) of fleet {}: {}",
+                b.hardware,
+                if b.address.is_empty() {
+                    "-"
+                } else {
+                    &b.address
+                },
+                b.fleet,
+                b.reason
+            );
+        }
         out
     }
 
@@ -207,6 +274,13 @@ impl Board {
             "nodes": nodes,
             "ready": self.not_ready().is_empty(),
             "rejections": self.rejections,
+            "boards": self.boards.values().map(|b| serde_json::json!({
+                "fleet": b.fleet,
+                "hardware": b.hardware,
+                "address": b.address,
+                "reason": b.reason,
+                "seen_s": b.seen_at.as_secs(),
+            })).collect::<Vec<_>>(),
             "dashboard": dashboard.filter(|_| server_ready),
         })
     }
@@ -243,6 +317,8 @@ mod tests {
             error: error.map(Into::into),
             timestamp: 0,
             nonce: "n".into(),
+            fleet: None,
+            hardware: None,
         }
     }
 

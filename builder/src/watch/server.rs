@@ -12,7 +12,8 @@
 //! there and never reach [`Receiver::next`]: reading the page changes nothing.
 
 use super::WatchError;
-use piimg_firstboot::report::{self, ReplayGuard, Report, SIGNATURE_HEADER};
+use piimg_firstboot::hardware::Hardware;
+use piimg_firstboot::report::{self, ReplayGuard, Report, Stage, SIGNATURE_HEADER};
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,6 +42,14 @@ pub enum Event {
         /// Who sent it.
         peer: String,
     },
+    /// A verified report from a fleet board that may not go on: it matched no node, or the
+    /// name it took was claimed by another board (answered 409). Shown with its hardware.
+    Board {
+        /// The report (stage `unmatched`, or the refused board's).
+        report: Box<Report>,
+        /// Why it does not join.
+        reason: String,
+    },
     /// A refused request.
     Rejected {
         /// Who sent it.
@@ -57,6 +66,8 @@ pub struct Receiver {
     key: Vec<u8>,
     nodes: BTreeSet<String>,
     replay: std::cell::RefCell<ReplayGuard>,
+    /// Which board (serial and MACs) first reported each node name, from fleet reports.
+    claims: std::cell::RefCell<std::collections::BTreeMap<String, Hardware>>,
     /// The board as JSON, for `GET /status.json`.
     status: Arc<Mutex<Vec<u8>>>,
 }
@@ -102,6 +113,7 @@ impl Receiver {
             key,
             nodes: nodes.iter().cloned().collect(),
             replay: Default::default(),
+            claims: Default::default(),
             status,
         })
     }
@@ -140,7 +152,9 @@ impl Receiver {
         let (status, event) = self.judge(&request, body, peer);
         let reply = match &event {
             Event::Accepted { .. } => "accepted\n".to_owned(),
-            Event::Rejected { reason, .. } => format!("rejected: {reason}\n"),
+            Event::Board { reason, .. } | Event::Rejected { reason, .. } => {
+                format!("rejected: {reason}\n")
+            }
         };
         let _ = request.respond(tiny_http::Response::from_string(reply).with_status_code(status));
         Ok(Some(event))
@@ -180,6 +194,21 @@ impl Receiver {
             Ok(r) => r,
             Err(e) => return reject(401, e.to_string()),
         };
+        if report.stage == Stage::Unmatched {
+            // A fleet board that took no node: signed by the cluster's key, so one of ours,
+            // under the fleet's name rather than a node's. Shown, so its owner can add it.
+            if let Err(e) = self.replay.borrow_mut().check(&report, now) {
+                return reject(401, e.to_string());
+            }
+            let reason = report.error.clone().unwrap_or_default();
+            return (
+                200,
+                Event::Board {
+                    report: Box::new(report),
+                    reason,
+                },
+            );
+        }
         if !self.nodes.contains(&report.node) {
             return reject(
                 403,
@@ -189,6 +218,15 @@ impl Receiver {
         if let Err(e) = self.replay.borrow_mut().check(&report, now) {
             return reject(401, e.to_string());
         }
+        if let Some(reason) = self.claim(&report) {
+            return (
+                409,
+                Event::Board {
+                    report: Box::new(report),
+                    reason,
+                },
+            );
+        }
         (
             200,
             Event::Accepted {
@@ -196,6 +234,42 @@ impl Receiver {
                 peer,
             },
         )
+    }
+}
+
+impl Receiver {
+    /// A fleet board's report claims its node's name for that board: the first board to
+    /// report a name keeps it for as long as the watch runs; another board reporting the same
+    /// name is refused (why, as text), so it stops before it touches a disk. Reports without
+    /// hardware (a node's own image) claim nothing.
+    fn claim(&self, report: &Report) -> Option<String> {
+        let hw = report.hardware.as_ref()?;
+        let mut claims = self.claims.borrow_mut();
+        match claims.get(&report.node) {
+            Some(first) if !same_board(first, hw) => Some(format!(
+                "node {} was taken by another board ({}) since this watch started; this board is {}: give each board its own profile `match`, or, if this board replaces that one, restart `piimg watch` and delete the old Node",
+                report.node,
+                first.describe(),
+                hw.describe()
+            )),
+            Some(_) => None,
+            None => {
+                claims.insert(report.node.clone(), hw.clone());
+                None
+            }
+        }
+    }
+}
+
+/// Whether two reports come from one board: the same serial when both have one, else a MAC
+/// in common.
+fn same_board(a: &Hardware, b: &Hardware) -> bool {
+    use piimg_firstboot::fleet::BoardMatch;
+    match (&a.serial, &b.serial) {
+        (Some(x), Some(y)) => {
+            BoardMatch::Serial(x.clone()).same_board(&BoardMatch::Serial(y.clone()))
+        }
+        _ => a.nics.iter().any(|n| b.nics.iter().any(|m| m.mac == n.mac)),
     }
 }
 

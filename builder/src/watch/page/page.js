@@ -29,6 +29,19 @@ function card(n) {
   return c;
 }
 
+// A fleet board that does not join: what it is (to copy into a profile's `match`) and why.
+function boardCard(b) {
+  const c = el("article", "node board failed");
+  c.appendChild(el("h2", null, "board " + b.hardware));
+  c.appendChild(el("div", "stage", "not joining"));
+  const meta = ["fleet " + b.fleet];
+  if (b.address) meta.push(b.address);
+  meta.push("reported at " + b.seen_s + " s");
+  c.appendChild(el("div", "meta", meta.join(" · ")));
+  c.appendChild(el("div", "error", b.reason));
+  return c;
+}
+
 function draw(st) {
   const nodes = st.nodes || [];
   const ready = nodes.filter((n) => n.stage === "ready").length;
@@ -44,6 +57,9 @@ function draw(st) {
   } else {
     dash.hidden = true;
   }
+  const boards = st.boards || [];
+  document.getElementById("boards-section").hidden = boards.length === 0;
+  document.getElementById("boards").replaceChildren(...boards.map(boardCard));
   const rej = st.rejections || [];
   document.getElementById("rejections-section").hidden = rej.length === 0;
   document.getElementById("rejections").replaceChildren(...rej.map((r) => el("li", null, r)));
