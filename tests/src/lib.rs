@@ -17,7 +17,7 @@ pub mod http;
 mod inspect;
 mod partitions;
 
-pub use bins::piimg_bin;
+pub use bins::{piimg_bin, target_dir};
 pub use checks::{check_all, check_ext4, check_fat, check_table, probe, FsKind};
 pub use digest::sha256_file;
 pub use fixture::{
