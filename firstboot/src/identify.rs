@@ -99,8 +99,9 @@ pub fn load_fleet(paths: &NodePaths) -> Result<FleetConfig, IdentifyError> {
     FleetConfig::from_toml(&text).map_err(|source| IdentifyError::Fleet { path, source })
 }
 
-/// Reads the board, waiting up to `wait` for a wired interface when a member is matched by MAC
-/// and none is there yet (drivers may still be probing this early in boot).
+/// Reads the board, waiting up to `wait` for a wired interface to appear when a member is
+/// matched by MAC and the board has none yet (drivers may still be probing this early in
+/// boot). A board with an interface is read as it is: waiting would not change its MAC.
 pub fn read_board(
     fleet: &FleetConfig,
     paths: &NodePaths,
@@ -116,7 +117,7 @@ pub fn read_board(
     loop {
         let hw = hardware::read(paths);
         let single = fleet.matching(&hw).len() == 1;
-        if single || !by_mac || waited >= wait {
+        if single || !by_mac || !hw.nics.is_empty() || waited >= wait {
             return hw;
         }
         sys.sleep(step);

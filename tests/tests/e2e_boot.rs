@@ -34,8 +34,37 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(420);
 /// The marker the re-image step writes onto the SSD and expects to find again.
 const MARKER: &str = "/piimg-e2e-marker";
 
-/// The agent that joins the control plane VM.
-const AGENT: &str = "worker-1";
+/// The fleet image the agents boot (cluster.toml `[fleets.bookworm-workers]`).
+const FLEET: &str = "bookworm-workers";
+
+/// The agents that join the control plane VM, both from the fleet image: each with the
+/// board its profile's `match` names (worker-1 by serial number, worker-2 by MAC), and what
+/// its node carries of its own (a label only worker-2's profile has).
+const AGENTS: [Agent; 2] = [
+    Agent {
+        node: "worker-1",
+        serial: Some("10000000d83a0001"),
+        mac: None,
+        label: "piimg.dev/board=pi5",
+    },
+    Agent {
+        node: "worker-2",
+        serial: Some("10000000d83a00ff"),
+        mac: Some("d8:3a:dd:00:00:02"),
+        label: "piimg.dev/disk=fast",
+    },
+];
+
+/// A board that boots the fleet image.
+struct Agent {
+    node: &'static str,
+    /// Its serial number (`-smbios type=1,serial=…`).
+    serial: Option<&'static str>,
+    /// Its MAC.
+    mac: Option<&'static str>,
+    /// A node label its profile gives it.
+    label: &'static str,
+}
 
 /// The port of `piimg-e2e-shutdown.socket` in the guest (tests/e2e/overlay).
 const GUEST_SHUTDOWN_PORT: u16 = 7777;
@@ -149,6 +178,8 @@ fn vm(base: &Base, image: &Path, ssd: &Disk, serial_log: PathBuf, extra: &str) -
         forwards: vec![],
         serial_log,
         timeout: BOOT_TIMEOUT,
+        board_serial: None,
+        mac: None,
     }
 }
 
@@ -381,6 +412,16 @@ impl Setup {
         built
     }
 
+    /// Bakes the fleet image with the guest binaries.
+    fn bake_fleet(&self, cluster: &BootCluster, fleet: &str) -> Built {
+        static BAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = BAKING.lock().unwrap_or_else(|p| p.into_inner());
+        let t = Instant::now();
+        let built = cluster.build_fleet(fleet, &self.k3s, &self.firstboot);
+        phase(&format!("bake fleet {fleet}"), t.elapsed());
+        built
+    }
+
     /// A blank SSD file of `gib` GiB and the disk the VM sees (serial `piimg-ssd-N`).
     fn blank_ssd(&self, name: &str, gib: u64, n: u32) -> Disk {
         let path = self.logs.join(name);
@@ -392,13 +433,44 @@ impl Setup {
     }
 }
 
+/// A copy of a raw image (sparse), as a second card written from the same file.
+fn copy_image(from: &Path, to: &Path) {
+    let ok = std::process::Command::new("cp")
+        .args(["--sparse=always", "--reflink=auto"])
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("run cp");
+    assert!(ok.success(), "cp {} {}", from.display(), to.display());
+}
+
+/// What a file of a powered-off node's root filesystem holds (`None` when it is absent).
+fn root_file(image: &Path, path: &str) -> Option<Vec<u8>> {
+    let root = partitions(image)
+        .into_iter()
+        .find(|p| p.number == ROOT_PARTITION)
+        .expect("root partition");
+    let out = std::process::Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("stat {path}"))
+        .arg(piimg_e2e::offset_spec(image, root.start))
+        .output()
+        .expect("run debugfs");
+    if String::from_utf8_lossy(&out.stderr).contains("File not found") {
+        return None;
+    }
+    Some(debugfs_cat(image, root.start, path))
+}
+
 #[test]
-fn an_agent_joins_the_control_plane_both_report_ready_and_a_reimage_keeps_the_data() {
+fn agents_from_one_fleet_image_join_the_control_plane_all_report_ready_and_a_reimage_keeps_the_data(
+) {
     let Some(setup) = setup("cluster") else {
         return;
     };
     let logs = &setup.logs;
-    let cluster = setup.cluster(&["control-plane", AGENT]);
+    let agents: Vec<&str> = AGENTS.iter().map(|a| a.node).collect();
+    let cluster = setup.cluster(&["control-plane", agents[0], agents[1]]);
     // The server by name, at the address agents reach it at (the host, forwarding to the
     // control plane VM's API), as users write cluster.toml.
     let server_url = cluster.name_the_server();
@@ -413,19 +485,32 @@ fn an_agent_joins_the_control_plane_both_report_ready_and_a_reimage_keeps_the_da
         p.insert("kernel".into(), kernel.into());
     });
     let first = setup.bake(&cluster, "control-plane");
-    let agent = setup.bake(&cluster, AGENT);
+    // One image for both agents; each board gets its own copy, as each gets its own card.
+    let fleet = setup.bake_fleet(&cluster, FLEET);
     let first_password = node_password(&first);
+    let agent_images: Vec<Built> = AGENTS
+        .iter()
+        .map(|a| {
+            let image = logs.join(format!("{}.img", a.node));
+            copy_image(&fleet.image, &image);
+            Built {
+                image,
+                build_id: fleet.build_id.clone(),
+            }
+        })
+        .collect();
     // Written to disks larger than the images, as every card and SSD is.
     enlarge(&first.image, DISK_LARGER_BY);
-    enlarge(&agent.image, DISK_LARGER_BY);
+    for b in &agent_images {
+        enlarge(&b.image, DISK_LARGER_BY);
+    }
 
     // The control plane's first boot, kept up (its k3s API forwarded to the host, where the
-    // agent VM reaches it as 10.0.2.2, the server's address), and the agent's, at the same time; one watch for both.
-    // Both stay up until the test has knocked on their sshd (port 22, forwarded to the host).
+    // agent VMs reach it as 10.0.2.2, the server's address), and the agents', at the same time;
+    // one watch for all. All stay up until the test has knocked on their sshd (port 22,
+    // forwarded to the host).
     let cp_ssd = setup.blank_ssd("control-plane-ssd.img", 2, 1);
-    let agent_ssd = setup.blank_ssd("agent-ssd.img", 2, 2);
-    let (cp_shutdown, agent_shutdown) = (free_port(), free_port());
-    let (cp_ssh, agent_ssh) = (free_port(), free_port());
+    let (cp_shutdown, cp_ssh) = (free_port(), free_port());
     let mut cp_vm = vm(
         &setup.base,
         &first.image,
@@ -438,35 +523,66 @@ fn an_agent_joins_the_control_plane_both_report_ready_and_a_reimage_keeps_the_da
         format!("tcp:127.0.0.1:{cp_shutdown}-:{GUEST_SHUTDOWN_PORT}"),
         format!("tcp:127.0.0.1:{cp_ssh}-:{GUEST_SSH_PORT}"),
     ];
-    let mut agent_vm = vm(
-        &setup.base,
-        &agent.image,
-        &agent_ssd,
-        logs.join("agent.serial.log"),
-        STAY,
-    );
-    agent_vm.forwards = vec![
-        format!("tcp:127.0.0.1:{agent_shutdown}-:{GUEST_SHUTDOWN_PORT}"),
-        format!("tcp:127.0.0.1:{agent_ssh}-:{GUEST_SSH_PORT}"),
-    ];
+    struct AgentVm {
+        vm: Vm,
+        ssd: Disk,
+        shutdown: u16,
+        ssh: u16,
+    }
+    let agent_vms: Vec<AgentVm> = AGENTS
+        .iter()
+        .zip(&agent_images)
+        .enumerate()
+        .map(|(i, (a, built))| {
+            let ssd = setup.blank_ssd(&format!("{}-ssd.img", a.node), 2, 2 + i as u32);
+            let (shutdown, ssh) = (free_port(), free_port());
+            let mut vm = vm(
+                &setup.base,
+                &built.image,
+                &ssd,
+                logs.join(format!("{}.serial.log", a.node)),
+                STAY,
+            );
+            vm.forwards = vec![
+                format!("tcp:127.0.0.1:{shutdown}-:{GUEST_SHUTDOWN_PORT}"),
+                format!("tcp:127.0.0.1:{ssh}-:{GUEST_SSH_PORT}"),
+            ];
+            vm.board_serial = a.serial.map(str::to_string);
+            vm.mac = a.mac.map(str::to_string);
+            AgentVm {
+                vm,
+                ssd,
+                shutdown,
+                ssh,
+            }
+        })
+        .collect();
     let watch = Watch::start(
         &cluster.report_key_file(),
-        &["control-plane", AGENT],
+        &["control-plane", agents[0], agents[1]],
         cluster.report_port,
         "10m",
         &logs.join("cluster.watch.log"),
     );
     let t = Instant::now();
     let mut cp_running = cp_vm.start();
-    let mut agent_running = agent_vm.start();
-    let agent_done = agent_running.wait_for_serial("piimg-e2e: staying up");
-    phase("boot agent (until first boot done)", t.elapsed());
+    let mut running: Vec<_> = agent_vms.iter().map(|a| a.vm.start()).collect();
     let not_done = |node: &str| Err(format!("{node} never finished first boot, so never asked"));
-    let agent_banner = if agent_done {
-        verdict::ssh_banner(agent_ssh, SSH_WITHIN)
-    } else {
-        not_done(AGENT)
-    };
+    let mut agent_done = Vec::new();
+    let mut agent_banner = Vec::new();
+    for ((a, r), v) in AGENTS.iter().zip(&mut running).zip(&agent_vms) {
+        let done = r.wait_for_serial("piimg-e2e: staying up");
+        phase(
+            &format!("boot {} (until first boot done)", a.node),
+            t.elapsed(),
+        );
+        agent_banner.push(if done {
+            verdict::ssh_banner(v.ssh, SSH_WITHIN)
+        } else {
+            not_done(a.node)
+        });
+        agent_done.push(done);
+    }
     let cp_done = cp_running.wait_for_serial("piimg-e2e: staying up");
     phase("boot control-plane (until first boot done)", t.elapsed());
     let cp_banner = if cp_done {
@@ -475,7 +591,11 @@ fn an_agent_joins_the_control_plane_both_report_ready_and_a_reimage_keeps_the_da
         not_done("control-plane")
     };
     let (watch_status, watch_out) = watch.finish(Duration::from_secs(15));
-    let agent_outcome = agent_running.power_off_via(agent_shutdown);
+    let agent_outcomes: Vec<Outcome> = running
+        .into_iter()
+        .zip(&agent_vms)
+        .map(|(r, v)| r.power_off_via(v.shutdown))
+        .collect();
     let cp_outcome = cp_running.power_off_via(cp_shutdown);
     phase("cluster boot in all", t.elapsed());
     let cp = Boot {
@@ -485,20 +605,32 @@ fn an_agent_joins_the_control_plane_both_report_ready_and_a_reimage_keeps_the_da
         watch_out: watch_out.clone(),
         serial_log: cp_vm.serial_log.clone(),
     };
-    let worker = Boot {
-        node: AGENT,
-        outcome: agent_outcome,
-        watch_status,
-        watch_out,
-        serial_log: agent_vm.serial_log.clone(),
-    };
+    let workers: Vec<Boot> = AGENTS
+        .iter()
+        .zip(agent_outcomes)
+        .zip(&agent_vms)
+        .map(|((a, outcome), v)| Boot {
+            node: a.node,
+            outcome,
+            watch_status,
+            watch_out: watch_out.clone(),
+            serial_log: v.vm.serial_log.clone(),
+        })
+        .collect();
 
     let mut v = Verdicts::new("cluster");
-    let nodes = [
-        (&cp, &first, &cp_ssd, cp_done, cp_banner),
-        (&worker, &agent, &agent_ssd, agent_done, agent_banner),
-    ];
+    let mut nodes = vec![(&cp, &first, &cp_ssd, cp_done, cp_banner)];
+    for ((((w, built), av), done), banner) in workers
+        .iter()
+        .zip(&agent_images)
+        .zip(&agent_vms)
+        .zip(agent_done)
+        .zip(agent_banner)
+    {
+        nodes.push((w, built, &av.ssd, done, banner));
+    }
     let mut cp_ssd_made = None;
+    let mut ssd_uuids = Vec::new();
     for (boot, built, ssd, done, banner) in nodes {
         let node = boot.node;
         let serial = &boot.outcome.serial;
@@ -551,29 +683,74 @@ fn an_agent_joins_the_control_plane_both_report_ready_and_a_reimage_keeps_the_da
         if node == "control-plane" {
             cp_ssd_made = made.clone().ok();
         }
+        if let Ok((_, uuid)) = &made {
+            ssd_uuids.push(uuid.clone());
+        }
         v.check(
             &format!("{node}'s SSD holds one clean ext4 with the piimg label"),
             made.map(|(_, uuid)| uuid),
         );
     }
+    ssd_uuids.sort();
+    ssd_uuids.dedup();
     v.ensure(
-        &format!("the agent registered with the control plane at {server_url}"),
-        worker
-            .outcome
-            .serial
-            .contains(&format!("agent {AGENT} registered with {server_url}")),
-        || first_boot_lines(&worker.outcome.serial),
+        "every node made a filesystem of its own on its own SSD",
+        ssd_uuids.len() == 3,
+        || format!("SSD filesystem UUIDs: {ssd_uuids:?}"),
     );
-    for line in [
-        format!("k3s (stand-in): node {AGENT} joined"),
-        format!("k3s (stand-in): node {AGENT} Ready: True"),
-    ] {
+    let secrets = piimg::secrets::load(&cluster.profiles.join("secrets.toml")).expect("secrets");
+    for (a, w) in AGENTS.iter().zip(&workers) {
+        let node = a.node;
+        let serial = &w.outcome.serial;
         v.ensure(
-            &format!(
-                "the control plane's k3s logged {line:?} (the agent's Node Ready came from it)"
-            ),
-            cp.outcome.serial.contains(&line),
-            || tail(&cp.outcome.serial, 30),
+            &format!("the fleet image's board took the node {node} by its profile's match"),
+            serial.contains(&format!("piimg: this board is {node}")),
+            || first_boot_lines(serial),
+        );
+        v.ensure(
+            &format!("{node} registered with the control plane at {server_url}, under its own name and with its own labels"),
+            serial.lines().any(|l| {
+                l.contains(&format!("agent {node} registered with {server_url}, node labels ["))
+                    && l.contains(a.label)
+            }),
+            || first_boot_lines(serial),
+        );
+        for line in [
+            format!("k3s (stand-in): node {node} joined"),
+            format!("k3s (stand-in): node {node} Ready: True"),
+        ] {
+            v.ensure(
+                &format!(
+                    "the control plane's k3s logged {line:?} (the agent's Node Ready came from it)"
+                ),
+                cp.outcome.serial.contains(&line),
+                || tail(&cp.outcome.serial, 30),
+            );
+        }
+        // After first boot the node keeps its own node password and no other node's files.
+        let own = piimg::secrets::node_password(&secrets.node_password_seed, node);
+        let image = &agent_images[AGENTS.iter().position(|x| x.node == node).unwrap()].image;
+        let password = root_file(image, "/etc/rancher/node/password");
+        v.ensure(
+            &format!("{node}'s root holds its own node password"),
+            password
+                .as_deref()
+                .map(|p| String::from_utf8_lossy(p).trim().to_string())
+                == Some(own.expose().to_string()),
+            || "the password in /etc/rancher/node/password is not the node's".into(),
+        );
+        let left = [
+            "/etc/piimg/fleet.toml",
+            "/etc/piimg/fleet/worker-1.toml",
+            "/etc/piimg/fleet/worker-2.toml",
+        ]
+        .into_iter()
+        .filter(|f| root_file(image, f).is_some())
+        .collect::<Vec<_>>();
+        v.ensure(
+            &format!("{node}'s root keeps no fleet files (no other node's password)"),
+            left.is_empty(),
+            || format!("still there: {left:?}"),
         );
     }
     v.check(
@@ -600,7 +777,11 @@ fn an_agent_joins_the_control_plane_both_report_ready_and_a_reimage_keeps_the_da
             "e2e check [cluster] skipped: the re-image (the control plane's first boot failed)"
         );
     }
-    v.finish(|| format!("{}\n\n{}", cp.explain(), worker.explain()));
+    let explained: Vec<String> = std::iter::once(&cp)
+        .chain(&workers)
+        .map(Boot::explain)
+        .collect();
+    v.finish(|| explained.join("\n\n"));
 }
 
 /// The re-image half of the cluster test: a marker on the control plane's SSD, a newer
@@ -694,6 +875,72 @@ fn reimage(
     v.check(
         "the re-imaged control plane: /var/lib/kubelet and /var/log/pods are bind mounts from the SSD",
         verdict::bind_mounts_from_ssd(&boot.outcome.serial, &SSD_BIND_MOUNTS),
+    );
+}
+
+#[test]
+fn a_board_the_fleet_does_not_name_reports_its_serial_and_mac_and_touches_nothing() {
+    let Some(setup) = setup("unmatched") else {
+        return;
+    };
+    let cluster = setup.cluster(&AGENTS.map(|a| a.node));
+    let fleet = setup.bake_fleet(&cluster, FLEET);
+    let ssd = setup.blank_ssd("ssd.img", 1, 1);
+    let before = sha256_file(&ssd.path);
+    let watch = Watch::start(
+        &cluster.report_key_file(),
+        &AGENTS.map(|a| a.node),
+        cluster.report_port,
+        "10m",
+        &setup.logs.join("unmatched.watch.log"),
+    );
+    let mut board = vm(
+        &setup.base,
+        &fleet.image,
+        &ssd,
+        setup.logs.join("unmatched.serial.log"),
+        "",
+    );
+    let (serial, mac) = ("PIIMG-E2E-UNKNOWN", "52:54:00:00:0e:2e");
+    board.board_serial = Some(serial.into());
+    board.mac = Some(mac.into());
+    let outcome = board.boot();
+    phase("boot unmatched", outcome.elapsed);
+    let (_, watch_out) = watch.finish(Duration::from_secs(10));
+    let explain = || {
+        format!(
+            "--- first boot on the serial console ---\n{}\n--- serial console ---\n{}\n--- piimg watch ---\n{}",
+            first_boot_lines(&outcome.serial),
+            tail(&outcome.serial, 60),
+            tail(&watch_out, 20)
+        )
+    };
+    assert!(
+        outcome.powered_off(),
+        "the VM did not power off by itself\n{}",
+        explain()
+    );
+    assert!(
+        outcome.serial.contains("is no node of this fleet image")
+            && outcome.serial.contains(&format!("serial {serial}")),
+        "the board should say on its console that it is no node of the fleet\n{}",
+        explain()
+    );
+    assert!(
+        watch_out.contains(&format!("board serial {serial}, mac {mac}"))
+            && watch_out.contains("does not join"),
+        "piimg watch should show the board with its serial and MAC\n{}",
+        explain()
+    );
+    assert_eq!(
+        sha256_file(&ssd.path),
+        before,
+        "the SSD was written\n{}",
+        explain()
+    );
+    assert!(
+        root_file(&fleet.image, "/etc/piimg/node.toml").is_none(),
+        "the board took a node"
     );
 }
 

@@ -166,7 +166,12 @@ pub fn run() -> Result<(), String> {
         ),
         0o600,
     )?;
-    eprintln!("k3s (stand-in): agent {node} registered with {server}");
+    // The labels its kubelet would register the Node with (`--node-labels` from the config's
+    // `node-label`): logged, as the stand-in has no kubelet or apiserver to carry them.
+    eprintln!(
+        "k3s (stand-in): agent {node} registered with {server}, node labels [{}]",
+        cfg.list("node-label").join(",")
+    );
     let addr = crate::kubelet_addr();
     let listener =
         TcpListener::bind(&addr).map_err(|e| format!("kubelet healthz on {addr}: {e}"))?;

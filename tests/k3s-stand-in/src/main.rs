@@ -65,6 +65,8 @@
 //! - No request-header CA, etcd CAs, `service.key` or supervisor certificates; a CA made in
 //!   advance (`generate-custom-ca-certs.sh`) is honoured for `server-ca` and `client-ca` only,
 //!   and only as a single self-signed certificate (no intermediate chains).
+//! - Node labels (`node-label`) are only logged by the agent when it registers; k3s's kubelet
+//!   registers the Node with them.
 //! - The agent talks to the server directly: no client load balancer on 127.0.0.1:6444, so
 //!   `kubelet.kubeconfig` names the `server:` URL itself.
 //! - The agent does not first try the host's CA bundle for `/cacerts` (k3s does, and then

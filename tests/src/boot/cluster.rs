@@ -139,6 +139,44 @@ impl BootCluster {
         });
     }
 
+    /// `piimg build --fleet NAME --format img` with these guest binaries; asserts success.
+    pub fn build_fleet(&self, fleet: &str, k3s: &Path, firstboot: &Path) -> Built {
+        let (k3s, firstboot) = (k3s.display().to_string(), firstboot.display().to_string());
+        let out_dir = self.out.display().to_string();
+        let out = self.piimg(&[
+            "build",
+            "--fleet",
+            fleet,
+            "--out",
+            &out_dir,
+            "--format",
+            "img",
+            "--k3s-bin",
+            &k3s,
+            "--firstboot-bin",
+            &firstboot,
+        ]);
+        assert!(
+            out.status.success(),
+            "piimg build --fleet {fleet} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.built(fleet, self.out.join(format!("{fleet}.img")))
+    }
+
+    /// The image and the build id its `.build.json` records.
+    fn built(&self, name: &str, image: std::path::PathBuf) -> Built {
+        let record = self.out.join(format!("{name}.build.json"));
+        let json: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&record).unwrap_or_else(|e| panic!("{}: {e}", record.display())),
+        )
+        .expect("build record is JSON");
+        Built {
+            image,
+            build_id: json["build_id"].as_str().expect("build_id").to_string(),
+        }
+    }
+
     /// `piimg build --profile NODE --format img` with these guest binaries; asserts success.
     pub fn build(&self, node: &str, k3s: &Path, firstboot: &Path) -> Built {
         self.build_as(node, k3s, firstboot, "img")
@@ -171,14 +209,6 @@ impl BootCluster {
                 .expect("run the decoder");
             assert!(decoded.success(), "{tool} -d {} failed", packed.display());
         }
-        let record = self.out.join(format!("{node}.build.json"));
-        let json: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(&record).unwrap_or_else(|e| panic!("{}: {e}", record.display())),
-        )
-        .expect("build record is JSON");
-        Built {
-            image,
-            build_id: json["build_id"].as_str().expect("build_id").to_string(),
-        }
+        self.built(node, image)
     }
 }

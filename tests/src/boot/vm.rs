@@ -32,6 +32,11 @@ pub struct Vm {
     pub serial_log: PathBuf,
     /// Killed after this long.
     pub timeout: Duration,
+    /// The board's serial number, as firmware gives it (`-smbios type=1,serial=…`; Linux
+    /// shows it in `/sys/class/dmi/id/product_serial`).
+    pub board_serial: Option<String>,
+    /// The network card's MAC (QEMU's default, `52:54:00:12:34:56`, when unset).
+    pub mac: Option<String>,
 }
 
 /// How a boot ended.
@@ -81,9 +86,16 @@ impl Vm {
         for f in &self.forwards {
             net += &format!(",hostfwd={f}");
         }
+        let mut nic = "virtio-net-pci,netdev=n0".to_string();
+        if let Some(mac) = &self.mac {
+            nic += &format!(",mac={mac}");
+        }
+        if let Some(serial) = &self.board_serial {
+            cmd.arg("-smbios").arg(format!("type=1,serial={serial}"));
+        }
         cmd.arg("-netdev")
             .arg(net)
-            .args(["-device", "virtio-net-pci,netdev=n0"])
+            .args(["-device", &nic])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
