@@ -49,6 +49,7 @@ pub fn compute(spec: &NodeSpec, inputs: &Inputs) -> Plan {
         flavour: spec.base.flavour(),
         build_id,
         source_date_epoch: spec.overrides.source_date_epoch,
+        services: spec.manifests.as_ref().map(|m| m.services.clone()),
         edits,
     }
 }
