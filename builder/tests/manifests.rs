@@ -1128,6 +1128,40 @@ const CHART_IMAGES: &[ChartImage] = &[
     },
 ];
 
+/// manifests/README.md records what `CHART_IMAGES` holds, with the sources: every image on
+/// record is in its "Images: platforms and digests" table, with the start of its digest where
+/// one is pinned, so the two cannot drift apart.
+#[test]
+fn every_image_on_record_is_in_the_readme() {
+    let readme = std::fs::read_to_string(manifests_dir().join("README.md")).unwrap();
+    let section = readme
+        .split("## Images: platforms and digests")
+        .nth(1)
+        .expect("manifests/README.md: no `## Images: platforms and digests` section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    for entry in CHART_IMAGES {
+        let row = section
+            .lines()
+            .filter(|l| l.starts_with(&format!("| `{}` |", entry.chart)))
+            .find(|l| l.contains(&format!("`{}`", entry.image)))
+            .unwrap_or_else(|| {
+                panic!(
+                    "manifests/README.md: no row for chart {} image {} in `Images: platforms and digests`",
+                    entry.chart, entry.image
+                )
+            });
+        if let Pin::At { value, .. } = entry.digest {
+            let hex = value.rsplit(':').next().unwrap_or(value);
+            assert!(
+                row.contains(&format!("`{}…`", &hex[..8])),
+                "manifests/README.md: the row of {} does not name its digest {}…",
+                entry.image,
+                &hex[..8]
+            );
+        }
+    }
+}
+
 /// The node a pod may land on, from the `kubernetes.io/arch` of its node selector: `None`
 /// when it has none (any node: the arm64 Pis or the amd64 control plane).
 fn selected_arch<'a>(values: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -1709,6 +1743,8 @@ fn every_chart_version_is_recorded_as_checked_in_the_readme() {
         .split("## Charts checked against upstream")
         .nth(1)
         .expect("manifests/README.md: no `## Charts checked against upstream` section");
+    // Up to the next section (`## Images: platforms and digests` has a table of its own).
+    let section = section.split("\n## ").next().unwrap_or(section);
     assert!(
         section.contains("2026-12-03"),
         "the section names the date checked"
