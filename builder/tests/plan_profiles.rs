@@ -948,6 +948,55 @@ fn plan_command_output_and_json_never_show_a_secret() {
     }
 }
 
+/// Issue 14: `piimg plan --profile control-plane` says which base services the image carries,
+/// with the parts a user looks for (logs, the node dashboard, traces), and which are off; an
+/// agent's plan carries no manifests, so it has no such line.
+#[test]
+fn plan_command_lists_the_base_services_on_and_off() {
+    let c = example();
+    let out = piimg(&c, &["plan", "--profile", "control-plane"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("services: "))
+        .unwrap_or_else(|| panic!("no `services:` line in the control plane's plan:\n{text}"));
+    assert_eq!(
+        line,
+        "services: minio, postgresql (cloudnative-pg, postgresql 16), mlflow, jupyterhub, \
+         monitoring (prometheus, alertmanager, grafana, node-exporter, dashboard \"Cluster nodes\"), \
+         dask, ray (kuberay, raycluster), jaeger (traces), otel-collector (otlp to jaeger and prometheus), \
+         logs (loki, alloy); off: none"
+    );
+
+    c.edit("cluster.toml", |t| {
+        t.replace("[services]\n", "[services]\nray = false\nlogs = false\n")
+    });
+    let out = piimg(&c, &["plan", "--profile", "control-plane"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text.lines().find(|l| l.starts_with("services: ")).unwrap();
+    assert!(
+        line.ends_with("; off: ray, logs") && !line.contains("loki") && !line.contains("kuberay"),
+        "{line}"
+    );
+
+    let out = piimg(&c, &["plan", "--profile", "worker-2"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !text.lines().any(|l| l.starts_with("services: ")),
+        "an agent's plan lists services:\n{text}"
+    );
+}
+
 #[test]
 fn secrets_init_command_makes_0600_and_refuses_to_overwrite() {
     let c = example();

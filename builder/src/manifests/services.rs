@@ -86,6 +86,28 @@ impl Service {
     }
 }
 
+impl Service {
+    /// What a user looks for inside the service, named in `piimg plan`'s summary so the plan
+    /// shows where logs, the node dashboard and traces come from; empty when the name says it.
+    pub fn parts(self) -> &'static [&'static str] {
+        match self {
+            Service::Postgresql => &["cloudnative-pg", "postgresql 16"],
+            Service::Monitoring => &[
+                "prometheus",
+                "alertmanager",
+                "grafana",
+                "node-exporter",
+                "dashboard \"Cluster nodes\"",
+            ],
+            Service::Ray => &["kuberay", "raycluster"],
+            Service::Jaeger => &["traces"],
+            Service::OtelCollector => &["otlp to jaeger and prometheus"],
+            Service::Logs => &["loki", "alloy"],
+            Service::Minio | Service::Mlflow | Service::Jupyterhub | Service::Dask => &[],
+        }
+    }
+}
+
 impl fmt::Display for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -196,6 +218,36 @@ impl ServiceSelection {
         Service::ALL.into_iter().filter(|s| self.is_enabled(*s))
     }
 
+    /// One line for `piimg plan`: the services that are on, each with its [`Service::parts`],
+    /// then the ones that are off, so a turned-off service is visible rather than just absent.
+    pub fn summary(&self) -> String {
+        let on: Vec<String> = self
+            .enabled()
+            .map(|s| match s.parts() {
+                [] => s.name().to_string(),
+                parts => format!("{} ({})", s.name(), parts.join(", ")),
+            })
+            .collect();
+        let off: Vec<&str> = Service::ALL
+            .into_iter()
+            .filter(|s| !self.is_enabled(*s))
+            .map(Service::name)
+            .collect();
+        format!(
+            "{}; off: {}",
+            if on.is_empty() {
+                "none".to_string()
+            } else {
+                on.join(", ")
+            },
+            if off.is_empty() {
+                "none".to_string()
+            } else {
+                off.join(", ")
+            }
+        )
+    }
+
     /// Every (service, missing dependency) pair: a service that is on and needs one that is off.
     pub fn missing_dependencies(&self) -> Vec<(Service, Service)> {
         self.enabled()
@@ -224,6 +276,29 @@ mod tests {
         for s in Service::ALL {
             assert_eq!(Service::from_name(s.name()), Some(s));
         }
+    }
+
+    #[test]
+    fn summary_names_parts_and_what_is_off() {
+        let mut sel = ServiceSelection::all();
+        assert!(sel
+            .summary()
+            .starts_with("minio, postgresql (cloudnative-pg, postgresql 16),"));
+        assert!(sel.summary().ends_with("logs (loki, alloy); off: none"));
+        sel.ray = false;
+        sel.minio = false;
+        assert!(
+            sel.summary().ends_with("; off: minio, ray"),
+            "{}",
+            sel.summary()
+        );
+        for s in Service::ALL {
+            sel.set(s, false);
+        }
+        assert_eq!(
+            sel.summary(),
+            format!("none; off: {}", Service::ALL.map(Service::name).join(", "))
+        );
     }
 
     #[test]

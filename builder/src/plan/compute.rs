@@ -53,6 +53,7 @@ pub(super) fn compute_as(spec: &NodeSpec, inputs: &Inputs, build_id: String) -> 
         flavour: spec.base.flavour(),
         build_id,
         source_date_epoch: spec.overrides.source_date_epoch,
+        services: spec.manifests.as_ref().map(|m| m.services.clone()),
         edits,
         members: Vec::new(),
     }

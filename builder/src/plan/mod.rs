@@ -104,6 +104,9 @@ pub struct Plan {
     pub build_id: String,
     /// `SOURCE_DATE_EPOCH` for every timestamp the apply stage writes.
     pub source_date_epoch: Option<u64>,
+    /// The base services the image carries (the server's; `None` for an agent, which gets no
+    /// manifests), so `piimg plan` says what will run before anything is built.
+    pub services: Option<crate::manifests::ServiceSelection>,
     /// The edits, applied in this order.
     pub edits: Vec<Edit>,
     /// A fleet image's members: the edits each board makes itself at first boot, once it
@@ -123,6 +126,9 @@ impl fmt::Display for Plan {
             self.build_id.get(..16).unwrap_or(&self.build_id),
             self.edits.len()
         )?;
+        if let Some(services) = &self.services {
+            writeln!(f, "services: {}", services.summary())?;
+        }
         for (i, e) in self.edits.iter().enumerate() {
             writeln!(f, "{:3}. {e}", i + 1)?;
         }
