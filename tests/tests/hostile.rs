@@ -151,6 +151,96 @@ fn a_filesystem_larger_than_its_partition_is_refused() {
     assert!(!tc.out.join("worker-2.img").exists());
 }
 
+/// Issue 15.5: a GPT whose primary and backup copies are both intact (their CRCs check out)
+/// but list different partitions. `sfdisk --verify` calls such a table clean; a firmware or
+/// kernel that reads the backup sees another disk. Refused, naming the image, what differs
+/// and the fix; the fix the message names makes the image readable again.
+#[test]
+fn a_gpt_whose_backup_disagrees_is_refused() {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let image = e2e::copy_fixture(Kind::UbuntuAmd64, dir.path());
+    assert_eq!(e2e::table(&image).label, "gpt");
+    // The backup's 33 sectors (array and header) as sfdisk wrote them; rename partition 1 in
+    // both copies, then put the old backup back: two valid copies that disagree.
+    let len = std::fs::metadata(&image).unwrap().len();
+    let tail = 33 * 512;
+    let mut backup = vec![0u8; tail as usize];
+    let mut f = std::fs::File::open(&image).unwrap();
+    f.seek(SeekFrom::Start(len - tail)).unwrap();
+    f.read_exact(&mut backup).unwrap();
+    drop(f);
+    let out = Command::new("sfdisk")
+        .args(["--no-reread", "--no-tell-kernel", "-q", "--part-label"])
+        .arg(&image)
+        .args(["1", "renamed-in-one-copy"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .unwrap();
+    f.seek(SeekFrom::Start(len - tail)).unwrap();
+    f.write_all(&backup).unwrap();
+    drop(f);
+
+    let (out, _) = piimg_limited(&["inspect", image.to_str().unwrap()], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "inspect took a disagreeing GPT: {stderr}"
+    );
+    for needle in [
+        image.to_str().unwrap(),
+        "primary and the backup GPT disagree",
+        "partition 1",
+        "renamed-in-one-copy",
+        "sfdisk --relocate gpt-bak-std",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?}: {stderr}");
+    }
+
+    let tc = TestCluster::new();
+    let out = tc.try_build("control-plane", "img", &["--base", image.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a disagreeing GPT was built");
+    assert!(
+        stderr.contains("GPT disagree") && stderr.contains(image.to_str().unwrap()),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!tc.out.join("control-plane.img").exists());
+
+    // The fix the message gives: the backup rewritten from the primary.
+    let out = Command::new("sfdisk")
+        .args([
+            "--no-reread",
+            "--no-tell-kernel",
+            "-q",
+            "--relocate",
+            "gpt-bak-std",
+        ])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (out, _) = piimg_limited(&["inspect", image.to_str().unwrap()], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The boot FAT32 of a look-alike: where its FATs and data area are, read from the boot
 /// sector the way the checker's own helpers would not (a test must not trust piimg's code).
 struct Fat32 {
