@@ -392,11 +392,20 @@ fn a_damaged_boot_fat_is_refused_before_editing() {
         let image = e2e::copy_fixture(Kind::RaspiosBookworm, dir.path());
         damage(&Fat32::of(&image));
 
+        // inspect describes the image and marks the boot partition as unreadable, with what
+        // the check found (issue 15.9: exit 0, it was only asked to describe).
         let (out, _) = piimg_limited(&["inspect", image.to_str().unwrap()], dir.path());
+        let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{case}: inspect succeeded");
+        assert!(out.status.success(), "{case}: inspect: {stderr}");
         assert!(
-            stderr.contains(&format!("`{file}`")) && stderr.contains(what),
+            stdout.contains("unreadable")
+                && stdout.contains(&format!("`{file}`"))
+                && stdout.contains(what),
+            "{case}: inspect:\n{stdout}"
+        );
+        assert!(
+            stderr.contains("could not be read"),
             "{case}: inspect: {stderr}"
         );
 
@@ -506,4 +515,146 @@ impl StdinBytes for Command {
         child.stdin.take().unwrap().write_all(input.as_bytes())?;
         child.wait_with_output()
     }
+}
+
+/// Fills the on-disk inode of `path` (ext4 at byte `start`) with garbage, found with
+/// debugfs' `imap`: what a damaged inode table, or an attacker, leaves behind.
+fn garbage_inode(image: &Path, start: u64, path: &str) {
+    use std::io::{Seek, SeekFrom, Write};
+    let ask = |request: &str| {
+        let out = Command::new("debugfs")
+            .arg("-R")
+            .arg(request)
+            .arg(e2e::offset_spec(image, start))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let imap = ask(&format!("imap {path}"));
+    let (block, offset) = imap
+        .split("located at block ")
+        .nth(1)
+        .and_then(|rest| {
+            let (block, rest) = rest.split_once(", offset 0x")?;
+            let offset = rest.split_whitespace().next()?;
+            Some((
+                block.trim().parse::<u64>().ok()?,
+                u64::from_str_radix(offset, 16).ok()?,
+            ))
+        })
+        .unwrap_or_else(|| panic!("debugfs imap {path}: {imap}"));
+    let stats = ask("stats");
+    let field = |name: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in debugfs stats"))
+    };
+    let (block_size, inode_size) = (field("Block size:"), field("Inode size:"));
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let garbage: Vec<u8> = (0..inode_size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
+    let mut f = std::fs::OpenOptions::new().write(true).open(image).unwrap();
+    f.seek(SeekFrom::Start(start + block * block_size + offset))
+        .unwrap();
+    f.write_all(&garbage).unwrap();
+}
+
+/// Issue 15.9: an image with a valid partition table and no filesystems on it (util-linux's
+/// own blkid test images are such) is described, not refused with "no root filesystem found":
+/// the table and its partitions are listed, the root is reported missing, exit 0 (`inspect`
+/// was only asked to describe).
+#[test]
+fn inspect_lists_a_table_without_filesystems() {
+    let dir = tempfile::tempdir().unwrap();
+    for (label, kind, boot_type) in [("gpt", "gpt", "U"), ("dos", "mbr", "c")] {
+        let image = dir.path().join(format!("{label}.img"));
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+        let out = Command::new("sfdisk")
+            .args(["--no-reread", "--no-tell-kernel", "-q"])
+            .arg(&image)
+            .stdin_bytes(format!("label: {label}\n,16M,{boot_type}\n,,L\n"))
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let (out, took) = piimg_limited(&["inspect", image.to_str().unwrap()], dir.path());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{label}: {stderr}");
+        assert!(took < Duration::from_secs(30), "{label}: took {took:?}");
+        assert!(
+            stdout.contains(&format!("table      {kind}")),
+            "{label}:\n{stdout}"
+        );
+        assert!(stdout.contains("no root filesystem"), "{label}:\n{stdout}");
+        assert!(!stdout.contains("swap       none"), "{label}:\n{stdout}");
+        assert!(stderr.contains("no root filesystem"), "{label}: {stderr}");
+
+        let (out, _) = piimg_limited(&["inspect", "--json", image.to_str().unwrap()], dir.path());
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["table"]["kind"], kind);
+        let parts = r["partitions"].as_array().unwrap();
+        assert_eq!(parts.len(), 2, "{r}");
+        assert!(parts.iter().all(|p| p["filesystem"] == "unknown"), "{r}");
+        assert!(r["root_partition"].is_null(), "{r}");
+        assert!(r["os"].is_null(), "{r}");
+        assert_eq!(r["swap_state"], "unknown", "{r}");
+    }
+}
+
+/// Issue 15.9: a garbage inode (`/etc` here) hides `/etc/fstab` and the swap set-up. inspect
+/// used to show "fstab (empty)" and "swap none" while dphys-swapfile is enabled; now it
+/// marks both as unreadable and lists what it could not read.
+#[test]
+fn inspect_marks_what_a_garbage_inode_hides() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = e2e::copy_fixture(Kind::RaspiosBookworm, dir.path());
+    let start = e2e::image_root_start(&image);
+    garbage_inode(&image, start, "/etc");
+
+    let (out, took) = piimg_limited(&["inspect", image.to_str().unwrap()], dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert!(!stdout.contains("swap       none"), "{stdout}");
+    assert!(stdout.contains("swap       unreadable"), "{stdout}");
+    assert!(!stdout.contains("(empty)"), "{stdout}");
+    assert!(stdout.contains("could not be read"), "{stdout}");
+    assert!(stderr.contains("could not be read"), "{stderr}");
+
+    let (out, _) = piimg_limited(&["inspect", "--json", image.to_str().unwrap()], dir.path());
+    assert!(out.status.success());
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["swap_state"], "unreadable", "{r}");
+    let unreadable: Vec<&str> = r["unreadable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["path"].as_str())
+        .collect();
+    assert!(unreadable.contains(&"/etc/fstab"), "{unreadable:?}");
+    assert!(
+        unreadable.contains(&"/etc/dphys-swapfile"),
+        "{unreadable:?}"
+    );
 }
