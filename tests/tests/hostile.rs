@@ -658,3 +658,156 @@ fn inspect_marks_what_a_garbage_inode_hides() {
         "{unreadable:?}"
     );
 }
+
+/// The cache's decompressed bases and downloaded blobs, by file name.
+fn cache_files(cache: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for sub in ["bases", "blobs/sha256"] {
+        if let Ok(entries) = std::fs::read_dir(cache.join(sub)) {
+            names.extend(
+                entries.map(|e| format!("{sub}/{}", e.unwrap().file_name().to_string_lossy())),
+            );
+        }
+    }
+    names
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Points the catalogue's `raspios-bookworm` (worker-2's base) at `body`, served by the test
+/// server and pinned by its digest.
+fn serve_as_bookworm(tc: &TestCluster, path: &str, body: Vec<u8>) -> String {
+    let sha = sha256_hex(&body);
+    let url = tc.server.serve_bytes(path, body);
+    tc.edit_cluster(|c| {
+        let entry = c["bases"]["raspios-bookworm"].as_table_mut().unwrap();
+        entry.insert("url".into(), url.clone().into());
+        entry.insert("sha256".into(), sha.clone().into());
+    });
+    sha
+}
+
+/// Issue 15.10: a base refused after its download (not a disk image) leaves neither the
+/// download nor the decompressed base in the cache, where it used to stay forever (hundreds
+/// of MB to GBs).
+#[test]
+fn a_rejected_base_does_not_stay_in_the_cache() {
+    let tc = TestCluster::new();
+    let sha = serve_as_bookworm(
+        &tc,
+        "/bases/zeros.img.xz",
+        piimg_e2e::cluster::xz(&vec![0u8; 32 << 20]),
+    );
+    let out = tc.try_build("worker-2", "img", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a base of zeros was built");
+    assert!(
+        stderr.contains("no partition table") && stderr.contains("zeros.img.xz"),
+        "{stderr}"
+    );
+    let left: Vec<String> = cache_files(&tc.cache)
+        .into_iter()
+        .filter(|n| n.contains(&sha))
+        .collect();
+    assert!(left.is_empty(), "rejected base left in the cache: {left:?}");
+
+    assert!(!tc.out.join("worker-2.img").exists());
+}
+
+/// Issue 15.10: a 100 GB all-zero raw base (sparse) fails at once with "no partition table",
+/// read from its first sector, instead of being hashed and copied for minutes first.
+#[test]
+fn a_huge_all_zero_raw_base_fails_at_once() {
+    let tc = TestCluster::new();
+    let zero = tc.path().join("zero.img");
+    std::fs::File::create(&zero)
+        .unwrap()
+        .set_len(100 << 30)
+        .unwrap();
+    let start = Instant::now();
+    let out = tc.try_build("worker-2", "img", &["--base", "zero.img"]);
+    let took = start.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a base of zeros was built");
+    assert!(
+        stderr.contains("zero.img") && stderr.contains("no partition table"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(
+        cache_files(&tc.cache)
+            .iter()
+            .all(|n| !n.starts_with("bases/")),
+        "{:?}",
+        cache_files(&tc.cache)
+    );
+}
+
+/// A decompression bomb built on a real look-alike: the image compressed with `tool`, then
+/// `chunks` streams of 1 GiB of zeros each (xz streams, gzip members and zstd frames all
+/// concatenate into a valid file), so it decodes to the image followed by `chunks` GiB.
+fn bomb(image: &Path, tool: &str, ext: &str, chunks: usize, dir: &Path) -> std::path::PathBuf {
+    let run = |script: String| {
+        let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let mut bytes = run(format!("{tool} -1 -c < '{}'", image.display()));
+    let zeros = run(format!("head -c 1073741824 /dev/zero | {tool} -1 -c"));
+    for _ in 0..chunks {
+        bytes.extend_from_slice(&zeros);
+    }
+    let path = dir.join(format!("bomb.img.{ext}"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Issue 15.10: a compressed base that decodes far past what its own partition table
+/// accounts for (an `.xz` bomb decoded for 10 minutes to 200 GiB) is stopped once the output
+/// passes the table's end plus a margin, with a clear error, by `inspect` and by `build`.
+#[test]
+fn a_decompression_bomb_stops_at_its_partition_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = e2e::fixture(Kind::RaspiosBookworm);
+    let tc = TestCluster::new();
+    for (tool, ext) in [("zstd", "zst"), ("xz", "xz"), ("gzip", "gz")] {
+        let bomb = bomb(&fixture, tool, ext, 8, dir.path());
+        let (out, took) = piimg_limited(&["inspect", bomb.to_str().unwrap()], dir.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{ext}: inspect decoded the bomb");
+        assert!(
+            stderr.contains(bomb.to_str().unwrap()) && stderr.contains("partition table ends at"),
+            "{ext}: {stderr}"
+        );
+        assert!(
+            took < Duration::from_secs(60),
+            "{ext}: inspect took {took:?}"
+        );
+
+        let start = Instant::now();
+        let out = tc.try_build("worker-2", "img", &["--base", bomb.to_str().unwrap()]);
+        let took = start.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{ext}: the bomb was built");
+        assert!(
+            stderr.contains(bomb.to_str().unwrap()) && stderr.contains("partition table ends at"),
+            "{ext}: {stderr}"
+        );
+        assert!(took < Duration::from_secs(60), "{ext}: build took {took:?}");
+        assert!(
+            cache_files(&tc.cache)
+                .iter()
+                .all(|n| !n.starts_with("bases/")),
+            "{ext}: {:?}",
+            cache_files(&tc.cache)
+        );
+        std::fs::remove_file(&bomb).unwrap();
+    }
+}
