@@ -690,9 +690,9 @@ fn serve_as_bookworm(tc: &TestCluster, path: &str, body: Vec<u8>) -> String {
     sha
 }
 
-/// Issue 15.10: a base refused after its download (not a disk image) leaves neither the
-/// download nor the decompressed base in the cache, where it used to stay forever (hundreds
-/// of MB to GBs).
+/// Issue 15.10: a base refused after its download (not a disk image; a damaged boot FAT
+/// found after decompression) leaves neither the download nor the decompressed base in the
+/// cache, where it used to stay forever (hundreds of MB to GBs).
 #[test]
 fn a_rejected_base_does_not_stay_in_the_cache() {
     let tc = TestCluster::new();
@@ -714,6 +714,25 @@ fn a_rejected_base_does_not_stay_in_the_cache() {
         .collect();
     assert!(left.is_empty(), "rejected base left in the cache: {left:?}");
 
+    let dir = tempfile::tempdir().unwrap();
+    let image = e2e::copy_fixture(Kind::RaspiosBookworm, dir.path());
+    let f = Fat32::of(&image);
+    let c = f.clusters("cmdline.txt");
+    f.set(c[c.len() - 1], c[0]);
+    let sha = serve_as_bookworm(
+        &tc,
+        "/bases/damaged-fat.img.xz",
+        piimg_e2e::cluster::xz(&std::fs::read(&image).unwrap()),
+    );
+    let out = tc.try_build("worker-2", "img", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a damaged base was built");
+    assert!(stderr.contains("damaged"), "{stderr}");
+    let left: Vec<String> = cache_files(&tc.cache)
+        .into_iter()
+        .filter(|n| n.contains(&sha))
+        .collect();
+    assert!(left.is_empty(), "rejected base left in the cache: {left:?}");
     assert!(!tc.out.join("worker-2.img").exists());
 }
 

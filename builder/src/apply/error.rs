@@ -167,6 +167,13 @@ pub enum ApplyError {
 }
 
 impl ApplyError {
+    /// Whether the error refuses the base itself, whatever the profile: its boot or root
+    /// partition cannot be found or is damaged. Such a base is removed from the cache
+    /// (issue 15.10); a base refused for one profile only (another OS, a system account) stays.
+    pub fn rejects_base(&self) -> bool {
+        matches!(self, Self::Locate(_) | Self::FsLargerThanPartition { .. })
+    }
+
     /// The same error naming `shown` (the file the user gave, such as `--base c/x.img`)
     /// wherever it names one of `real`, piimg's own copies of it (the cached base, the node's
     /// work image), so a message points at a file the user knows. Issue 15.8.
