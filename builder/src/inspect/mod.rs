@@ -170,6 +170,9 @@ fn inspect_raw(raw: &Path, image: &Path) -> Result<Report, InspectError> {
         });
     }
     let boot = match crate::locate::find_boot(raw, &layout, &kinds) {
+        // An ESP (found by its GPT type) without a FAT on it has nothing to read: no
+        // filesystem is not a damaged one.
+        Ok(Some(part)) if !kinds.contains(&(&part, FsKind::Vfat)) => None,
         Ok(Some(part)) => boot::find(raw, &part).unwrap_or_else(|u| {
             unreadable.push(u);
             None
