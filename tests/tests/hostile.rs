@@ -618,6 +618,8 @@ fn inspect_lists_a_table_without_filesystems() {
         assert!(r["root_partition"].is_null(), "{r}");
         assert!(r["os"].is_null(), "{r}");
         assert_eq!(r["swap_state"], "unknown", "{r}");
+        // Partitions without a filesystem (an ESP among them) are not damaged ones.
+        assert_eq!(r["unreadable"], serde_json::json!([]), "{r}");
     }
 }
 
@@ -763,6 +765,7 @@ fn a_huge_all_zero_raw_base_fails_at_once() {
         "{:?}",
         cache_files(&tc.cache)
     );
+    assert!(!tc.out.join("worker-2.img").exists());
 }
 
 /// A decompression bomb built on a real look-alike: the image compressed with `tool`, then
@@ -827,6 +830,7 @@ fn a_decompression_bomb_stops_at_its_partition_table() {
             "{ext}: {:?}",
             cache_files(&tc.cache)
         );
+        assert!(!tc.out.join("worker-2.img").exists(), "{ext}");
         std::fs::remove_file(&bomb).unwrap();
     }
 }
