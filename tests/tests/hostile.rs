@@ -478,6 +478,52 @@ fn errors_name_the_users_base_not_piimgs_copies() {
     }
 }
 
+/// Issue 15.8: a boot partition whose FAT boot sector is overwritten (1 MiB of noise over the
+/// partition's start) was reported as "the base is Debian … without cmdline.txt on a boot
+/// partition but profile worker-2 expects Raspberry Pi OS": another OS, when it is the
+/// partition that is damaged. Named as such, and nothing is published.
+#[test]
+fn a_boot_partition_without_its_fat_is_named_as_damaged() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let image = e2e::copy_fixture(Kind::RaspiosBookworm, dir.path());
+    let boot = e2e::partitions(&image)
+        .into_iter()
+        .find(|p| p.number == 1)
+        .unwrap();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let noise: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .unwrap();
+    f.seek(SeekFrom::Start(boot.start)).unwrap();
+    f.write_all(&noise).unwrap();
+    drop(f);
+
+    let tc = TestCluster::new();
+    let out = tc.try_build("worker-2", "img", &["--base", image.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a base without its boot FAT was built"
+    );
+    assert!(
+        stderr.contains("partition 1")
+            && stderr.contains("holds no FAT filesystem")
+            && !stderr.contains("without cmdline.txt"),
+        "{stderr}"
+    );
+    assert!(!tc.out.join("worker-2.img").exists());
+}
+
 /// Issue 15.14: a symlinked `/etc/rancher` in the base (leading nowhere) is named as such,
 /// with what to do, not reported as libext2fs' "Ext2 directory already exists".
 #[test]
