@@ -30,7 +30,9 @@ fn main() {
 
     let mut builder = bindgen::Builder::default()
         .header(HEADER)
-        .allowlist_function("ext2fs_(open2|close2|free|flush|read_bitmaps|namei|lookup)")
+        .allowlist_function(
+            "ext2fs_(open2|close2|free|flush|flush_icache|read_bitmaps|namei|lookup)",
+        )
         .allowlist_function("ext2fs_(read|write)_inode_full|ext2fs_write_new_inode")
         .allowlist_function("ext2fs_(new_inode|link|unlink|expand_dir|inode_alloc_stats2)")
         .allowlist_function("ext2fs_(mkdir|symlink|block_iterate3|fallocate|dir_iterate2)")

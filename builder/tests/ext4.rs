@@ -286,6 +286,52 @@ fn reads_files_dirs_and_links() {
     fs.close().unwrap();
 }
 
+/// Issue 15.9: one inode with a bad checksum (`/etc/ssh` filled with garbage) must not change
+/// what other files read as. libext2fs reads an inode into a slot of its inode cache before
+/// checking it and leaves that slot labelled with the inode it held (the root directory here),
+/// so before piimg dropped the cache on errors, every later lookup from `/` failed or read
+/// garbage: `/usr` was "not found" and `/etc/fstab`'s failure was taken for a missing file.
+#[test]
+fn a_garbage_inode_does_not_change_what_other_files_read_as() {
+    use std::io::{Seek, SeekFrom, Write};
+    let (_tmp, img) = base(64);
+    let imap = String::from_utf8_lossy(&debugfs(&img, "imap /etc/ssh")).into_owned();
+    let (block, offset) = imap
+        .split("located at block ")
+        .nth(1)
+        .and_then(|r| r.split_once(", offset 0x"))
+        .map(|(b, o)| {
+            let o = o.split_whitespace().next().unwrap_or("");
+            (
+                b.trim().parse::<u64>().unwrap(),
+                u64::from_str_radix(o, 16).unwrap(),
+            )
+        })
+        .unwrap_or_else(|| panic!("imap: {imap}"));
+    let mut f = fs::OpenOptions::new().write(true).open(&img).unwrap();
+    f.seek(SeekFrom::Start(OFFSET + block * 4096 + offset))
+        .unwrap();
+    f.write_all(&[0xA5; 256]).unwrap();
+    drop(f);
+
+    let fs = Ext4::open(&img, OFFSET, Access::ReadOnly).unwrap();
+    // Fill libext2fs' four cache slots so that the root directory's is the next to reuse:
+    // root, /usr, /usr/bin, then /etc.
+    assert_eq!(fs.stat("/usr/bin").unwrap().kind, FileKind::Dir);
+    assert_eq!(fs.stat("/etc").unwrap().kind, FileKind::Dir);
+    for _ in 0..3 {
+        assert!(
+            fs.lookup("/etc/ssh/sshd_config").is_err(),
+            "a garbage directory was read as a directory (or as missing)"
+        );
+        assert_eq!(fs.stat("/usr").unwrap().kind, FileKind::Dir);
+        assert!(fs.lookup("/usr/bin").unwrap().is_some());
+        assert_eq!(fs.read_file("/etc/hostname").unwrap(), b"raspberrypi\n");
+        assert!(fs.stat("/etc/ssh").is_err());
+    }
+    assert_eq!(fs.stat("/").unwrap().kind, FileKind::Dir);
+}
+
 #[test]
 fn read_only_refuses_writes_and_leaves_image_untouched() {
     let (_tmp, img) = base(32);

@@ -136,7 +136,7 @@ fn open_image_uses_raw_as_is_and_decompresses_to_a_temp_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let raw = d.join("base.img");
-    let bytes = standard_image(&raw);
+    let bytes = common::standard_disk_image(&raw);
     let image = open_image(&raw).expect("open raw");
     assert_eq!(image.path(), raw);
     assert_eq!(image.compression(), Compression::None);
@@ -157,11 +157,12 @@ fn open_image_uses_raw_as_is_and_decompresses_to_a_temp_file() {
 /// A sector-multiple image (QCOW2 sizes are whole sectors) and its QCOW2 conversion.
 fn qcow2_pair(d: &Path) -> (Vec<u8>, std::path::PathBuf) {
     let raw = d.join("base.img");
-    let bytes = common::sparse_image(
+    let mut bytes = common::sparse_image(
         &raw,
         24 << 20,
         &[(0, 1 << 20), (9 << 20, 1_500_000), (20 << 20, 600_000)],
     );
+    common::add_mbr(&raw, &mut bytes);
     // Named `.img` like Ubuntu's cloud image: the magic decides, not the name.
     let qcow = d.join("noble-server-cloudimg-amd64.img");
     sh(&format!(
@@ -238,5 +239,82 @@ fn qcow2_with_a_backing_file_or_bad_data_is_refused_and_leaves_no_file() {
         names(&out_dir).is_empty(),
         "left behind: {:?}",
         names(&out_dir)
+    );
+}
+
+/// `tool -1` of the file at `path`, in memory.
+fn compress(tool: &str, path: &Path) -> Vec<u8> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{tool} -1 -c < '{}'", path.display()))
+        .output()
+        .expect("run the compressor");
+    assert!(out.status.success(), "{tool}");
+    out.stdout
+}
+
+/// Issue 15.10: a compressed disk image that decodes far past what its own partition table
+/// accounts for (a decompression bomb: the image, then GiBs of zeros in more streams, which
+/// all three formats concatenate) stops once the output passes the table's end plus the
+/// margin; a stream whose first sector holds no table stops at once. No file is left.
+#[test]
+fn a_decompression_bomb_stops_at_its_partition_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let raw = d.join("base.img");
+    common::standard_disk_image(&raw);
+    let zeros = d.join("zeros");
+    std::fs::File::create(&zeros)
+        .expect("create")
+        .set_len(256 << 20)
+        .expect("size");
+    for (tool, ext) in [("xz", "xz"), ("gzip", "gz"), ("zstd", "zst")] {
+        let mut bomb = compress(tool, &raw);
+        let chunk = compress(tool, &zeros);
+        for _ in 0..8 {
+            bomb.extend_from_slice(&chunk);
+        }
+        let path = d.join(format!("bomb.img.{ext}"));
+        common::write(&path, &bomb);
+        let start = std::time::Instant::now();
+        let err = open_image(&path).expect_err("the bomb was decoded");
+        let msg = err.to_string();
+        assert!(
+            matches!(err, SourceError::BeyondTable { .. }),
+            "{ext}: {msg}"
+        );
+        assert!(
+            msg.contains(&path.display().to_string())
+                && msg.contains("the MBR partition table ends at byte 25166336"),
+            "{ext}: {msg}"
+        );
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{ext}: took {:?}",
+            start.elapsed()
+        );
+
+        let path = d.join(format!("zeros.img.{ext}"));
+        common::write(&path, &chunk);
+        let err = open_image(&path).expect_err("zeros are no disk image");
+        assert!(
+            matches!(err, SourceError::NotADiskImage { .. }),
+            "{ext}: {err}"
+        );
+        assert!(
+            err.to_string().contains("no partition table"),
+            "{ext}: {err}"
+        );
+    }
+    let cache = piimg::source::Cache::new(d.join("cache"));
+    let bomb = d.join("bomb.img.zst");
+    let digest = piimg::source::sha256_file(&bomb).expect("digest");
+    cache
+        .base_image(&bomb, &digest)
+        .expect_err("the bomb was cached");
+    assert!(
+        names(&d.join("cache").join("bases")).is_empty(),
+        "{:?}",
+        names(&d.join("cache").join("bases"))
     );
 }

@@ -5,7 +5,7 @@ mod io_support;
 use io_support as common;
 
 use common::http::{Served, Server};
-use common::{noise, sh, standard_image};
+use common::{noise, sh};
 use piimg::source::{resolve, resolve_base, Cache, SourceError, SourceSpec};
 use sha2::{Digest, Sha256};
 
@@ -215,7 +215,7 @@ fn a_base_is_decompressed_once_into_the_cache() {
     let server = Server::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let raw = dir.path().join("base.img");
-    let bytes = standard_image(&raw);
+    let bytes = common::standard_disk_image(&raw);
     sh(&format!(
         "xz -1 -T2 --block-size=4MiB -c {} > {}/base.img.xz",
         raw.display(),

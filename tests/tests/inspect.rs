@@ -192,7 +192,20 @@ fn broken_inputs_fail_with_one_clear_line() {
     f.seek(SeekFrom::Start(root + 1024)).unwrap();
     f.write_all(&[0u8; 1024]).unwrap();
     drop(f);
-    assert_clean_failure(&zeroed, "zeroed superblock");
+    // A zeroed root superblock leaves a table with no root filesystem on it: described, not
+    // refused (issue 15.9), with the missing root said on stderr and in the report.
+    let out = inspect(&[zeroed.as_os_str(), "--json".as_ref()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "zeroed superblock: {stderr}");
+    assert!(
+        stderr.contains("no root filesystem"),
+        "zeroed superblock: {stderr}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["partitions"].as_array().unwrap().len(), 2, "{r}");
+    assert_eq!(r["partitions"][0]["filesystem"], "vfat", "{r}");
+    assert_eq!(r["partitions"][1]["filesystem"], "unknown", "{r}");
+    assert!(r["root_partition"].is_null(), "{r}");
 
     let garbage = dir.path().join("garbage.img");
     let mut data = std::fs::read(&fixture).unwrap();

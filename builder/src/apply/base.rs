@@ -28,13 +28,47 @@ pub fn check(image: &Path, plan: &Plan, located: &Located, fs: &Ext4) -> Result<
     let found = read_found(image, located, fs)?;
     match mismatch(plan.flavour, &found) {
         None => Ok(()),
-        Some(detail) => Err(ApplyError::BaseMismatch {
-            image: image.to_path_buf(),
-            node: plan.node.clone(),
-            base: plan.base.clone(),
-            expected: plan.flavour.to_string(),
-            found: format!("{}{detail}", found.pretty),
-        }),
+        // No boot partition was found, but the table types one as FAT: its filesystem is
+        // gone (a damaged or overwritten boot sector), which is not another OS.
+        Some(_) if located.boot.is_none() && !found.cmdline && !found.ab_cmdline => {
+            match fat_typed_without_fat(image, located) {
+                Some(part) => Err(ApplyError::BootNotFat {
+                    image: image.to_path_buf(),
+                    partition: part.number,
+                    kind: part
+                        .type_name
+                        .clone()
+                        .unwrap_or_else(|| part.type_id.clone()),
+                }),
+                None => Err(mismatch_error(image, plan, &found)),
+            }
+        }
+        Some(_) => Err(mismatch_error(image, plan, &found)),
+    }
+}
+
+/// The first partition whose table entry says FAT (MBR types 01, 04, 06, 0b, 0c, 0e, or the
+/// GPT ESP) but on which no FAT filesystem is found.
+fn fat_typed_without_fat<'a>(image: &Path, located: &'a Located) -> Option<&'a disk::Partition> {
+    const ESP: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+    located.layout.partitions.iter().find(|p| {
+        let fat_typed = matches!(p.type_id.as_str(), "01" | "04" | "06" | "0b" | "0c" | "0e")
+            || p.type_id.eq_ignore_ascii_case(ESP);
+        fat_typed
+            && disk::open_partition(image, p, false)
+                .and_then(|mut view| disk::probe(&mut view))
+                .is_ok_and(|(kind, _)| kind != disk::FsKind::Vfat)
+    })
+}
+
+fn mismatch_error(image: &Path, plan: &Plan, found: &Found) -> ApplyError {
+    let detail = mismatch(plan.flavour, found).unwrap_or_default();
+    ApplyError::BaseMismatch {
+        image: image.to_path_buf(),
+        node: plan.node.clone(),
+        base: plan.base.clone(),
+        expected: plan.flavour.to_string(),
+        found: format!("{}{detail}", found.pretty),
     }
 }
 

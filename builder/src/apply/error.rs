@@ -125,6 +125,17 @@ pub enum ApplyError {
         /// Its uid in the base.
         uid: u32,
     },
+    /// The table types a partition as FAT (the boot partition) but no FAT filesystem is on
+    /// it: a damaged or overwritten boot sector, not another OS (issue 15.8).
+    #[error("{image}: partition {partition} is a {kind} partition but holds no FAT filesystem (its first sector is not a FAT boot sector): the boot partition is damaged; use an undamaged base image (`fsck.fat -n` on the partition says what is wrong)")]
+    BootNotFat {
+        /// The image.
+        image: PathBuf,
+        /// The partition number.
+        partition: u32,
+        /// Its type, as sfdisk names it.
+        kind: String,
+    },
     /// The root filesystem claims more room than its partition has.
     #[error("{image}: partition {partition}'s ext4 filesystem is {fs_bytes} bytes, larger than the partition ({partition_bytes} bytes): the node could not mount it. The partition table or the filesystem is damaged: use an undamaged base image (check it with `e2fsck -fn` and `sfdisk --verify`)")]
     FsLargerThanPartition {
@@ -167,6 +178,13 @@ pub enum ApplyError {
 }
 
 impl ApplyError {
+    /// Whether the error refuses the base itself, whatever the profile: its boot or root
+    /// partition cannot be found or is damaged. Such a base is removed from the cache
+    /// (issue 15.10); a base refused for one profile only (another OS, a system account) stays.
+    pub fn rejects_base(&self) -> bool {
+        matches!(self, Self::Locate(_) | Self::FsLargerThanPartition { .. })
+    }
+
     /// The same error naming `shown` (the file the user gave, such as `--base c/x.img`)
     /// wherever it names one of `real`, piimg's own copies of it (the cached base, the node's
     /// work image), so a message points at a file the user knows. Issue 15.8.
@@ -188,6 +206,7 @@ impl ApplyError {
             | Self::NoBoot { image, .. }
             | Self::SystemAccount { image, .. }
             | Self::FsLargerThanPartition { image, .. }
+            | Self::BootNotFat { image, .. }
             | Self::SourceRead { image, .. }
             | Self::SourceDigest { image, .. } => {
                 if real.iter().any(|r| r == image) {

@@ -127,7 +127,8 @@ pub(super) fn prepare(job: &Job, req: &BuildRequest) -> Result<Prepared, NodeErr
         let method = crate::image::clone_sparse(&base.image, &work)?;
         tracing::debug!(?method, "copied base");
         timings.lap("copy");
-        crate::apply::apply(&plan, &work).map_err(|e| e.shown_as(&[&work, &base.image], &shown))?;
+        crate::apply::apply(&plan, &work)
+            .map_err(|e| refused(req, &base, e.shown_as(&[&work, &base.image], &shown)))?;
         NodeImage::File
     } else {
         // Compressed: edits go to an overlay over the base; no copy of the base at all.
@@ -141,7 +142,7 @@ pub(super) fn prepare(job: &Job, req: &BuildRequest) -> Result<Prepared, NodeErr
         let overlay = Arc::new(overlay);
         timings.lap("copy");
         let applied = crate::apply::apply_overlay(&plan, &overlay, &work)
-            .map_err(|e| e.shown_as(&[&work, &base.image], &shown))?;
+            .map_err(|e| refused(req, &base, e.shown_as(&[&work, &base.image], &shown)))?;
         match applied {
             Applied::Overlay(_) => NodeImage::Overlay(overlay),
             Applied::File(_) => NodeImage::File,
@@ -174,6 +175,20 @@ pub(super) fn prepare(job: &Job, req: &BuildRequest) -> Result<Prepared, NodeErr
         reuse,
         timings,
     })
+}
+
+/// Passes an apply error on, first removing the base from the cache when the error refuses
+/// the base itself (a damaged boot FAT, no root filesystem): a later build fetches it anew
+/// rather than finding the refused one for ever (issue 15.10).
+fn refused(
+    req: &BuildRequest,
+    base: &source::BaseImage,
+    e: crate::apply::ApplyError,
+) -> crate::apply::ApplyError {
+    if e.rejects_base() {
+        req.cache.evict_base(&base.sha256);
+    }
+    e
 }
 
 /// Publishes a prepared node: image, `.sha256`, `.bmap`, `.build.json`, all or nothing.

@@ -70,6 +70,15 @@ pub enum DiskError {
         /// The image file.
         path: PathBuf,
     },
+    /// Both GPT copies are intact (their CRCs check out) but say different things: which one
+    /// is right cannot be told from the disk, and a firmware or kernel may read either.
+    #[error("{path}: the primary and the backup GPT disagree ({differences}); both copies are intact, so it is not clear which partitions the disk has. If the primary is right (`sfdisk --dump {path}` shows it), rewrite the backup from it with `sfdisk --relocate gpt-bak-std {path}` (or `sgdisk -e {path}`); otherwise recreate the image")]
+    GptDisagree {
+        /// The image file.
+        path: PathBuf,
+        /// What differs, in words.
+        differences: String,
+    },
     /// The requested partition number does not exist.
     #[error("{path}: there is no partition {number}; `piimg inspect` lists the partitions")]
     NoSuchPartition {
@@ -153,6 +162,7 @@ impl DiskError {
             | Self::Truncated { path, .. }
             | Self::GptCrc { path, .. }
             | Self::GptPrimaryDamaged { path, .. }
+            | Self::GptDisagree { path, .. }
             | Self::NoSuchPartition { path, .. }
             | Self::NotLast { path, .. }
             | Self::BadSize { path, .. }

@@ -137,6 +137,7 @@ pub(crate) fn read(file: &mut File, image: &Path, size: u64) -> Result<GptTable,
                     size,
                 });
             }
+            check_backup_agrees(file, image, size, &h, &p)?;
             (h, p, false)
         }
         Err(primary_err) => match read_copy(file, image, last_lba, size) {
@@ -207,6 +208,135 @@ pub(crate) fn read(file: &mut File, image: &Path, size: u64) -> Result<GptTable,
         header,
         from_backup,
     })
+}
+
+/// Refuses a table whose backup copy is intact (its CRCs check out) but says something else
+/// than the primary: a partition moved, renamed, added or removed in one copy only. Which copy
+/// is right cannot be told from the disk, and firmware or the kernel may read either one, so
+/// piimg edits neither. A backup that is damaged (bad CRC, no signature) is only a warning:
+/// the primary is then the one every reader uses, and a grow rewrites the backup from it.
+fn check_backup_agrees(
+    file: &mut File,
+    image: &Path,
+    size: u64,
+    primary: &Header,
+    primary_parts: &BTreeMap<u32, gpt::partition::Partition>,
+) -> Result<(), DiskError> {
+    if primary.backup_lba < 2 {
+        return Err(DiskError::garbage(
+            image,
+            TABLE,
+            format!(
+                "the primary header places the backup at sector {}",
+                primary.backup_lba
+            ),
+        ));
+    }
+    let (backup, backup_parts) = match read_copy(file, image, primary.backup_lba, size) {
+        Ok(copy) => copy,
+        Err(e) => {
+            let why = match e {
+                CopyError::Crc(what) => format!("its {what} fails its CRC32 check"),
+                CopyError::Other(e) => e.to_string(),
+            };
+            tracing::warn!(image = %image.display(), backup_lba = primary.backup_lba, %why, "the backup GPT is damaged; using the primary");
+            return Ok(());
+        }
+    };
+    let differences = disagreements(primary, primary_parts, &backup, &backup_parts);
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(DiskError::GptDisagree {
+        path: image.to_path_buf(),
+        differences: differences.join("; "),
+    })
+}
+
+/// What an intact backup copy says differently from the primary, in words (at most a few
+/// items: enough to recognise the damage, not a diff of 128 entries).
+fn disagreements(
+    primary: &Header,
+    primary_parts: &BTreeMap<u32, gpt::partition::Partition>,
+    backup: &Header,
+    backup_parts: &BTreeMap<u32, gpt::partition::Partition>,
+) -> Vec<String> {
+    const MAX_ITEMS: usize = 4;
+    let mut out = Vec::new();
+    let mut field = |name: &str, p: String, b: String| {
+        if p != b {
+            out.push(format!("{name}: {p} in the primary, {b} in the backup"));
+        }
+    };
+    field(
+        "disk GUID",
+        primary.disk_guid.to_string(),
+        backup.disk_guid.to_string(),
+    );
+    field(
+        "usable sectors",
+        format!("{}..={}", primary.first_usable, primary.last_usable),
+        format!("{}..={}", backup.first_usable, backup.last_usable),
+    );
+    field(
+        "partition entries",
+        primary.num_parts.to_string(),
+        backup.num_parts.to_string(),
+    );
+    if backup.backup_lba != primary.current_lba {
+        out.push(format!(
+            "the backup header places the primary at sector {}, not {}",
+            backup.backup_lba, primary.current_lba
+        ));
+    }
+    let numbers: std::collections::BTreeSet<u32> = primary_parts
+        .keys()
+        .chain(backup_parts.keys())
+        .copied()
+        .collect();
+    for n in numbers {
+        let describe = |p: &gpt::partition::Partition| {
+            let name = if p.name.is_empty() {
+                String::new()
+            } else {
+                format!(" named {:?}", p.name)
+            };
+            format!("sectors {}..={}{name}", p.first_lba, p.last_lba)
+        };
+        match (primary_parts.get(&n), backup_parts.get(&n)) {
+            (Some(p), Some(b)) if p == b => {}
+            (Some(p), Some(b)) => {
+                let (dp, db) = (describe(p), describe(b));
+                if dp != db {
+                    out.push(format!(
+                        "partition {n}: {dp} in the primary, {db} in the backup"
+                    ));
+                } else {
+                    out.push(format!(
+                        "partition {n}: its type, GUID or flags differ between the copies"
+                    ));
+                }
+            }
+            (Some(p), None) => out.push(format!(
+                "partition {n} ({}) is only in the primary",
+                describe(p)
+            )),
+            (None, Some(b)) => out.push(format!(
+                "partition {n} ({}) is only in the backup",
+                describe(b)
+            )),
+            (None, None) => {}
+        }
+    }
+    if out.is_empty() && primary.crc32_parts != backup.crc32_parts {
+        out.push("the partition arrays differ in unused entries".into());
+    }
+    if out.len() > MAX_ITEMS {
+        let more = out.len() - MAX_ITEMS;
+        out.truncate(MAX_ITEMS);
+        out.push(format!("{more} more"));
+    }
+    out
 }
 
 fn write_at(file: &mut File, image: &Path, offset: u64, data: &[u8]) -> Result<(), DiskError> {

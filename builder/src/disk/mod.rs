@@ -8,6 +8,7 @@
 mod error;
 mod gpt;
 mod grow;
+mod head;
 mod layout;
 mod mbr;
 mod probe;
@@ -17,6 +18,7 @@ mod view;
 
 pub use error::DiskError;
 pub use grow::grow;
+pub use head::{table_end, HeadError, TableEnd, HEAD_BYTES};
 pub use layout::{Layout, Partition, TableKind};
 pub use probe::{probe, FsKind};
 pub use view::{device_partition, open_partition, PartitionView};

@@ -1,27 +1,26 @@
 //! The boot partition's kernel command line and kernel choice.
 
-use super::{fs_err, BootInfo, InspectError};
+use super::BootInfo;
 use crate::disk::{self, Partition};
 use crate::fs::fat::BootFs;
+use crate::locate::rootfs::Unreadable;
 use std::path::Path;
 
 /// Ubuntu 25.10+ boots through `autoboot.txt` with A/B folders; the live one is `current/`.
 const AB_CMDLINE: &str = "current/cmdline.txt";
 
-/// Reads the command line of the boot partition [`crate::locate::locate`] found. Bases
-/// without `cmdline.txt` (Ubuntu amd64, whose parameters live in GRUB; its ESP is the boot
-/// partition there) give `None`.
-pub fn find(
-    raw: &Path,
-    image: &Path,
-    boot: Option<&Partition>,
-) -> Result<Option<BootInfo>, InspectError> {
-    let Some(part) = boot else {
-        return Ok(None);
+/// Reads the command line of the boot partition `part`. Bases without `cmdline.txt` (Ubuntu
+/// amd64, whose parameters live in GRUB; its ESP is the boot partition there) give `None`.
+/// What cannot be read is returned as [`Unreadable`] (`p1` for the partition, `p1:cmdline.txt`
+/// for the file), for the report to mark rather than to fail on.
+pub fn find(raw: &Path, part: &Partition) -> Result<Option<BootInfo>, Unreadable> {
+    let whole = |e: &dyn std::fmt::Display| Unreadable {
+        path: format!("p{}", part.number),
+        error: e.to_string(),
     };
-    let view = disk::open_partition(raw, part, false).map_err(|e| fs_err(image, part.number, e))?;
+    let view = disk::open_partition(raw, part, false).map_err(|e| whole(&e))?;
     // Inspect never writes; the epoch only matters for writes.
-    let fat = BootFs::open(view, 0).map_err(|e| fs_err(image, part.number, e))?;
+    let fat = BootFs::open(view, 0).map_err(|e| whole(&e))?;
     let cmdline_path = if fat.exists("autoboot.txt") && fat.exists(AB_CMDLINE) {
         AB_CMDLINE
     } else if fat.exists("cmdline.txt") {
@@ -29,9 +28,10 @@ pub fn find(
     } else {
         return Ok(None);
     };
-    let cmdline = fat
-        .read_file(cmdline_path)
-        .map_err(|e| fs_err(image, part.number, e))?;
+    let cmdline = fat.read_file(cmdline_path).map_err(|e| Unreadable {
+        path: format!("p{}:{cmdline_path}", part.number),
+        error: e.to_string(),
+    })?;
     let config_dir = cmdline_path.strip_suffix("cmdline.txt").unwrap_or("");
     let kernel = fat
         .read_file(&format!("{config_dir}config.txt"))

@@ -9,7 +9,7 @@ pub mod fstab;
 mod render;
 pub mod swap;
 
-use crate::disk::{self, FsKind, Layout, TableKind};
+use crate::disk::{self, FsKind, Layout, Partition, TableKind};
 use crate::fs::ext4::{Access, Ext4};
 use crate::locate::{os, rootfs};
 use serde::Serialize;
@@ -35,18 +35,24 @@ pub struct Report {
     pub partitions: Vec<PartitionInfo>,
     /// The boot partition's kernel command line, where the base has one (Raspberry Pi images).
     pub boot: Option<BootInfo>,
-    /// The partition holding `/etc/os-release`.
-    pub root_partition: u32,
+    /// The partition holding `/etc/os-release`; `None` when no partition holds a readable
+    /// root filesystem (then `os`, `fstab` and `swap` are empty and `swap_state` is
+    /// `unknown`).
+    pub root_partition: Option<u32>,
     /// The OS in the root filesystem.
     pub os: Option<os::OsInfo>,
     /// `/etc/fstab` of the root filesystem.
     pub fstab: Vec<fstab::FstabEntry>,
-    /// Every swap mechanism found (empty: no swap).
+    /// Every swap mechanism found (empty: none found; see `swap_state`).
     pub swap: Vec<swap::SwapMechanism>,
+    /// Swap as a whole: `active`, `off`, `none`, `unreadable` (a file that decides it could
+    /// not be read) or `unknown` (no root filesystem). See [`swap::state`].
+    pub swap_state: &'static str,
     /// piimg's build record (`/etc/piimg/build.json`) when piimg built this image.
     pub piimg: Option<serde_json::Value>,
-    /// Files of the root filesystem that exist but could not be read (damaged or hostile
-    /// inodes): what is shown above without them is incomplete.
+    /// What exists but could not be read (damaged or hostile): files of the root filesystem
+    /// (`/etc/fstab`), whole partitions (`p1`) and files of the boot partition
+    /// (`p1:cmdline.txt`). What is shown above without them is incomplete.
     pub unreadable: Vec<rootfs::Unreadable>,
 }
 
@@ -104,16 +110,6 @@ pub enum InspectError {
     /// A compressed image could not be decompressed.
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
-    /// A filesystem could not be read.
-    #[error("{image}: partition {partition}: {source}")]
-    Filesystem {
-        /// The image.
-        image: PathBuf,
-        /// The partition number.
-        partition: u32,
-        /// What libext2fs or fatfs said.
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
     /// The decompressed copy of a compressed image is bad.
     #[error("{image} (decompressed): {source}")]
     Decompressed {
@@ -121,19 +117,6 @@ pub enum InspectError {
         image: PathBuf,
         /// What is wrong with its content.
         source: Box<InspectError>,
-    },
-    /// The partitions could not be told apart (see [`crate::locate::locate`]).
-    #[error(transparent)]
-    Locate(Box<crate::locate::LocateError>),
-    /// No partition holds a root filesystem with `/etc/os-release`.
-    #[error(
-        "{image}: no root filesystem found ({found}); is this a Raspberry Pi OS or Ubuntu image?"
-    )]
-    NoRoot {
-        /// The image.
-        image: PathBuf,
-        /// What the partitions hold, for the message.
-        found: String,
     },
 }
 
@@ -153,13 +136,28 @@ pub fn inspect(image: &Path) -> Result<Report, InspectError> {
     })
 }
 
+/// Describes the raw image. Only an unreadable partition table is an error: the table is
+/// what everything else hangs from. Past it, inspect reports what it could read and lists
+/// what it could not in `unreadable`, rather than failing on the first damaged part (issue
+/// 15.9): a partition without a filesystem, an image without a root, a damaged FAT or inode.
 fn inspect_raw(raw: &Path, image: &Path) -> Result<Report, InspectError> {
     let layout = Layout::read(raw)?;
+    let mut unreadable = Vec::new();
     let mut partitions = Vec::new();
+    let mut kinds = Vec::new();
     for part in &layout.partitions {
-        let mut view =
-            disk::open_partition(raw, part, false).map_err(|e| fs_err(image, part.number, e))?;
-        let (kind, label) = disk::probe(&mut view).map_err(|e| fs_err(image, part.number, e))?;
+        let probed =
+            disk::open_partition(raw, part, false).and_then(|mut view| disk::probe(&mut view));
+        let (filesystem, label) = match probed {
+            Ok((kind, label)) => {
+                kinds.push((part, kind));
+                (fs_name(kind), label)
+            }
+            Err(e) => {
+                unreadable.push(whole_partition(part.number, &e));
+                ("unreadable", None)
+            }
+        };
         partitions.push(PartitionInfo {
             number: part.number,
             start: part.start,
@@ -167,26 +165,25 @@ fn inspect_raw(raw: &Path, image: &Path) -> Result<Report, InspectError> {
             type_id: part.type_id.clone(),
             type_name: part.type_name.clone(),
             partuuid: part.partuuid.clone(),
-            filesystem: fs_name(kind),
+            filesystem,
             label,
         });
     }
-    let located = crate::locate::locate(raw).map_err(|e| locate_err(raw, image, e))?;
-    let root_partition = located.root.number;
-    let root_fs = Ext4::open(raw, located.root.start, Access::ReadOnly)
-        .map_err(|e| fs_err(image, root_partition, e))?;
-    let tree = crate::locate::rootfs::Ext4Tree::new(&root_fs);
-    let os = os::detect(&tree);
-    let fstab = tree
-        .text("/etc/fstab")
-        .map(|t| fstab::parse(&t))
-        .unwrap_or_default();
-    let swap = swap::detect(&tree, &fstab);
-    let piimg = tree
-        .read(crate::plan::BUILD_RECORD_PATH)
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let boot = boot::find(raw, image, located.boot.as_ref())?;
-    Ok(Report {
+    let boot = match crate::locate::find_boot(raw, &layout, &kinds) {
+        // An ESP (found by its GPT type) without a FAT on it has nothing to read: no
+        // filesystem is not a damaged one.
+        Ok(Some(part)) if !kinds.contains(&(&part, FsKind::Vfat)) => None,
+        Ok(Some(part)) => boot::find(raw, &part).unwrap_or_else(|u| {
+            unreadable.push(u);
+            None
+        }),
+        Ok(None) => None,
+        Err(e) => {
+            unreadable.push(located_error(raw, image, e));
+            None
+        }
+    };
+    let mut report = Report {
         schema: REPORT_SCHEMA,
         image: image.to_path_buf(),
         size: layout.disk_size,
@@ -200,13 +197,95 @@ fn inspect_raw(raw: &Path, image: &Path) -> Result<Report, InspectError> {
         },
         partitions,
         boot,
-        root_partition,
-        os,
-        fstab,
-        swap,
-        piimg,
-        unreadable: tree.unreadable(),
-    })
+        root_partition: None,
+        os: None,
+        fstab: Vec::new(),
+        swap: Vec::new(),
+        swap_state: swap::UNKNOWN,
+        piimg: None,
+        unreadable: Vec::new(),
+    };
+    if let Some((part, fs)) = find_root(raw, image, &kinds, &mut unreadable) {
+        describe_root(&mut report, part.number, &fs, &mut unreadable);
+    }
+    report.unreadable = unreadable;
+    Ok(report)
+}
+
+/// The first ext4 partition that holds os-release, opened; ext4 partitions that cannot be
+/// opened are noted as unreadable and passed over.
+fn find_root<'a>(
+    raw: &Path,
+    image: &Path,
+    kinds: &[(&'a Partition, FsKind)],
+    unreadable: &mut Vec<rootfs::Unreadable>,
+) -> Option<(&'a Partition, Ext4)> {
+    for (part, _) in kinds.iter().filter(|(_, k)| *k == FsKind::Ext4) {
+        match Ext4::open(raw, part.start, Access::ReadOnly) {
+            Ok(fs) if crate::locate::holds_os_release(&fs) => return Some((part, fs)),
+            Ok(_) => {}
+            Err(e) => unreadable.push(whole_partition(part.number, &e.shown_as(&[raw], image))),
+        }
+    }
+    None
+}
+
+/// Fills in what the root filesystem says: OS, fstab, swap, piimg's build record.
+fn describe_root(
+    report: &mut Report,
+    number: u32,
+    fs: &Ext4,
+    unreadable: &mut Vec<rootfs::Unreadable>,
+) {
+    let tree = crate::locate::rootfs::Ext4Tree::new(fs);
+    report.root_partition = Some(number);
+    report.os = os::detect(&tree);
+    // Files met while reading fstab and the swap set-up that could not be read leave the
+    // swap state open, whatever was found.
+    let before = tree.unreadable().len();
+    report.fstab = tree
+        .text("/etc/fstab")
+        .map(|t| fstab::parse(&t))
+        .unwrap_or_default();
+    report.swap = swap::detect(&tree, &report.fstab);
+    report.swap_state = swap::state(&report.swap, tree.unreadable().len() > before);
+    report.piimg = tree
+        .read(crate::plan::BUILD_RECORD_PATH)
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    unreadable.extend(tree.unreadable());
+}
+
+/// A whole partition that could not be read (`p2`).
+fn whole_partition(number: u32, e: &dyn std::fmt::Display) -> rootfs::Unreadable {
+    rootfs::Unreadable {
+        path: format!("p{number}"),
+        error: e.to_string(),
+    }
+}
+
+/// What finding the boot partition ran into, as the partition it concerns.
+fn located_error(
+    raw: &Path,
+    image: &Path,
+    mut e: crate::locate::LocateError,
+) -> rootfs::Unreadable {
+    use crate::locate::LocateError;
+    e.rename(&[raw], image);
+    match e {
+        LocateError::Fat {
+            partition, source, ..
+        } => whole_partition(partition, &source),
+        LocateError::Partition {
+            partition, source, ..
+        } => whole_partition(partition, &source),
+        LocateError::Ext4 {
+            partition, source, ..
+        } => whole_partition(partition, &source),
+        other => rootfs::Unreadable {
+            path: "partition table".into(),
+            error: other.to_string(),
+        },
+    }
 }
 
 use crate::locate::tree::Tree;
@@ -217,33 +296,5 @@ fn fs_name(kind: FsKind) -> &'static str {
         FsKind::Ext4 => "ext4",
         FsKind::Swap => "swap",
         FsKind::Unknown => "unknown",
-    }
-}
-
-fn fs_err(
-    image: &Path,
-    partition: u32,
-    source: impl std::error::Error + Send + Sync + 'static,
-) -> InspectError {
-    InspectError::Filesystem {
-        image: image.to_path_buf(),
-        partition,
-        source: Box::new(source),
-    }
-}
-
-/// Locating names the raw file; the user named `image` (they differ for compressed images).
-fn locate_err(raw: &Path, image: &Path, e: crate::locate::LocateError) -> InspectError {
-    match e {
-        crate::locate::LocateError::NoRoot { found, .. } => InspectError::NoRoot {
-            image: image.to_path_buf(),
-            found,
-        },
-        crate::locate::LocateError::Disk { source, .. } => InspectError::Disk(*source),
-        other if raw == image => InspectError::Locate(Box::new(other)),
-        other => InspectError::Decompressed {
-            image: image.to_path_buf(),
-            source: Box::new(InspectError::Locate(Box::new(other))),
-        },
     }
 }

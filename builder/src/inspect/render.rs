@@ -45,20 +45,24 @@ pub fn render_human(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     }
     write_table(out, &rows)?;
     writeln!(out)?;
-    match &report.os {
-        Some(os) => writeln!(
+    match (report.root_partition, &report.os) {
+        (Some(root), Some(os)) => writeln!(
             out,
-            "os         {} (id {}, version {}, {}) on p{}",
+            "os         {} (id {}, version {}, {}) on p{root}",
             os.pretty_name.as_deref().unwrap_or("?"),
             os.id.as_deref().unwrap_or("?"),
             os.version_id.as_deref().unwrap_or("?"),
             os.arch.as_deref().unwrap_or("unknown arch"),
-            report.root_partition
         )?,
-        None => writeln!(
+        (Some(root), None) => writeln!(out, "os         unknown (no os-release) on p{root}")?,
+        (None, _) => writeln!(
             out,
-            "os         unknown (no os-release) on p{}",
-            report.root_partition
+            "os         no root filesystem found (no ext4 partition with os-release{})",
+            if report.unreadable.iter().any(|u| is_partition(&u.path)) {
+                " that could be read"
+            } else {
+                ""
+            }
         )?,
     }
     match &report.boot {
@@ -71,7 +75,13 @@ pub fn render_human(report: &Report, out: &mut dyn Write) -> io::Result<()> {
                 boot.kernel.as_deref().unwrap_or("firmware default")
             )?;
         }
-        None => writeln!(out, "cmdline    none on the boot partition (GRUB or other)")?,
+        None => match boot_unread(report) {
+            Some(path) => writeln!(
+                out,
+                "cmdline    unreadable: {path} could not be read (see `unreadable` below)"
+            )?,
+            None => writeln!(out, "cmdline    none on the boot partition (GRUB or other)")?,
+        },
     }
     writeln!(out, "fstab")?;
     let mut rows = Vec::new();
@@ -86,15 +96,27 @@ pub fn render_human(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         ]);
     }
     let fstab_unread = report.unreadable.iter().any(|u| u.path == "/etc/fstab");
-    if fstab_unread {
+    if report.root_partition.is_none() {
+        writeln!(out, "  (no root filesystem)")?;
+    } else if fstab_unread {
         writeln!(out, "  (could not be read: see `unreadable` below)")?;
     } else if rows.is_empty() {
         writeln!(out, "  (empty)")?;
     } else {
         write_table_indented(out, &rows, "  ")?;
     }
+    match report.swap_state {
+        "unknown" => writeln!(out, "swap       unknown (no root filesystem)")?,
+        "unreadable" => writeln!(
+            out,
+            "swap       unreadable: files that decide it could not be read (see `unreadable` below)"
+        )?,
+        _ => {}
+    }
     if report.swap.is_empty() {
-        writeln!(out, "swap       none")?;
+        if report.swap_state == "none" {
+            writeln!(out, "swap       none")?;
+        }
     } else {
         for (i, s) in report.swap.iter().enumerate() {
             let head = if i == 0 { "swap      " } else { "          " };
@@ -132,6 +154,19 @@ pub fn render_human(report: &Report, out: &mut dyn Write) -> io::Result<()> {
                 field("build_id")
             )?;
         }
+        None if report.root_partition.is_none() => {
+            writeln!(out, "piimg      unknown (no root filesystem)")?
+        }
+        None if report
+            .unreadable
+            .iter()
+            .any(|u| u.path == crate::plan::BUILD_RECORD_PATH) =>
+        {
+            writeln!(
+                out,
+                "piimg      unknown: the build record could not be read (see `unreadable` below)"
+            )?
+        }
         None => writeln!(out, "piimg      not built by piimg")?,
     }
     for (i, u) in report.unreadable.iter().enumerate() {
@@ -139,6 +174,28 @@ pub fn render_human(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "{head} {}: {}", u.path, u.error)?;
     }
     Ok(())
+}
+
+/// A whole partition (`p2`) rather than a file in one.
+fn is_partition(path: &str) -> bool {
+    path.strip_prefix('p')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The unreadable entry that hides the boot command line: a FAT partition, or a file of one
+/// (`p1:cmdline.txt`).
+fn boot_unread(report: &super::Report) -> Option<&str> {
+    report
+        .unreadable
+        .iter()
+        .map(|u| u.path.as_str())
+        .find(|path| {
+            let part = path.split(':').next().unwrap_or(path);
+            let vfat = report.partitions.iter().any(|p| {
+                format!("p{}", p.number) == part && matches!(p.filesystem, "vfat" | "unreadable")
+            });
+            is_partition(part) && vfat
+        })
 }
 
 fn write_table<const N: usize>(out: &mut dyn Write, rows: &[[String; N]]) -> io::Result<()> {

@@ -81,6 +81,25 @@ pub fn detect(tree: &dyn Tree, fstab: &[FstabEntry]) -> Vec<SwapMechanism> {
     found
 }
 
+/// What inspect says of swap as a whole (`swap_state` in the JSON): `active` when a mechanism
+/// gives the booted system swap; else `unreadable` when a file that decides it could not be
+/// read (a mechanism may hide behind it), `none` when the image has no mechanism, `off` when
+/// every one it has is off. `unknown` is for an image without a root filesystem to read.
+pub fn state(found: &[SwapMechanism], unread: bool) -> &'static str {
+    if found.iter().any(|m| m.active) {
+        "active"
+    } else if unread {
+        "unreadable"
+    } else if found.is_empty() {
+        "none"
+    } else {
+        "off"
+    }
+}
+
+/// [`state`] of an image in which no root filesystem was found.
+pub const UNKNOWN: &str = "unknown";
+
 fn state_word(enabled: bool, masked: bool) -> &'static str {
     match (enabled, masked) {
         (_, true) => "masked",
@@ -166,5 +185,23 @@ mod tests {
     #[test]
     fn no_swap_at_all() {
         assert!(detect(&MemTree::default(), &[]).is_empty());
+        assert_eq!(state(&[], false), "none");
+    }
+
+    #[test]
+    fn an_unread_file_is_not_no_swap() {
+        assert_eq!(state(&[], true), "unreadable");
+        let off = SwapMechanism {
+            kind: "dphys-swapfile".into(),
+            active: false,
+            detail: String::new(),
+        };
+        assert_eq!(state(std::slice::from_ref(&off), false), "off");
+        assert_eq!(state(std::slice::from_ref(&off), true), "unreadable");
+        let on = SwapMechanism {
+            active: true,
+            ..off
+        };
+        assert_eq!(state(&[on], true), "active");
     }
 }

@@ -149,7 +149,7 @@ fn find_root(image: &Path, kinds: &[(&Partition, FsKind)]) -> Result<Partition, 
                 source: Box::new(source),
             }
         })?;
-        if OS_RELEASE.iter().any(|p| follow_file(&fs, p).is_some()) {
+        if holds_os_release(&fs) {
             return Ok((*part).clone());
         }
     }
@@ -168,7 +168,14 @@ fn find_root(image: &Path, kinds: &[(&Partition, FsKind)]) -> Result<Partition, 
     })
 }
 
-fn find_boot(
+/// Whether an ext4 filesystem holds an os-release file: what makes it a root filesystem.
+pub fn holds_os_release(fs: &Ext4) -> bool {
+    OS_RELEASE.iter().any(|p| follow_file(fs, p).is_some())
+}
+
+/// The boot partition among probed partitions: a FAT holding `cmdline.txt` or `config.txt`,
+/// else on GPT the ESP. A FAT that is there but damaged is an error (it is the boot partition).
+pub fn find_boot(
     image: &Path,
     layout: &Layout,
     kinds: &[(&Partition, FsKind)],

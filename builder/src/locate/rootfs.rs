@@ -47,9 +47,31 @@ impl<'a> Ext4Tree<'a> {
     }
 }
 
+impl Ext4Tree<'_> {
+    /// What `path` is, `None` when it does not exist. A lookup or inode that fails for
+    /// another reason (a garbage inode on the way) is noted and also gives `None`: the
+    /// callers' answer is "not there", but the report says it could not be read.
+    fn stat(&self, path: &str) -> Option<crate::fs::ext4::Stat> {
+        match self.fs.lookup(path) {
+            Ok(None) => None,
+            Ok(Some(_)) => match self.fs.stat(path) {
+                Ok(st) => Some(st),
+                Err(e) => {
+                    self.note(path, e);
+                    None
+                }
+            },
+            Err(e) => {
+                self.note(path, e);
+                None
+            }
+        }
+    }
+}
+
 impl Tree for Ext4Tree<'_> {
     fn read(&self, path: &str) -> Option<Vec<u8>> {
-        match self.fs.stat(path).ok()?.kind {
+        match self.stat(path)?.kind {
             FileKind::File => match self.fs.read_file(path) {
                 Ok(bytes) => Some(bytes),
                 Err(e) => {
@@ -61,7 +83,7 @@ impl Tree for Ext4Tree<'_> {
         }
     }
     fn link(&self, path: &str) -> Option<String> {
-        match self.fs.stat(path).ok()?.kind {
+        match self.stat(path)?.kind {
             FileKind::Symlink => match self.fs.read_link(path) {
                 Ok(target) => Some(target),
                 Err(e) => {
@@ -73,13 +95,19 @@ impl Tree for Ext4Tree<'_> {
         }
     }
     fn exists(&self, path: &str) -> bool {
-        matches!(self.fs.lookup(path), Ok(Some(_)))
+        match self.fs.lookup(path) {
+            Ok(found) => found.is_some(),
+            Err(e) => {
+                self.note(path, e);
+                false
+            }
+        }
     }
     fn list(&self, dir: &str) -> Vec<String> {
         let mut names: Vec<String> = match self.fs.read_dir(dir) {
             Ok(entries) => entries.into_iter().map(|e| e.name).collect(),
             Err(e) => {
-                if self.exists(dir) {
+                if !matches!(self.fs.lookup(dir), Ok(None)) {
                     self.note(dir, e);
                 }
                 Vec::new()
@@ -89,7 +117,7 @@ impl Tree for Ext4Tree<'_> {
         names
     }
     fn size(&self, path: &str) -> Option<u64> {
-        let st = self.fs.stat(path).ok()?;
+        let st = self.stat(path)?;
         matches!(st.kind, FileKind::File).then_some(st.size)
     }
 }

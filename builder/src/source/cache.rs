@@ -3,7 +3,7 @@
 //! (sparse). Entries appear only by rename of a complete temporary file and are never changed
 //! in place, so a crash or a concurrent build never sees half an entry.
 
-use super::decompress::decompress_to;
+use super::decompress::{decompress_to_locked, DiskImage};
 use super::digest::{sha256_file, Sha256Hex};
 use super::error::write_error;
 use super::SourceError;
@@ -125,14 +125,56 @@ impl Cache {
         compressed: &Path,
         sha256: &Sha256Hex,
     ) -> Result<PathBuf, SourceError> {
+        self.base_image_named(compressed, sha256, compressed)
+    }
+
+    /// [`Self::base_image`], naming the base `shown` in errors (the path or URL the user
+    /// gave, where `compressed` may be the cache's own download). The decoded image is checked
+    /// as a disk image before it gets its cache name (bounded by its own partition table, its
+    /// table read); a base refused there leaves nothing in the cache: neither the decoded
+    /// image nor, when it was downloaded, the download (issue 15.10).
+    pub fn base_image_named(
+        &self,
+        compressed: &Path,
+        sha256: &Sha256Hex,
+        shown: &Path,
+    ) -> Result<PathBuf, SourceError> {
         if let Some(path) = self.cached_base(sha256) {
             return Ok(path);
         }
         let dir = self.bases_dir();
         std::fs::create_dir_all(&dir).map_err(|e| write_error(&dir, e))?;
         let path = self.base_path(sha256);
-        tracing::info!(input = %compressed.display(), "decompressing base into the cache");
-        decompress_to(compressed, &path)?;
-        Ok(path)
+        tracing::info!(input = %shown.display(), "decompressing base into the cache");
+        let disk = DiskImage { shown };
+        match decompress_to_locked(compressed, &path, Some(disk)) {
+            Ok(_) => Ok(path),
+            Err(e) => {
+                if !matches!(e, SourceError::Write { .. } | SourceError::Read { .. }) {
+                    self.evict_base(sha256);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes a refused base from the cache: its decoded image and its download (files
+    /// outside the cache, such as the user's own `--base`, are never touched). A later run
+    /// fetches it again, rather than finding the refused file for ever.
+    pub fn evict_base(&self, sha256: &Sha256Hex) {
+        // Logged by digest: messages about a base name the user's file, not the cache's copy.
+        for (what, path) in [
+            ("decoded image", self.base_path(sha256)),
+            ("download", self.blob_path(sha256)),
+        ] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::info!(%sha256, what, "removed the refused base from the cache"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(
+                    %sha256, what, error = %e,
+                    "cannot remove the refused base from the cache"
+                ),
+            }
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! sparse image file. The format is told by magic bytes, never by the name, because downloads are
 //! cached under their digest and lose their names.
 
+use super::bounded::{BoundError, TableBounded};
 use super::compression::Compression;
 use super::error::{read_error, write_error};
 use super::sparse_write::{copy_sparse, CopyError};
@@ -21,23 +22,44 @@ const XZ_MEMLIMIT_THREADING: u64 = 192 << 20;
 /// several threads. Writes a temporary file beside `output` and renames it only when the
 /// whole stream decoded, so a failure never leaves a file (partial or not) at `output`.
 pub fn decompress_to(input: &Path, output: &Path) -> Result<u64, SourceError> {
-    decompress_to_locked(input, output).map(|(size, _lock)| size)
+    decompress_to_locked(input, output, None).map(|(size, _lock)| size)
+}
+
+/// Says that what is decompressed is a disk image, and how to name it. Then a compressed
+/// stream is bounded by its own partition table (see `bounded`): one whose first sector
+/// holds none stops at once, one that decodes far past the disk its table describes stops
+/// there; and the output's table is read ([`crate::disk::Layout::read`]) before the output
+/// reaches its name, so a base that would be refused never lands in the cache.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DiskImage<'a> {
+    /// The input as the user named it (a path or URL), for errors: the input itself may be
+    /// piimg's cached download.
+    pub shown: &'a Path,
 }
 
 /// [`decompress_to`], returning also the lock on the file now at `output` (see
-/// [`crate::leftovers`]): for an `output` that is itself a temporary file of this run.
+/// [`crate::leftovers`]): for an `output` that is itself a temporary file of this run. With
+/// `disk`, the output is checked as a disk image (see [`DiskImage`]).
 pub(crate) fn decompress_to_locked(
     input: &Path,
     output: &Path,
+    disk: Option<DiskImage<'_>>,
 ) -> Result<(u64, crate::leftovers::EntryLock), SourceError> {
     let format = Compression::detect(input)?;
     if format == Compression::Qcow2 {
-        return convert_qcow2(input, output);
+        return convert_qcow2(input, output, disk);
     }
+    let named = disk.map_or(input, |d| d.shown);
     let file =
         crate::input_file::open_regular(input).map_err(|source| read_error(input, source))?;
     let reader = BufReader::with_capacity(READ_BUFFER, file);
-    let mut decoder = decoder_for(format, reader).map_err(|e| decode_error(input, format, e))?;
+    let decoder = decoder_for(format, reader).map_err(|e| decode_error(named, format, e))?;
+    let mut decoder: Box<dyn Read + Send> = match (disk, format) {
+        (Some(_), Compression::Xz | Compression::Gzip | Compression::Zstd) => {
+            Box::new(TableBounded::new(decoder))
+        }
+        _ => decoder,
+    };
 
     let dir = parent_dir(output);
     let mut builder = tempfile::Builder::new();
@@ -45,12 +67,15 @@ pub(crate) fn decompress_to_locked(
     let (temp, _lock) =
         crate::leftovers::temp_file(&builder, dir).map_err(|source| write_error(output, source))?;
     let size = copy_sparse(&mut decoder, temp.as_file()).map_err(|e| match e {
-        CopyError::Read(err) => decode_error(input, format, err),
+        CopyError::Read(err) => read_failure(named, format, err),
         CopyError::Write(err) => write_error(output, err),
     })?;
     temp.as_file()
         .sync_all()
         .map_err(|source| write_error(output, source))?;
+    if let Some(disk) = disk {
+        check_table(temp.path(), disk)?;
+    }
     temp.persist(output)
         .map_err(|e| write_error(output, e.error))?;
     tracing::debug!(input = %input.display(), output = %output.display(), %format, size, "decompressed");
@@ -62,6 +87,7 @@ pub(crate) fn decompress_to_locked(
 fn convert_qcow2(
     input: &Path,
     output: &Path,
+    disk: Option<DiskImage<'_>>,
 ) -> Result<(u64, crate::leftovers::EntryLock), SourceError> {
     let mut builder = tempfile::Builder::new();
     builder.prefix(".piimg-decompress-");
@@ -76,10 +102,44 @@ fn convert_qcow2(
         .metadata()
         .map_err(|source| write_error(output, source))?
         .len();
+    if let Some(disk) = disk {
+        check_table(&temp, disk)?;
+    }
     temp.persist(output)
         .map_err(|e| write_error(output, e.error))?;
     tracing::debug!(input = %input.display(), output = %output.display(), size, "converted QCOW2");
     Ok((size, _lock))
+}
+
+/// Reads the partition table of a decoded image before it gets its name; errors name the
+/// image as the user gave it, not the temporary file.
+fn check_table(decoded: &Path, disk: DiskImage<'_>) -> Result<(), SourceError> {
+    crate::disk::Layout::read(decoded)
+        .map(|_| ())
+        .map_err(|e| SourceError::BaseTable(Box::new(e.shown_as(&[decoded], disk.shown))))
+}
+
+/// Why reading the decoded stream failed: the partition-table bound, or the decoder.
+fn read_failure(named: &Path, format: Compression, err: io::Error) -> SourceError {
+    match BoundError::of(&err) {
+        Some(BoundError::NoTable(detail)) => SourceError::NotADiskImage {
+            path: named.to_path_buf(),
+            format,
+            detail: detail.to_string(),
+        },
+        Some(&BoundError::Beyond {
+            kind,
+            table_end,
+            limit,
+        }) => SourceError::BeyondTable {
+            path: named.to_path_buf(),
+            format,
+            table: kind,
+            table_end,
+            limit,
+        },
+        None => decode_error(named, format, err),
+    }
 }
 
 /// The folder a file lives in, `.` for a bare name.

@@ -46,6 +46,36 @@ pub enum SourceError {
         /// The decoder's words.
         detail: String,
     },
+    /// A compressed image whose first decoded sector holds no partition table: not a disk
+    /// image at all, stopped before decoding the rest (issue 15.10).
+    #[error("{path}: the {format} stream does not hold a disk image: {detail}; check that this is the image you meant (a whole-disk image such as Raspberry Pi OS's `.img.xz`, not a single filesystem or another file)")]
+    NotADiskImage {
+        /// The file as the user named it (path or URL).
+        path: PathBuf,
+        /// Which format it was detected as.
+        format: Compression,
+        /// What the first sector lacks.
+        detail: String,
+    },
+    /// A compressed image that decodes past the disk its own partition table describes: a
+    /// damaged file or a decompression bomb, stopped there (issue 15.10).
+    #[error("{path}: the {format} stream decodes past the end of the disk its own partition table describes (the {table} partition table ends at byte {table_end}; stopped after {limit} bytes): the file is damaged or a decompression bomb; download the image again and check its SHA-256")]
+    BeyondTable {
+        /// The file as the user named it (path or URL).
+        path: PathBuf,
+        /// Which format it was detected as.
+        format: Compression,
+        /// MBR or GPT.
+        table: crate::disk::TableKind,
+        /// Where the table says the disk ends.
+        table_end: u64,
+        /// Where decoding stopped.
+        limit: u64,
+    },
+    /// A base whose partition table is refused, before it is hashed, copied or cached (the
+    /// disk error names the file as the user gave it).
+    #[error(transparent)]
+    BaseTable(Box<crate::disk::DiskError>),
     /// A download or local file does not have the pinned SHA-256.
     #[error("{location}: SHA-256 mismatch: expected {expected}, got {actual}; the file is not the pinned one (fix the pin in the catalogue if the new file is trusted)")]
     DigestMismatch {

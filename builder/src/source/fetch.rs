@@ -108,12 +108,29 @@ pub fn resolve_base(
             return Ok(BaseImage { image, sha256: sha });
         }
     }
+    if !is_url(&src.location) {
+        check_local_raw(Path::new(&src.location))?;
+    }
     let fetched = resolve(src, cache, offline)?;
-    let image = cache.base_image(&fetched.path, &fetched.sha256)?;
+    let shown = Path::new(&src.location);
+    let image = cache.base_image_named(&fetched.path, &fetched.sha256, shown)?;
     Ok(BaseImage {
         image,
         sha256: fetched.sha256,
     })
+}
+
+/// Reads the partition table of a local raw base before anything else: the table is in the
+/// first sectors (and a GPT's backup in the last), so a file that is no disk image (a 100 GB
+/// file of zeros) is refused at once, instead of after hashing and copying all of it (issue
+/// 15.10). A compressed base is checked as it decodes (see `bounded`).
+fn check_local_raw(path: &Path) -> Result<(), SourceError> {
+    if super::Compression::detect(path)? != super::Compression::None {
+        return Ok(());
+    }
+    crate::disk::Layout::read(path)
+        .map(|_| ())
+        .map_err(|e| SourceError::BaseTable(Box::new(e)))
 }
 
 fn is_url(location: &str) -> bool {

@@ -1,7 +1,7 @@
 //! Opens an image for reading whatever its compression, so `piimg inspect` takes what users
 //! download as well as what piimg writes.
 
-use super::decompress::decompress_to_locked;
+use super::decompress::{decompress_to_locked, DiskImage};
 use super::error::{read_error, write_error};
 use super::{Compression, SourceError};
 use std::path::{Path, PathBuf};
@@ -51,7 +51,10 @@ pub fn open_image(path: &Path) -> Result<ImageFile, SourceError> {
         crate::leftovers::temp_file(&builder, &temp_dir).map_err(|e| write_error(&temp_dir, e))?;
     let temp = temp.into_temp_path();
     // The decoded file replaces the one made above, and brings its own lock.
-    let (_, lock) = decompress_to_locked(path, &temp).map(|(size, new)| (size, (lock, new)))?;
+    // Checked as a disk image: bounded by its own table, refused without one (issue 15.10).
+    let disk = Some(DiskImage { shown: path });
+    let (_, lock) =
+        decompress_to_locked(path, &temp, disk).map(|(size, new)| (size, (lock, new)))?;
     Ok(ImageFile {
         path: temp.to_path_buf(),
         compression,

@@ -1,6 +1,7 @@
 //! Sources: base images and pinned artifacts, fetched from a path or URL, verified against
 //! their SHA-256, cached content-addressed, and decompressed into sparse raw images.
 
+mod bounded;
 mod cache;
 mod compression;
 mod decompress;

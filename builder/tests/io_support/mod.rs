@@ -49,6 +49,33 @@ pub fn standard_image(path: &Path) -> Vec<u8> {
     )
 }
 
+/// Writes an MBR into the first sector of the image at `path` (and into `bytes`, its
+/// content): one Linux partition from sector 2048 to the last whole sector, so the image reads
+/// as a disk image (piimg checks what it decompresses as a base for a partition table).
+pub fn add_mbr(path: &Path, bytes: &mut [u8]) {
+    let sectors = (bytes.len() / 512) as u32;
+    let mut entry = [0u8; 16];
+    entry[4] = 0x83;
+    entry[8..12].copy_from_slice(&2048u32.to_le_bytes());
+    entry[12..16].copy_from_slice(&(sectors - 2048).to_le_bytes());
+    bytes[446..462].copy_from_slice(&entry);
+    bytes[462..510].fill(0);
+    bytes[510] = 0x55;
+    bytes[511] = 0xAA;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open image");
+    file.write_all_at(&bytes[..512], 0).expect("write MBR");
+}
+
+/// [`standard_image`] with an MBR: what a base image looks like to piimg's checks.
+pub fn standard_disk_image(path: &Path) -> Vec<u8> {
+    let mut bytes = standard_image(path);
+    add_mbr(path, &mut bytes);
+    bytes
+}
+
 /// Bytes actually allocated on disk.
 pub fn allocated(path: &Path) -> u64 {
     std::fs::metadata(path).expect("stat").blocks() * 512

@@ -146,8 +146,26 @@ impl Fs {
     pub fn namei(&self, path: &CStr) -> Result<u32, Errcode> {
         let mut ino = 0;
         // SAFETY: `raw` is open, `path` a valid C string, `ino` a valid out pointer.
-        check(unsafe { ffi::ext2fs_namei(self.raw, ROOT_INO, ROOT_INO, path.as_ptr(), &mut ino) })?;
+        self.kept(check(unsafe {
+            ffi::ext2fs_namei(self.raw, ROOT_INO, ROOT_INO, path.as_ptr(), &mut ino)
+        }))?;
         Ok(ino)
+    }
+
+    /// Passes `result` on, dropping libext2fs' inode cache when it is an error.
+    ///
+    /// Why: `ext2fs_read_inode2` reads an inode into the next slot of that cache before it
+    /// checks the inode's checksum, and on a mismatch leaves the slot labelled with the inode
+    /// it held before, so the next read of *that* inode (often the root directory) returns the
+    /// damaged one's bytes (e2fsprogs 1.47, lib/ext2fs/inode.c). Without this, one garbage
+    /// inode made later lookups of unrelated paths fail or read garbage. The cache only saves
+    /// re-reads; dropping it costs a few reads after an error.
+    fn kept<T>(&self, result: Result<T, Errcode>) -> Result<T, Errcode> {
+        if result.is_err() {
+            // SAFETY: `raw` is open; flushing only marks every cache slot empty.
+            unsafe { ffi::ext2fs_flush_icache(self.raw) };
+        }
+        result
     }
 
     /// Looks one name up in directory `dir`; `None` when it is not there.
@@ -169,7 +187,7 @@ impl Fs {
         if code as Errcode == ffi::EXT2_ET_FILE_NOT_FOUND as Errcode {
             return Ok(None);
         }
-        check(code)?;
+        self.kept(check(code))?;
         Ok(Some(ino))
     }
 
@@ -177,14 +195,14 @@ impl Fs {
     pub fn read_inode(&self, ino: u32) -> Result<Inode, Errcode> {
         let mut inode = Inode::default();
         // SAFETY: the buffer is an ext2_inode_large and its size is passed along.
-        check(unsafe {
+        self.kept(check(unsafe {
             ffi::ext2fs_read_inode_full(
                 self.raw,
                 ino,
                 (&mut inode.0 as *mut ffi::ext2_inode_large).cast(),
                 std::mem::size_of::<ffi::ext2_inode_large>() as c_int,
             )
-        })?;
+        }))?;
         Ok(inode)
     }
 
@@ -347,7 +365,7 @@ impl Fs {
     pub fn read_dir(&self, dir: u32) -> Result<Vec<(Vec<u8>, u32, u8)>, Errcode> {
         let mut entries: Vec<(Vec<u8>, u32, u8)> = Vec::new();
         // SAFETY: the callback only runs during this call and gets `entries` back as priv_data.
-        check(unsafe {
+        self.kept(check(unsafe {
             ffi::ext2fs_dir_iterate2(
                 self.raw,
                 dir,
@@ -356,7 +374,7 @@ impl Fs {
                 Some(collect_entry),
                 (&mut entries as *mut Vec<(Vec<u8>, u32, u8)>).cast(),
             )
-        })?;
+        }))?;
         Ok(entries)
     }
 
@@ -369,7 +387,9 @@ impl Fs {
             0
         };
         // SAFETY: `raw` is open; a NULL inode makes the library read it.
-        check(unsafe { ffi::ext2fs_file_open2(self.raw, ino, ptr::null_mut(), flags, &mut raw) })?;
+        self.kept(check(unsafe {
+            ffi::ext2fs_file_open2(self.raw, ino, ptr::null_mut(), flags, &mut raw)
+        }))?;
         Ok(File {
             raw,
             _fs: PhantomData,
