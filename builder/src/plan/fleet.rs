@@ -303,6 +303,8 @@ pub fn compute(fleet: &FleetSpec, inputs: &Inputs) -> Result<Plan, Box<FleetPlan
         build_id,
         source_date_epoch: first.overrides.source_date_epoch,
         edits: shared,
+        // Agents only: no base services.
+        services: None,
         members: fleet
             .members
             .iter()
