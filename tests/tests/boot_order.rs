@@ -159,3 +159,43 @@ fn units_enabled_on_raspberry_pi_os_nodes_form_no_ordering_cycle() {
         std::fs::remove_dir_all(&tc.out).unwrap();
     }
 }
+
+/// Issue 17: a fleet image adds `piimg-identify.service` (early boot, `DefaultDependencies=no`,
+/// `Before=network-pre.target sysinit.target`): on Raspberry Pi OS (NetworkManager) and Ubuntu
+/// (netplan, networkd, ssh.socket) it must fit the boot without a cycle.
+#[test]
+fn a_fleet_images_identify_unit_forms_no_ordering_cycle() {
+    let tc = TestCluster::new();
+    tc.edit_cluster(|c| {
+        let fleets = c["fleets"].as_table_mut().expect("[fleets]");
+        let mut ubuntu = toml::Table::new();
+        ubuntu.insert("nodes".into(), toml::Value::Array(vec!["worker-4".into()]));
+        fleets.insert("ubuntu-workers".into(), ubuntu.into());
+    });
+    tc.edit_profile("worker-4", |p| {
+        let mut board = toml::Table::new();
+        board.insert("serial".into(), "10000000d83a0004".into());
+        p.insert("match".into(), board.into());
+    });
+    let out_dir = tc.out.display().to_string();
+    for fleet in ["bookworm-workers", "ubuntu-workers"] {
+        let run = tc.piimg(&[
+            "build", "--fleet", fleet, "--out", &out_dir, "--format", "img",
+        ]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let report = verify_boot(&tc.out.join(format!("{fleet}.img")));
+        assert!(
+            report.contains("piimg-identify.service") && report.contains("piimg-firstboot.service"),
+            "{fleet}: the check must see the identify unit: {report}"
+        );
+        assert!(
+            !report.contains("ordering cycle"),
+            "{fleet}: systemd finds an ordering cycle:\n{report}"
+        );
+        std::fs::remove_dir_all(&tc.out).unwrap();
+    }
+}
