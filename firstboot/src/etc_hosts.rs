@@ -1,6 +1,6 @@
 //! `/etc/hosts`'s own-hostname line, one rule for both sides: the builder bakes it into a
 //! node's image, and first boot rewrites it when a fleet image picks the board's node
-//! ([`crate::identify`]).
+//! (`piimg-firstboot identify`).
 
 /// `/etc/hosts` with exactly one `127.0.1.1 <hostname>` line (Debian's convention for the
 /// machine's own name): an existing 127.0.1.1 line is replaced in place, further ones dropped,

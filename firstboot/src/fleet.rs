@@ -3,12 +3,12 @@
 //!
 //! The builder writes [`FLEET_CONFIG_PATH`] (which boards are which node) and, per member,
 //! [`MemberFiles`] under [`MEMBERS_DIR`] (the files that make a board that node: its
-//! `node.toml`, k3s config, node password, hostname, …). [`crate::identify`] reads them on the
+//! `node.toml`, k3s config, node password, hostname, …). First boot (`piimg-firstboot identify`) reads them on the
 //! board, writes the chosen member's files into place and removes every member's, so a booted
 //! node keeps no other node's secrets. Both sides compile against these types.
 
 use crate::config::ReportConfig;
-use crate::hardware::Hardware;
+use crate::hardware::{normal_mac, Hardware};
 use serde::{Deserialize, Serialize};
 
 /// The fleet's table of members, in the image (0600: it holds the report key).
@@ -103,16 +103,6 @@ fn normal_serial(s: &str) -> String {
     } else {
         t.to_string()
     }
-}
-
-/// `aa:bb:cc:dd:ee:ff` from `AA-BB-CC-DD-EE-FF` or `aa:bb:…`; `None` if it is not six octets.
-pub fn normal_mac(m: &str) -> Option<String> {
-    let parts: Vec<&str> = m.trim().split([':', '-']).collect();
-    let ok = parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
-    ok.then(|| parts.join(":").to_ascii_lowercase())
 }
 
 /// `/etc/piimg/fleet.toml`.
@@ -282,6 +272,30 @@ pub struct Unmatched {
     /// The members that matched: none, or more than one.
     #[serde(default)]
     pub candidates: Vec<String>,
+}
+
+impl Unmatched {
+    /// What the board says: which it is, why it does not join, and the fix.
+    pub fn message(&self) -> String {
+        let u = self;
+        let hw = u.hardware.describe();
+        let fix = match (&u.hardware.serial, u.hardware.nics.first()) {
+            (Some(s), _) => format!("match = {{ serial = \"{s}\" }}"),
+            (None, Some(n)) => format!("match = {{ mac = \"{}\" }}", n.mac),
+            (None, None) => "match = { serial = \"…\" }".into(),
+        };
+        if u.candidates.is_empty() {
+            format!(
+                "piimg: this board ({hw}) is no node of this fleet image: put `{fix}` in the profile of the node it should be, rebuild and reflash; it does not join until then"
+            )
+        } else {
+            format!(
+                "piimg: this board ({hw}) matches {} nodes of this fleet image ({}): give each profile a `match` only its own board has, rebuild and reflash; it does not join until then",
+                u.candidates.len(),
+                u.candidates.join(", ")
+            )
+        }
+    }
 }
 
 /// What [`IDENTITY_PATH`] records.

@@ -107,12 +107,22 @@ fn nics(class: &Path) -> Vec<Nic> {
             if !ethernet || !physical || wireless {
                 return None;
             }
-            let mac = crate::fleet::normal_mac(&read("address")?)?;
+            let mac = normal_mac(&read("address")?)?;
             Some(Nic { name, mac })
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// `aa:bb:cc:dd:ee:ff` from `AA-BB-CC-DD-EE-FF` or `aa:bb:…`; `None` if it is not six octets.
+pub fn normal_mac(m: &str) -> Option<String> {
+    let parts: Vec<&str> = m.trim().split([':', '-']).collect();
+    let ok = parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+    ok.then(|| parts.join(":").to_ascii_lowercase())
 }
 
 #[cfg(test)]

@@ -385,6 +385,6 @@ pub fn describe(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Chosen(node) => format!("piimg: this board is {node}"),
         Outcome::AlreadyChosen => "piimg: this board took its node on an earlier boot".into(),
-        Outcome::Unmatched(u) => crate::unmatched::message(u),
+        Outcome::Unmatched(u) => u.message(),
     }
 }

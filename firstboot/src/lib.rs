@@ -5,6 +5,11 @@
 //! both crates compile against the same types: [`config`] (`/etc/piimg/node.toml`), [`report`]
 //! (the signed readiness report and its `sign`/`verify`), [`unit`] (the systemd unit text).
 //!
+//! Fleet images (one image for several boards) add [`fleet`] (the fleet table and each
+//! member's files, written by the builder), [`identify`] (the board takes its node by
+//! [`hardware`] before the network starts, rewriting `/etc/hosts` by [`etc_hosts`], the rule
+//! the builder uses too) and [`unmatched`] (a board that took no node reports what it is).
+//!
 //! The rest is the init itself: [`run`] sequences the steps [`storage`], [`k3s`] and
 //! [`announce`] (and [`binds`], [`rootfs`], [`cmdline`]), each taking the run's [`context`] and
 //! saving progress in [`state`]; [`system`] is the seam to the machine, speaking the types of

@@ -45,9 +45,9 @@ pub enum RunError {
         /// The cause.
         source: std::io::Error,
     },
-    /// A fleet image's table cannot be read.
-    #[error("{0}")]
-    Fleet(String),
+    /// A fleet image's board that took no node could not say so.
+    #[error(transparent)]
+    Unmatched(Box<crate::unmatched::UnmatchedError>),
     /// The config file is not valid.
     #[error("{path}: {source}")]
     Config {
@@ -158,7 +158,9 @@ pub fn run(opts: &Options) -> Result<bool, RunError> {
     let fleet_table = NodePaths::new(&opts.root).node(crate::fleet::FLEET_CONFIG_PATH);
     if opts.config.is_none() && !opts.config_path().exists() && fleet_table.exists() {
         // A fleet image whose board took no node (`identify`): say so, touch nothing.
-        return crate::unmatched::report(opts);
+        let paths = NodePaths::new(&opts.root);
+        return crate::unmatched::report(&paths, &opts.host, opts.dry_run)
+            .map_err(|e| RunError::Unmatched(Box::new(e)));
     }
     let cfg = load_config(&opts.config_path())?;
     let key = cfg.report.key_bytes().map_err(|source| RunError::Config {
