@@ -281,6 +281,30 @@ fn os_list_lists_each_worker_built_and_passes_imagers_checks() {
     );
     let list = check_os_list(&tc, Some(base));
     assert_eq!(names(&list), ["piimg worker-2"]);
+
+    // A fleet image (issue 17) is listed beside the nodes' and passes the same checks.
+    let out_dir = tc.out.display().to_string();
+    let fleet = tc.piimg(&[
+        "build",
+        "--fleet",
+        "bookworm-workers",
+        "--out",
+        &out_dir,
+        "--format",
+        "zst",
+        "--imager-base-url",
+        "http://192.0.2.1:8000/cluster/",
+    ]);
+    assert!(
+        fleet.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fleet.stderr)
+    );
+    let list = check_os_list(&tc, Some(base));
+    assert_eq!(
+        names(&list),
+        ["piimg fleet bookworm-workers", "piimg worker-2"]
+    );
 }
 
 #[test]
