@@ -710,9 +710,14 @@ const SOURCE_PROMETHEUS_OPERATOR: &str = "prometheus-operator/prometheus-operato
      v0.93.0 (v0.93.1 is not in the snapshot; release-0.93 ends at f8fafd475, 2026-07-28)";
 const NOT_READ_ON_CONTROL_PLANE: &str =
     "not read (its pod is kept on the amd64 control plane either way)";
-const WHY_BUSYBOX: &str = "Docker's official busybox is rebuilt under the same tag: three \
-     different digests of busybox:1.38.0 are pinned publicly (fd7dc986…, dc2d74b2…, fd8d9aa6…), \
-     and which is the index today cannot be told offline";
+/// busybox:1.38.0's index digest as docker-library/repo-info records it (repos/busybox/remote/
+/// 1.38.0.md @ 01a7054: an OCI image index, linux/arm64/v8 among its platforms). The official
+/// image is rebuilt under its tag, so this is one build of 1.38.0 (the index of 2026-08-01),
+/// not necessarily what the tag names today: manifests/README.md.
+const BUSYBOX_DIGEST: &str = "dc2d74b28e4cf8984fa52af1f39bc7c3d9c73760b41a74d629f5d11b1ab28616";
+/// The same, as a tag for charts that compose `repository:tag`.
+const BUSYBOX_PINNED: &str =
+    "1.38.0@sha256:dc2d74b28e4cf8984fa52af1f39bc7c3d9c73760b41a74d629f5d11b1ab28616";
 const WHY_JUPYTERHUB: &str = "no public pin of this tag found in the code index";
 /// k8s-sidecar 2.10.1's index digest (one bake push to docker.io and quay.io: the same index).
 const K8S_SIDECAR_DIGEST: &str = "7eac5c4fed714a18d038fc9fea57d8744d113367935dac0ea4eb6a87cef704a3";
@@ -799,14 +804,33 @@ const CHART_IMAGES: &[ChartImage] = &[
         node_selector: &["nodeSelector"],
         digest: Pin::No("no public pin of burakince/mlflow:3.15.1 found in the code index"),
     },
+    // mlflow 1.11.5 templates/deployment.yaml composes each init image as `repository:tag`,
+    // one values key each, so one entry each.
     ChartImage {
         chart: "mlflow",
         image: "busybox:1.38.0",
-        workload: "dbchecker and ini-file-initializer init containers",
+        workload: "dbchecker init container",
         platforms: PLATFORMS_BUSYBOX,
         platforms_source: SOURCE_BUSYBOX,
         node_selector: &["nodeSelector"],
-        digest: Pin::No(WHY_BUSYBOX),
+        digest: Pin::At {
+            chart: "mlflow",
+            path: &["initImages", "dbchecker", "tag"],
+            value: BUSYBOX_PINNED,
+        },
+    },
+    ChartImage {
+        chart: "mlflow",
+        image: "busybox:1.38.0",
+        workload: "ini-file-initializer init container",
+        platforms: PLATFORMS_BUSYBOX,
+        platforms_source: SOURCE_BUSYBOX,
+        node_selector: &["nodeSelector"],
+        digest: Pin::At {
+            chart: "mlflow",
+            path: &["initImages", "iniFileInitializer", "tag"],
+            value: BUSYBOX_PINNED,
+        },
     },
     ChartImage {
         chart: "jupyterhub",
@@ -953,7 +977,11 @@ const CHART_IMAGES: &[ChartImage] = &[
         platforms: PLATFORMS_BUSYBOX,
         platforms_source: SOURCE_BUSYBOX,
         node_selector: &["grafana", "nodeSelector"],
-        digest: Pin::No(WHY_BUSYBOX),
+        digest: Pin::At {
+            chart: "kube-prometheus-stack",
+            path: &["grafana", "initChownData", "image", "sha"],
+            value: BUSYBOX_DIGEST,
+        },
     },
     ChartImage {
         chart: "kube-prometheus-stack",
