@@ -710,10 +710,26 @@ const SOURCE_PROMETHEUS_OPERATOR: &str = "prometheus-operator/prometheus-operato
      v0.93.0 (v0.93.1 is not in the snapshot; release-0.93 ends at f8fafd475, 2026-07-28)";
 const NOT_READ_ON_CONTROL_PLANE: &str =
     "not read (its pod is kept on the amd64 control plane either way)";
-const WHY_BUSYBOX: &str = "Docker's official busybox is rebuilt under the same tag: three \
-     different digests of busybox:1.38.0 are pinned publicly (fd7dc986…, dc2d74b2…, fd8d9aa6…), \
-     and which is the index today cannot be told offline";
-const WHY_JUPYTERHUB: &str = "no public pin of this tag found in the code index";
+/// busybox:1.38.0's index digest as docker-library/repo-info records it (repos/busybox/remote/
+/// 1.38.0.md @ 01a7054: an OCI image index, linux/arm64/v8 among its platforms). The official
+/// image is rebuilt under its tag, so this is one build of 1.38.0 (the index of 2026-08-01),
+/// not necessarily what the tag names today: manifests/README.md.
+const BUSYBOX_DIGEST: &str = "dc2d74b28e4cf8984fa52af1f39bc7c3d9c73760b41a74d629f5d11b1ab28616";
+/// The same, as a tag for charts that compose `repository:tag`.
+const BUSYBOX_PINNED: &str =
+    "1.38.0@sha256:dc2d74b28e4cf8984fa52af1f39bc7c3d9c73760b41a74d629f5d11b1ab28616";
+const WHY_JUPYTERHUB: &str = "no public pin of the 4.4.0 images: find_string finds \
+     `k8s-hub:4.4.0` only tag-only (no `k8s-hub:4.4.0@`, `tag: 4.4.0@sha256`; `k8s-hub@sha256` \
+     only 4.4.2's), and `k8s-singleuser-sample:4.4.0` and \
+     `k8s-network-tools:4.4.0` not at all; the chart at 4.4.0 writes `set-by-chartpress` tags \
+     and no digest";
+const WHY_RAY: &str = "no public pin: find_string finds `2.41.0-aarch64` only as a tag \
+     (`--set image.tag=2.41.0-aarch64` in guides), no `ray:2.41.0-aarch64@`; Docker Hub is not \
+     reachable";
+const WHY_CHP: &str = "no public pin of 5.2.0: find_string finds \
+     `configurable-http-proxy:5.2.0` only tag-only (no `:5.2.0@`, `tag: \"5.2.0@sha256`; \
+     `configurable-http-proxy@sha256` only an old jupyter/ image); z2jh 4.4.0 values give the \
+     tag alone";
 /// k8s-sidecar 2.10.1's index digest (one bake push to docker.io and quay.io: the same index).
 const K8S_SIDECAR_DIGEST: &str = "7eac5c4fed714a18d038fc9fea57d8744d113367935dac0ea4eb6a87cef704a3";
 
@@ -797,16 +813,39 @@ const CHART_IMAGES: &[ChartImage] = &[
         platforms_source: "burakince/mlflow @ 3.15.1 (9820281) .github/workflows/docker-publish.yml \
              `Build and push Docker image`: linux/arm64/v8,linux/amd64 on tags",
         node_selector: &["nodeSelector"],
-        digest: Pin::No("no public pin of burakince/mlflow:3.15.1 found in the code index"),
+        digest: Pin::No(
+            "no public pin of 3.15.1: find_string finds `mlflow:3.15.1` only tag-only \
+             (`mlflow:3.15.1@`: none; `burakince/mlflow@sha256`: only 3.14.0's, from a pod's \
+             Image ID); burakince/mlflow @ 3.15.1 records no image digest",
+        ),
+    },
+    // mlflow 1.11.5 templates/deployment.yaml composes each init image as `repository:tag`,
+    // one values key each, so one entry each.
+    ChartImage {
+        chart: "mlflow",
+        image: "busybox:1.38.0",
+        workload: "dbchecker init container",
+        platforms: PLATFORMS_BUSYBOX,
+        platforms_source: SOURCE_BUSYBOX,
+        node_selector: &["nodeSelector"],
+        digest: Pin::At {
+            chart: "mlflow",
+            path: &["initImages", "dbchecker", "tag"],
+            value: BUSYBOX_PINNED,
+        },
     },
     ChartImage {
         chart: "mlflow",
         image: "busybox:1.38.0",
-        workload: "dbchecker and ini-file-initializer init containers",
+        workload: "ini-file-initializer init container",
         platforms: PLATFORMS_BUSYBOX,
         platforms_source: SOURCE_BUSYBOX,
         node_selector: &["nodeSelector"],
-        digest: Pin::No(WHY_BUSYBOX),
+        digest: Pin::At {
+            chart: "mlflow",
+            path: &["initImages", "iniFileInitializer", "tag"],
+            value: BUSYBOX_PINNED,
+        },
     },
     ChartImage {
         chart: "jupyterhub",
@@ -825,7 +864,7 @@ const CHART_IMAGES: &[ChartImage] = &[
         platforms_source: "jupyterhub/configurable-http-proxy @ 5.2.0 (da6e57a) \
              .github/workflows/publish.yml: platforms linux/amd64,linux/arm64",
         node_selector: &["proxy", "chp", "nodeSelector"],
-        digest: Pin::No(WHY_JUPYTERHUB),
+        digest: Pin::No(WHY_CHP),
     },
     ChartImage {
         chart: "jupyterhub",
@@ -918,7 +957,11 @@ const CHART_IMAGES: &[ChartImage] = &[
         platforms_source: "not read at 1.8.7: the snapshot of jkroepke/kube-webhook-certgen ends \
              2025-12-26 after v1.7.3 (its .goreleaser.yaml then built linux/amd64, linux/arm64, linux/s390x)",
         node_selector: &["prometheusOperator", "admissionWebhooks", "patch", "nodeSelector"],
-        digest: Pin::No("no public pin of 1.8.7 found in the code index"),
+        digest: Pin::No(
+            "no public pin of 1.8.7: find_string finds no `kube-webhook-certgen:1.8.7` nor \
+             `:v1.8.7` at all (`jkroepke/kube-webhook-certgen@sha256`: only 1.8.3's); \
+             kube-prometheus-stack 88.5.3 leaves `patch.image.sha` empty",
+        ),
     },
     ChartImage {
         chart: "kube-prometheus-stack",
@@ -953,7 +996,11 @@ const CHART_IMAGES: &[ChartImage] = &[
         platforms: PLATFORMS_BUSYBOX,
         platforms_source: SOURCE_BUSYBOX,
         node_selector: &["grafana", "nodeSelector"],
-        digest: Pin::No(WHY_BUSYBOX),
+        digest: Pin::At {
+            chart: "kube-prometheus-stack",
+            path: &["grafana", "initChownData", "image", "sha"],
+            value: BUSYBOX_DIGEST,
+        },
     },
     ChartImage {
         chart: "kube-prometheus-stack",
@@ -999,7 +1046,11 @@ const CHART_IMAGES: &[ChartImage] = &[
              arm64); dask-kubernetes .github/workflows/release.yml at 2025.4.3 runs chartpress \
              without --platform",
         node_selector: &["nodeSelector"],
-        digest: Pin::No("no public pin of 2025.4.3 found in the code index"),
+        digest: Pin::No(
+            "no public pin of 2025.4.3: find_string finds `dask-kubernetes-operator:2025.4.3` \
+             once, tag-only (a Dockerfile FROM), and no `dask-kubernetes-operator@sha256`; the \
+             chart at 2025.4.3 writes a `set-by-chartpress` tag and no digest",
+        ),
     },
     ChartImage {
         chart: "kuberay-operator",
@@ -1010,8 +1061,11 @@ const CHART_IMAGES: &[ChartImage] = &[
              release_operator_image: platforms linux/amd64,linux/arm64",
         node_selector: &["nodeSelector"],
         digest: Pin::No(
-            "one public pin only (4a779237…, in one project's script and its notes); two \
-             independent sources are required",
+            "one public pin only: 4a779237… in one project's script and its notes (ids \
+             58010281161, 58363021868, same KubeRay source commit); no other \
+             `kuberay/operator:v1.7.0` or `kuberay/operator@sha256` of v1.7.0 in the code index, \
+             no digest in kuberay v1.7.0's helm-chart values; two independent sources are \
+             required",
         ),
     },
     ChartImage {
@@ -1023,7 +1077,7 @@ const CHART_IMAGES: &[ChartImage] = &[
              index, not at the ray-2.41.0 tag): architecture aarch64 adds the `-aarch64` suffix \
              and builds in forge-aarch64",
         node_selector: &["head", "nodeSelector"],
-        digest: Pin::No("no public pin found; Docker Hub not reachable"),
+        digest: Pin::No(WHY_RAY),
     },
     ChartImage {
         chart: "ray-cluster",
@@ -1032,7 +1086,7 @@ const CHART_IMAGES: &[ChartImage] = &[
         platforms: &["linux/arm64"],
         platforms_source: "as the head",
         node_selector: &["worker", "nodeSelector"],
-        digest: Pin::No("no public pin found; Docker Hub not reachable"),
+        digest: Pin::No(WHY_RAY),
     },
     ChartImage {
         chart: "jaeger",
