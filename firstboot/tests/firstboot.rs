@@ -7,7 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_piimg-firstboot");
+mod common;
+use common::firstboot_command;
 const CLUSTER_ID: &str = "c0ffee0123456789";
 const LABEL: &str = "piimg-c0ffee01";
 const KEY: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7";
@@ -25,25 +26,6 @@ struct Node {
     grow: bool,
     /// The boot disk and the number of its root partition (the devices file's `root`).
     root_disk: Option<(PathBuf, u32)>,
-}
-
-/// The binary under test. When these tests are cross-built for arm64 and run under
-/// `qemu-aarch64-static` (scripts/test-firstboot-arm64), the host cannot exec the arm64 binary
-/// itself (no binfmt_misc needed or assumed), so it runs through the same cargo runner.
-fn firstboot_command() -> Command {
-    let runner_var = if cfg!(target_arch = "aarch64") {
-        "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER"
-    } else {
-        return Command::new(BIN);
-    };
-    match std::env::var(runner_var) {
-        Ok(runner) if !runner.trim().is_empty() => {
-            let mut cmd = Command::new(runner.trim());
-            cmd.arg(BIN);
-            cmd
-        }
-        _ => Command::new(BIN),
-    }
 }
 
 fn sh(cmd: &str, args: &[&str]) -> Output {

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
-const BIN: &str = env!("CARGO_BIN_EXE_piimg-firstboot");
+mod common;
+use common::firstboot_command;
 const KEY: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7";
 const SERIAL_A: &str = "10000000aaaa0001";
 const MAC_B: &str = "d8:3a:dd:00:00:0b";
@@ -227,7 +228,7 @@ impl Board {
     }
 
     fn firstboot(&self, verb: &str) -> Output {
-        Command::new(BIN)
+        firstboot_command()
             .arg(verb)
             .arg("--root")
             .arg(self.dir.path())
