@@ -42,6 +42,22 @@ pub struct BoardRow {
     pub seen_at: Duration,
 }
 
+impl BoardRow {
+    /// `board serial …, mac … (ADDRESS) of fleet F does not join: REASON`, for the log and
+    /// the table alike.
+    pub fn line(&self) -> String {
+        let address = if self.address.is_empty() {
+            "-"
+        } else {
+            &self.address
+        };
+        format!(
+            "board {} ({address}) of fleet {} does not join: {}",
+            self.hardware, self.fleet, self.reason
+        )
+    }
+}
+
 /// All rows plus the latest rejections.
 #[derive(Debug, Default)]
 pub struct Board {
@@ -166,17 +182,7 @@ impl Board {
             seen_at: at,
             hardware: hardware.clone(),
         };
-        let line = format!(
-            "board {} ({}) of fleet {} does not join: {}",
-            row.hardware,
-            if row.address.is_empty() {
-                "-"
-            } else {
-                &row.address
-            },
-            row.fleet,
-            row.reason
-        );
+        let line = row.line();
         self.boards.insert(hardware, row);
         line
     }
@@ -227,18 +233,7 @@ impl Board {
             );
         }
         for b in self.boards.values() {
-            let _ = writeln!(
-                out,
-                "board {} ({}) of fleet {}: {}",
-                b.hardware,
-                if b.address.is_empty() {
-                    "-"
-                } else {
-                    &b.address
-                },
-                b.fleet,
-                b.reason
-            );
+            let _ = writeln!(out, "{}", b.line());
         }
         out
     }
