@@ -44,6 +44,17 @@ fn quoted(path: &str) -> String {
     format!("\"{path}\"")
 }
 
+/// Whether `path` exists in the ext4 filesystem at byte `start` (a symlink itself counts).
+pub fn debugfs_exists(image: &Path, start: u64, path: &str) -> bool {
+    let mut command = Command::new("debugfs");
+    command
+        .arg("-R")
+        .arg(format!("stat {}", quoted(path)))
+        .arg(offset_spec(image, start));
+    let out = cmd::output(&mut command);
+    !String::from_utf8_lossy(&out.stderr).contains("File not found")
+}
+
 /// The bytes of `path` in the ext4 filesystem at byte `start`; panics if it does not exist.
 /// A symlink as the last component is not followed (debugfs semantics).
 pub fn debugfs_cat(image: &Path, start: u64, path: &str) -> Vec<u8> {

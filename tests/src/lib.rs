@@ -25,8 +25,8 @@ pub use fixture::{
     workspace_root, Kind, FIXTURE_EPOCH,
 };
 pub use fsread::{
-    blkid_probe, debugfs_cat, debugfs_inode, debugfs_ls, debugfs_stat, mtype, offset_spec,
-    DirEntry, InodeInfo, EXT4_INDEX_FL,
+    blkid_probe, debugfs_cat, debugfs_exists, debugfs_inode, debugfs_ls, debugfs_stat, mtype,
+    offset_spec, DirEntry, InodeInfo, EXT4_INDEX_FL,
 };
 pub use inspect::{debugfs_write, image_root_start, inspect_json, root_start};
 pub use partitions::{partitions, table, PartInfo, TableInfo};

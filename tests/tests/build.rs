@@ -18,13 +18,7 @@ fn text(image: &Path, start: u64, path: &str) -> String {
 }
 
 fn exists(image: &Path, start: u64, path: &str) -> bool {
-    let out = Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("stat {path}"))
-        .arg(e2e::offset_spec(image, start))
-        .output()
-        .unwrap();
-    !String::from_utf8_lossy(&out.stderr).contains("File not found")
+    e2e::debugfs_exists(image, start, path)
 }
 
 fn output_files(tc: &TestCluster) -> Vec<String> {

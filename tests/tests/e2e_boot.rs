@@ -450,13 +450,7 @@ fn root_file(image: &Path, path: &str) -> Option<Vec<u8>> {
         .into_iter()
         .find(|p| p.number == ROOT_PARTITION)
         .expect("root partition");
-    let out = std::process::Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("stat {path}"))
-        .arg(piimg_e2e::offset_spec(image, root.start))
-        .output()
-        .expect("run debugfs");
-    if String::from_utf8_lossy(&out.stderr).contains("File not found") {
+    if !piimg_e2e::debugfs_exists(image, root.start, path) {
         return None;
     }
     Some(debugfs_cat(image, root.start, path))

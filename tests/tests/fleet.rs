@@ -36,13 +36,7 @@ fn mode(image: &Path, start: u64, path: &str) -> u32 {
 }
 
 fn absent(image: &Path, start: u64, path: &str) -> bool {
-    let out = Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("stat {path}"))
-        .arg(e2e::offset_spec(image, start))
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stderr).contains("File not found")
+    !e2e::debugfs_exists(image, start, path)
 }
 
 /// The image's `/etc` copied out (debugfs `rdump`) into `root/etc`, as a board's root.
